@@ -1,0 +1,54 @@
+"""``python -m refserver APP``: the command line, generated from :data:`refserver.config.OPTIONS`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import OPTIONS, Config, ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refserver",
+        description="Serve a WSGI, ASGI or RSGI application over HTTP/1.1.",
+        epilog="Every option can also be set as REFSERVER_<NAME> in the environment.",
+    )
+    parser.add_argument("app", metavar="APP", help='the application, as "module:attribute"')
+    for option in OPTIONS:
+        # SUPPRESS keeps unset options out of the namespace, so the environment can fill them.
+        if option.type is bool:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=f"{option.help} (default: {option.default})",
+            )
+        else:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                type=str,
+                metavar=option.name.upper(),
+                choices=option.choices or None,
+                default=argparse.SUPPRESS,
+                help=f"{option.help} (default: {option.default})",
+            )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .server import run_from_config
+
+    args = vars(build_parser().parse_args(argv))
+    app = args.pop("app")
+    try:
+        for option in OPTIONS:
+            if option.name in args:
+                args[option.name] = option.convert(args[option.name], "command line")
+        config = Config(app, **args)
+    except ConfigError as exc:
+        print(f"refserver: error: {exc}", file=sys.stderr)
+        return 1
+    return run_from_config(config)

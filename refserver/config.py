@@ -1,0 +1,180 @@
+"""Every option, declared once.
+
+The command line (:mod:`refserver.cli`), the ``REFSERVER_<NAME>`` environment variables,
+``refserver.run(app, **options)`` and :class:`Config` are all derived from :data:`OPTIONS`, so an
+option cannot exist in one place and be missing from another.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """Invalid configuration: reported as one line, exit code 1."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: type  # str, int, float or bool
+    default: object
+    help: str
+    choices: tuple = ()
+    optional: bool = False  # None is an accepted value ("not set")
+
+    @property
+    def env(self) -> str:
+        return "REFSERVER_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def convert(self, value: object, source: str) -> object:
+        """Check and coerce a value from any source, naming the source in the error."""
+        if value is None and self.optional:
+            return None
+        try:
+            if self.type is bool:
+                value = _to_bool(value)
+            elif isinstance(value, str) or self.type is not str:
+                if self.type in (int, float) and isinstance(value, bool):
+                    raise ValueError
+                if self.type is int and isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                value = self.type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}"
+            ) from None
+        if self.choices and value not in self.choices:
+            raise ConfigError(
+                f"{source}: {self.flag} must be one of {', '.join(self.choices)}, got {value!r}"
+            )
+        if self.type in (int, float) and value < 0:
+            raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
+        return value
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    raise ValueError(value)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, "127.0.0.1", "Bind socket to this host."),
+    Option("port", int, 8000, "Bind socket to this port (0 picks a free one)."),
+    Option("uds", str, None, "Bind to a UNIX domain socket instead of host/port.", optional=True),
+    Option(
+        "interface",
+        str,
+        "auto",
+        "Application interface; auto detects it from the application object.",
+        choices=("auto", "asgi", "rsgi", "wsgi"),
+    ),
+    Option(
+        "impl",
+        str,
+        "auto",
+        "Implementation: pure (h11, asyncio) or fast (Cython, httptools); auto picks fast when built.",
+        choices=("auto", "pure", "fast"),
+    ),
+    Option(
+        "loop",
+        str,
+        "auto",
+        "Event loop; auto uses uvloop with the fast path when installed.",
+        choices=("auto", "asyncio", "uvloop"),
+    ),
+    Option("factory", bool, False, "Treat APP as a callable that returns the application."),
+    Option("app_dir", str, ".", "Look for APP in this directory (put first on sys.path)."),
+    Option("root_path", str, "", "ASGI root_path / WSGI SCRIPT_NAME of the application mount."),
+    Option(
+        "lifespan",
+        str,
+        "auto",
+        "ASGI lifespan: auto runs it if the app supports it, on requires it, off skips it.",
+        choices=("auto", "on", "off"),
+    ),
+    Option(
+        "log_level",
+        str,
+        "info",
+        "Log level.",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    ),
+    Option("access_log", bool, True, "Log one line per request."),
+    Option("server_header", bool, True, "Send a Server header on responses."),
+    Option("date_header", bool, True, "Send a Date header on responses."),
+    Option("timeout_keep_alive", float, 5.0, "Close idle keep-alive connections after N seconds."),
+    Option(
+        "timeout_graceful_shutdown",
+        float,
+        30.0,
+        "On shutdown, wait at most N seconds for in-flight requests before closing them.",
+    ),
+    Option(
+        "http1_header_read_timeout",
+        float,
+        30.0,
+        "Seconds a client has to send a complete request head (408 after that).",
+    ),
+    Option(
+        "limit_concurrency",
+        int,
+        None,
+        "Answer 503 once this many requests are in flight.",
+        optional=True,
+    ),
+    Option(
+        "backpressure",
+        int,
+        None,
+        "Hold new requests (stop reading) once this many are in flight.",
+        optional=True,
+    ),
+    Option(
+        "blocking_threads", int, 32, "Threads that run WSGI applications (the WSGI pool size)."
+    ),
+    Option("limit_request_line", int, 8190, "Longest request line, in bytes (414 beyond)."),
+    Option("limit_request_head", int, 65536, "Largest request head, in bytes (431 beyond)."),
+    Option("limit_request_fields", int, 100, "Most request header fields (431 beyond)."),
+    Option("limit_request_body", int, 0, "Largest request body in bytes, 0 for no limit (413)."),
+)
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+class Config:
+    """Validated settings for one server, plus the application (object or ``"module:attr"``)."""
+
+    def __init__(self, app: object = None, **options: object):
+        unknown = sorted(set(options) - set(_BY_NAME))
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        self.app = app
+        for option in OPTIONS:
+            if option.name in options:
+                value = option.convert(options[option.name], "argument")
+            elif option.env in os.environ:
+                value = option.convert(os.environ[option.env], option.env)
+            else:
+                value = option.default
+            setattr(self, option.name, value)
+        if self.uds is None and not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.blocking_threads < 1:
+            raise ConfigError("--blocking-threads must be at least 1")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS)
+        return f"Config(app={self.app!r}, {fields})"

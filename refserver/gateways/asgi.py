@@ -1,0 +1,194 @@
+"""ASGI 3 (HTTP scope, spec 2.5): one state machine per request, over any :class:`Stream`."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import unquote_to_bytes
+
+from ..wire.events import ResponseError
+from .stream import ClientDisconnected
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+
+
+class ASGIProtocolError(RuntimeError):
+    """The application sent a message the ASGI HTTP protocol does not allow at that point."""
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decode a path as UTF-8; invalid bytes become U+FFFD (the RSGI rule, kept for all)."""
+    if b"%" not in raw_path:
+        try:
+            return raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            pass
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+
+def build_http_scope(stream, root_path: str, state: dict) -> dict:
+    """The ``http`` scope. ``path`` and ``raw_path`` include ``root_path`` (as uvicorn does since
+    the asgiref clarification that root_path is a prefix of path)."""
+    raw_path = stream.raw_path
+    path = decode_path(raw_path)
+    if root_path:
+        path = root_path + path
+        raw_path = root_path.encode("utf-8") + raw_path
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": stream.http_version,
+        "server": stream.server,
+        "client": stream.client,
+        "scheme": stream.scheme,
+        "method": stream.method,
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": stream.query_string,
+        "headers": stream.headers,
+        "state": state.copy(),
+        "extensions": {},
+    }
+
+
+_START, _BODY, _DONE = 0, 1, 2
+
+
+class HTTPCycle:
+    """``receive`` and ``send`` for one request."""
+
+    __slots__ = ("stream", "phase", "_status", "_headers")
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.phase = _START
+        self._status = 0
+        self._headers = None
+
+    async def receive(self) -> dict:
+        stream = self.stream
+        if not stream.disconnected and not stream.response_complete and not stream.body_complete:
+            try:
+                body = await stream.receive()
+            except ClientDisconnected:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": body, "more_body": not stream.body_complete}
+        # The body has been delivered: the next event is the end of the exchange.
+        await stream.wait_disconnect()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        stream = self.stream
+        if stream.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        kind = message.get("type") if isinstance(message, dict) else None
+        phase = self.phase
+        if phase == _START:
+            if kind != "http.response.start":
+                raise ASGIProtocolError(
+                    f"expected 'http.response.start', got {kind!r} (ASGI HTTP: the response "
+                    "starts with http.response.start)"
+                )
+            status = message.get("status")
+            if type(status) is not int:
+                raise ASGIProtocolError(f"'status' must be an int, got {status!r}")
+            self._status = status
+            self._headers = _header_list(message.get("headers", ()))
+            self.phase = _BODY
+        elif phase == _BODY:
+            if kind != "http.response.body":
+                raise ASGIProtocolError(
+                    f"expected 'http.response.body', got {kind!r}"
+                )
+            body = message.get("body", b"")
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ASGIProtocolError(f"'body' must be bytes, got {type(body).__name__}")
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.phase = _DONE
+            headers = self._headers
+            if headers is not None:
+                # The start message is held until the first body message, so a single-message
+                # response can carry its Content-Length.
+                self._headers = None
+                stream.start_response(self._status, headers, bytes(body), end=not more)
+            else:
+                await stream.send_body(bytes(body), end=not more)
+        else:
+            raise ASGIProtocolError(
+                f"{kind!r} sent after the response was complete"
+            )
+
+
+def _header_list(headers) -> list:
+    out = []
+    try:
+        for name, value in headers:
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise ASGIProtocolError(
+                    f"response headers must be (bytes, bytes) pairs, got ({name!r}, {value!r})"
+                )
+            out.append((name, value))
+    except (TypeError, ValueError):
+        raise ASGIProtocolError(
+            "response headers must be an iterable of [name, value] bytes pairs"
+        ) from None
+    return out
+
+
+class ASGIGateway:
+    """Runs one ASGI application call per request and guarantees the request gets an answer."""
+
+    def __init__(self, app, server_state):
+        self.app = app
+        self.server = server_state
+        self.logger = server_state.logger
+        self.root_path = server_state.config.root_path
+
+    async def __call__(self, stream) -> None:
+        scope = build_http_scope(stream, self.root_path, self.server.lifespan_state)
+        cycle = HTTPCycle(stream)
+        try:
+            await self.app(scope, cycle.receive, cycle.send)
+        except ClientDisconnected:
+            return
+        except asyncio.CancelledError:
+            if not stream.response_complete:
+                stream.abort()
+            raise
+        except ResponseError as exc:
+            self.logger.error("invalid ASGI response: %s", exc)
+            _fail(stream)
+        except BaseException as exc:  # noqa: BLE001 - an app error must never kill the server
+            if stream.disconnected:
+                return
+            self.logger.error("exception in ASGI application", exc_info=exc)
+            _fail(stream)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not stream.response_complete and not stream.disconnected:
+                self.logger.error(
+                    "ASGI application returned without %s the response",
+                    "completing" if stream.response_started else "starting",
+                )
+                _fail(stream)
+
+
+def _fail(stream) -> None:
+    """500 when nothing was sent yet; otherwise the connection must be dropped."""
+    if stream.disconnected:
+        return
+    if not stream.response_started:
+        try:
+            stream.start_response(
+                500,
+                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                b"Internal Server Error",
+                end=True,
+            )
+            return
+        except (ResponseError, ClientDisconnected):
+            pass
+    if not stream.response_complete:
+        stream.abort()

@@ -1,0 +1,39 @@
+"""The one place where the reference and the fast implementation are chosen.
+
+An implementation is a set of components behind fixed interfaces: the HTTP/1.1 request parser,
+the response-head writer and the scope builders. Everything else is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ImplementationUnavailable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Implementation:
+    name: str
+    make_parser: object  # (max_head_size) -> parser with the H11Parser interface
+    head_writer: object  # (status, reason, headers) -> bytes
+
+
+def _pure() -> Implementation:
+    from .wire.h1 import write_head
+    from .wire.h11_parser import H11Parser
+
+    return Implementation("pure", H11Parser, write_head)
+
+
+def select(requested: str) -> tuple[Implementation, str | None]:
+    """The implementation for ``--impl``, and a note to log when ``auto`` had to fall back."""
+    if requested == "fast":
+        raise ImplementationUnavailable(
+            "--impl fast: the fast path (refserver._speedups) is not available in this build"
+        )
+    note = None
+    if requested == "auto":
+        note = "fast path not available, using the pure-Python reference path"
+    return _pure(), note

@@ -1,0 +1,446 @@
+"""HTTP/1.1 over an asyncio transport.
+
+Thin on purpose: bytes go to :class:`refserver.wire.h1.H1Connection`, requests go to the gateway as
+:class:`H1Stream` objects, and this module adds only what needs a clock or a socket: timeouts,
+flow control in both directions, and the connection's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from urllib.parse import unquote_to_bytes
+
+from ..gateways.stream import ClientDisconnected
+from ..wire.events import NEED_DATA, PAUSED, Body, EndOfMessage, HTTPError, RequestHead
+from ..wire.h1 import H1Connection
+
+# Stop reading from the socket while this much request body waits for the application.
+BODY_HIGH_WATER = 65536
+
+
+def _split_target(target: bytes):
+    """(raw path, query string, authority) of a request target in any of its four forms."""
+    authority = None
+    if target[:1] != b"/":
+        if target == b"*":
+            return b"*", b"", None
+        scheme_end = target.find(b"://")
+        if scheme_end > 0:  # absolute-form
+            rest = target[scheme_end + 3 :]
+            slash = rest.find(b"/")
+            query_at = rest.find(b"?")
+            end = min(i for i in (slash, query_at, len(rest)) if i >= 0)
+            authority = rest[:end].decode("latin-1")
+            target = rest[end:]
+            if target[:1] != b"/":
+                target = b"/" + target
+        else:  # authority-form (CONNECT)
+            return b"", b"", target.decode("latin-1")
+    path, _, query = target.partition(b"?")
+    return path, query, authority
+
+
+class H1Stream:
+    """One request/response exchange on an HTTP/1.1 connection (see gateways.stream.Stream)."""
+
+    __slots__ = (
+        "_proto",
+        "method",
+        "raw_path",
+        "query_string",
+        "http_version",
+        "headers",
+        "scheme",
+        "client",
+        "server",
+        "authority",
+        "body_complete",
+        "response_started",
+        "response_complete",
+        "disconnected",
+        "status",
+        "_chunks",
+        "_buffered",
+        "_body_waiter",
+        "_done_waiter",
+        "_delivered_end",
+    )
+
+    def __init__(self, proto: "H1Protocol", head: RequestHead):
+        self._proto = proto
+        self.method = head.method.decode("ascii")
+        self.raw_path, self.query_string, self.authority = _split_target(head.target)
+        self.http_version = head.http_version.decode("ascii")
+        self.headers = head.headers
+        self.scheme = proto.scheme
+        self.client = proto.client
+        self.server = proto.server
+        self.body_complete = False
+        self.response_started = False
+        self.response_complete = False
+        self.disconnected = False
+        self.status = 0
+        self._chunks: deque = deque()
+        self._buffered = 0
+        self._body_waiter = None
+        self._done_waiter = None
+        self._delivered_end = False
+
+    # -------------------------------------------------------------- fed by the protocol
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > BODY_HIGH_WATER:
+            self._proto.pause_reading_for_body()
+        self._wake_body()
+
+    def _feed_end(self) -> None:
+        self.body_complete = True
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _finish(self, disconnected: bool) -> None:
+        if disconnected:
+            self.disconnected = True
+        self._wake_body()
+        waiter = self._done_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -------------------------------------------------------------- used by gateways
+
+    async def receive(self) -> bytes:
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+                self._chunks.clear()
+                self._buffered = 0
+                self._proto.resume_reading_for_body()
+                return data
+            if self.body_complete:
+                return b""
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected before sending the whole body")
+            self._proto.body_wanted()
+            self._body_waiter = self._proto.loop.create_future()
+            try:
+                await self._body_waiter
+            finally:
+                self._body_waiter = None
+
+    async def wait_disconnect(self) -> None:
+        if self.disconnected or self.response_complete:
+            return
+        if self._done_waiter is None:
+            self._done_waiter = self._proto.loop.create_future()
+        await asyncio.shield(self._done_waiter)
+
+    def start_response(self, status, headers, body=b"", end=False) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        data = self._proto.conn.response_head(status, headers, body, end)
+        self.response_started = True
+        self.status = status
+        self._proto.write(data)
+        if end:
+            self._complete()
+
+    async def send_body(self, data: bytes, end: bool = False) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        proto = self._proto
+        out = proto.conn.response_body(data) if data else b""
+        if end:
+            out += proto.conn.response_end()
+        if out:
+            proto.write(out)
+        if end:
+            self._complete()
+        elif proto.write_paused:
+            await proto.drain()
+
+    def end_response(self) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        data = self._proto.conn.response_end()
+        if data:
+            self._proto.write(data)
+        self._complete()
+
+    def abort(self) -> None:
+        self._proto.close(abort=True)
+
+    def _complete(self) -> None:
+        self.response_complete = True
+        waiter = self._done_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._proto.response_done(self)
+
+
+class H1Protocol(asyncio.Protocol):
+    """One HTTP/1.1 connection: feeds the wire core, dispatches requests, enforces timeouts."""
+
+    def __init__(self, server_state, make_parser, head_writer):
+        self.state = server_state
+        self.loop = server_state.loop
+        config = server_state.config
+        self.conn = H1Connection(
+            make_parser(config.limit_request_head),
+            server_state.limits,
+            date_header=config.date_header,
+            server_header=b"refserver" if config.server_header else None,
+            head_writer=head_writer,
+        )
+        self.transport = None
+        self.scheme = "http"
+        self.client = None
+        self.server = None
+        self.stream: H1Stream | None = None
+        self.task = None
+        self.write_paused = False
+        self._drain_waiters: list = []
+        self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
+        self._timer = None
+        self._timer_is_idle = False
+        self._closing = False
+        self._shutting_down = False
+
+    # ---------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        if transport.get_extra_info("sslcontext"):
+            self.scheme = "https"
+        self.state.connections.add(self)
+        self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout)
+
+    def connection_lost(self, exc) -> None:
+        self._closing = True
+        self._cancel_timer()
+        self.state.connections.discard(self)
+        stream = self.stream
+        if stream is not None:
+            stream._finish(disconnected=True)
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.awaiting_head and self.stream is None:
+            # Bytes of a new request: the idle keep-alive timer no longer applies.
+            if self._timer is not None and self._timer_is_idle:
+                self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout)
+        try:
+            self.conn.receive_data(data)
+        except HTTPError as exc:
+            self._reject(exc)
+            return
+        self._process()
+
+    def eof_received(self):
+        # A client that shuts down its side has gone, as far as the application is concerned
+        # (as in uvicorn and Granian): the transport closes and the stream sees a disconnect.
+        if self.stream is not None:
+            self.stream._finish(disconnected=True)
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    # ---------------------------------------------------------------- parsing
+
+    def _process(self) -> None:
+        conn = self.conn
+        while not self._closing:
+            try:
+                event = conn.next_event()
+            except HTTPError as exc:
+                self._reject(exc)
+                return
+            kind = type(event)
+            if kind is Body:
+                if self.stream is not None:
+                    self.stream._feed(event.data)
+            elif kind is RequestHead:
+                self._cancel_timer()
+                self._start_request(event)
+            elif kind is EndOfMessage:
+                stream = self.stream
+                if stream is not None:
+                    stream._feed_end()
+                    if stream.response_complete:
+                        self._next_cycle()
+            elif event is NEED_DATA:
+                return
+            elif event is PAUSED:
+                self._pause_reading("pipeline")
+                return
+            else:  # the peer closed its side
+                if self.stream is None or self.stream.response_complete:
+                    self.close()
+                elif not self.stream.body_complete:
+                    self.stream._finish(disconnected=True)
+                return
+
+    def _start_request(self, head: RequestHead) -> None:
+        stream = H1Stream(self, head)
+        self.stream = stream
+        if self._shutting_down:
+            self.conn.keep_alive = False
+        self.task = self.state.dispatch(stream)
+
+    def _reject(self, exc: HTTPError) -> None:
+        self.state.logger.info(
+            "%s: %d %s", _peer(self.client), exc.status, exc.detail
+        )
+        stream = self.stream
+        if stream is None or not stream.response_started:
+            if stream is not None:
+                stream.response_started = True
+            try:
+                self.write(self.conn.error_response(exc.status))
+            except Exception:  # a response head was already written by the app
+                pass
+        if stream is not None:
+            stream._finish(disconnected=True)
+        self.close()
+
+    # ---------------------------------------------------------------- cycles
+
+    def response_done(self, stream: H1Stream) -> None:
+        self.state.log_access(stream)
+        if stream.body_complete or not self.conn.keep_alive:
+            self._next_cycle()
+        # Otherwise the rest of the body is read and discarded; EndOfMessage finishes the cycle.
+
+    def _next_cycle(self) -> None:
+        stream = self.stream
+        if stream is not None:
+            stream._finish(disconnected=False)
+        self.stream = None
+        self.task = None
+        if not self.conn.keep_alive or self._shutting_down:
+            self.close()
+            return
+        try:
+            self.conn.start_next_cycle()
+        except HTTPError as exc:
+            self._reject(exc)
+            return
+        self._resume_reading("pipeline")
+        self._resume_reading("body")
+        self._arm_timer(self.state.config.timeout_keep_alive, self._on_idle_timeout, idle=True)
+        self._process()
+
+    # ---------------------------------------------------------------- flow control
+
+    def body_wanted(self) -> None:
+        """The application waits for body: send 100 Continue if owed, and read from the socket."""
+        conn = self.conn
+        if conn.expect_continue and not conn.sent_continue and not conn.response_started:
+            self.write(conn.continue_response())
+        self._resume_reading("body")
+
+    def pause_reading_for_body(self) -> None:
+        self._pause_reading("body")
+
+    def resume_reading_for_body(self) -> None:
+        self._resume_reading("body")
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_paused_for and self.transport is not None:
+            self.transport.pause_reading()
+        self._read_paused_for.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason in self._read_paused_for:
+            self._read_paused_for.discard(reason)
+            if not self._read_paused_for and not self._closing:
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self._closing:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self._closing:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._closing and self.stream is not None and self.stream.disconnected:
+            raise ClientDisconnected("the client disconnected")
+
+    # ---------------------------------------------------------------- timers and closing
+
+    def _arm_timer(self, delay: float, callback, idle: bool = False) -> None:
+        self._cancel_timer()
+        self._timer_is_idle = idle
+        if delay:
+            self._timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_head_timeout(self) -> None:
+        self._timer = None
+        if self.stream is None and self.conn.has_partial_head:
+            from ..wire.events import RequestTimeout
+
+            self._reject(RequestTimeout("request head not received in time"))
+        else:
+            self.close()
+
+    def _on_idle_timeout(self) -> None:
+        self._timer = None
+        if self.stream is None:
+            self.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close now if idle, else after the response in progress."""
+        self._shutting_down = True
+        if self.stream is None:
+            self.close()
+        else:
+            self.conn.keep_alive = False
+
+    def close(self, abort: bool = False) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+
+def _address(addr):
+    if isinstance(addr, tuple):
+        return (addr[0], addr[1])
+    if isinstance(addr, str) and addr:
+        return (addr, None)
+    return None
+
+
+def _peer(client) -> str:
+    return "%s:%s" % client if client and client[1] is not None else "unix"

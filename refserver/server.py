@@ -1,0 +1,343 @@
+"""The server: sockets, the event loop, application start-up and shut-down, connections.
+
+:class:`Server` is embeddable (``await Server(config).serve()`` inside a running loop);
+:func:`run` and the command line own the loop and the signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from . import logs
+from .config import Config, ConfigError
+from .impl import ImplementationUnavailable, select
+from .loader import detect_interface, load_app
+from .protocols.h1 import H1Protocol
+from .server_errors import StartupFailed
+from .wire.h1 import Limits
+
+logger = logs.error_logger
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_STARTUP_FAILED = 3
+
+
+class ServerState:
+    """What every connection and gateway of one server shares."""
+
+    def __init__(self, config: Config, loop, impl):
+        self.config = config
+        self.loop = loop
+        self.impl = impl
+        self.limits = Limits(
+            config.limit_request_line,
+            config.limit_request_head,
+            config.limit_request_fields,
+            config.limit_request_body,
+        )
+        self.connections: set = set()
+        self.tasks: set = set()
+        self.lifespan_state: dict = {}
+        self.handler = None  # async callable(stream), set once the app is loaded
+        self.logger = logger
+        self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
+        self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
+
+    def dispatch(self, stream):
+        """Start the gateway for one request; answers 503 past ``--limit-concurrency``."""
+        limit = self.config.limit_concurrency
+        if limit is not None and len(self.tasks) >= limit:
+            stream.start_response(
+                503,
+                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                b"Service Unavailable",
+                end=True,
+            )
+            return None
+        coro = self.handler(stream) if self._semaphore is None else self._held(stream)
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _held(self, stream):
+        async with self._semaphore:
+            await self.handler(stream)
+
+    def log_access(self, stream) -> None:
+        if self.access_log:
+            client = stream.client
+            logs.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                "%s:%s" % client if client and client[1] is not None else "-",
+                stream.method,
+                (stream.raw_path + (b"?" + stream.query_string if stream.query_string else b""))
+                .decode("latin-1"),
+                stream.http_version,
+                stream.status,
+            )
+
+
+class Server:
+    """One listening server on one event loop."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.app = None
+        self.interface = None
+        self.state: ServerState | None = None
+        self.started = asyncio.Event() if _has_loop() else None
+        self.should_exit = False
+        self.force_exit = False
+        self.sockets: list = []
+        self._servers: list = []
+        self._exit_event: asyncio.Event | None = None
+        self._lifespan = None
+
+    # ---------------------------------------------------------------- loading
+
+    def load(self) -> None:
+        """Import the app and detect its interface (raises ConfigError subclasses)."""
+        if self.app is not None:
+            return
+        config = self.config
+        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        interface = config.interface
+        if interface == "auto":
+            interface = detect_interface(app)
+        self.app = app
+        self.interface = interface
+
+    def rsgi_hook(self, name: str, loop) -> None:
+        hook = getattr(self.app, name, None) if self.interface == "rsgi" else None
+        if hook is not None:
+            hook(loop)
+
+    # ---------------------------------------------------------------- serving
+
+    async def serve(self, sockets: list | None = None) -> None:
+        """Serve until :meth:`request_shutdown`; raises StartupFailed if the app fails to start."""
+        await self.startup(sockets)
+        try:
+            await self._exit_event.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self, sockets: list | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if self.started is None:
+            self.started = asyncio.Event()
+        self._exit_event = asyncio.Event()
+        if self.should_exit:
+            self._exit_event.set()
+        self.load()
+        impl, note = select(self.config.impl)
+        if note:
+            logger.info(note)
+        state = ServerState(self.config, loop, impl)
+        self.state = state
+        state.handler = self._make_handler(state)
+        if self.interface == "asgi" and self.config.lifespan != "off":
+            from .gateways.lifespan import Lifespan
+
+            self._lifespan = Lifespan(self.app, state, self.config.lifespan)
+            await self._lifespan.startup()  # raises StartupFailed
+
+        def factory():
+            return H1Protocol(state, impl.make_parser, impl.head_writer)
+
+        config = self.config
+        if sockets is None:
+            sockets = [bind_socket(config)]
+        self.sockets = sockets
+        for sock in sockets:
+            if sock.family == getattr(socket, "AF_UNIX", None):
+                server = await loop.create_unix_server(factory, sock=sock)
+            else:
+                server = await loop.create_server(factory, sock=sock)
+            self._servers.append(server)
+        logger.info(
+            "refserver running on %s (interface %s, impl %s, loop %s)",
+            describe_address(sockets[0]),
+            self.interface,
+            impl.name,
+            _loop_name(loop),
+        )
+        self.started.set()
+
+    def _make_handler(self, state: ServerState):
+        if self.interface == "asgi":
+            from .gateways.asgi import ASGIGateway
+
+            return ASGIGateway(self.app, state)
+        if self.interface == "rsgi":
+            from .gateways.rsgi import RSGIGateway
+
+            return RSGIGateway(self.app, state)
+        from .gateways.wsgi import WSGIGateway
+
+        return WSGIGateway(self.app, state)
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful shutdown; a second call while shutting down closes everything now."""
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+        if self._exit_event is not None:
+            self._exit_event.set()
+
+    async def shutdown(self) -> None:
+        state = self.state
+        logger.info("shutting down")
+        for server in self._servers:
+            server.close()
+        if state is not None:
+            for conn in list(state.connections):
+                conn.shutdown()
+            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+            while state.tasks and not self.force_exit and time.monotonic() < deadline:
+                await asyncio.wait(
+                    list(state.tasks), timeout=min(0.1, max(0.0, deadline - time.monotonic()))
+                )
+            if state.tasks:
+                logger.warning(
+                    "%d request(s) still running after the graceful timeout; cancelling",
+                    len(state.tasks),
+                )
+            for conn in list(state.connections):
+                conn.close(abort=True)
+            for task in list(state.tasks):
+                task.cancel()
+            if state.tasks:
+                await asyncio.wait(list(state.tasks), timeout=5)
+        # Python 3.12+ wait_closed() waits for every connection; all are closed by now.
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), timeout=5)
+            except asyncio.TimeoutError:
+                logger.warning("listening socket did not close in time")
+        self._servers.clear()
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+        handler = state.handler if state is not None else None
+        if handler is not None and hasattr(handler, "close"):
+            handler.close()
+        if self.config.uds and os.path.exists(self.config.uds):
+            try:
+                os.unlink(self.config.uds)
+            except OSError:
+                pass
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _loop_name(loop) -> str:
+    module = type(loop).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio"
+
+
+def bind_socket(config: Config) -> socket.socket:
+    if config.uds:
+        if os.path.exists(config.uds):
+            os.unlink(config.uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(config.uds)
+        os.chmod(config.uds, 0o666)
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def describe_address(sock: socket.socket) -> str:
+    addr = sock.getsockname()
+    if isinstance(addr, str):
+        return f"unix:{addr}"
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def new_event_loop(name: str):
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+        else:
+            if name == "uvloop":
+                return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(app, **options) -> int:
+    """Serve ``app`` (an object or ``"module:attr"``) until SIGINT or SIGTERM; returns the exit code."""
+    return run_from_config(Config(app, **options))
+
+
+def run_from_config(config: Config) -> int:
+    logs.configure(config.log_level)
+    debug = config.log_level in ("debug", "trace")
+    server = Server(config)
+    try:
+        server.load()
+        # --loop auto means asyncio until the fast path exists: it is the reference loop.
+        loop = new_event_loop("asyncio" if config.loop == "auto" else config.loop)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    except Exception as exc:
+        logger.error("could not load the application %r: %s: %s", config.app, type(exc).__name__, exc,
+                     exc_info=debug)
+        return EXIT_CONFIG
+    asyncio.set_event_loop(loop)
+    try:
+        try:
+            server.rsgi_hook("__rsgi_init__", loop)
+        except Exception as exc:
+            logger.error("__rsgi_init__ failed: %s: %s", type(exc).__name__, exc, exc_info=debug)
+            return EXIT_STARTUP_FAILED
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_shutdown)
+        try:
+            loop.run_until_complete(server.serve())
+        except StartupFailed as exc:
+            logger.error("application startup failed: %s", exc)
+            return EXIT_STARTUP_FAILED
+        except (ConfigError, ImplementationUnavailable) as exc:
+            logger.error("%s", exc)
+            return EXIT_CONFIG
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        server.rsgi_hook("__rsgi_del__", loop)
+        return EXIT_OK
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
