@@ -8,8 +8,15 @@ import sys
 from .config import OPTIONS, Config, ConfigError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are configuration errors: one line and exit code 1, like every other one."""
+
+    def error(self, message: str):
+        self.exit(1, f"refserver: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="refserver",
         description="Serve a WSGI, ASGI or RSGI application over HTTP/1.1.",
         epilog="Every option can also be set as REFSERVER_<NAME> in the environment.",

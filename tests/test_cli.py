@@ -1,0 +1,153 @@
+"""The command line, the environment and exit codes, through a real ``python -m refserver``."""
+
+import http.client
+import signal
+
+import pytest
+from support import free_port, start_cli, wait_for_port
+
+from refserver.cli import build_parser
+from refserver.config import OPTIONS, Config, ConfigError
+
+
+def finish(proc, timeout=10):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def get(port, path="/"):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def test_every_option_is_on_the_command_line_and_in_config():
+    parser = build_parser()
+    flags = {a.dest for a in parser._actions}
+    for option in OPTIONS:
+        assert option.name in flags
+        assert hasattr(Config(), option.name)
+
+
+def test_environment_variables_fill_options(monkeypatch):
+    monkeypatch.setenv("REFSERVER_PORT", "9123")
+    monkeypatch.setenv("REFSERVER_ACCESS_LOG", "false")
+    config = Config("x:y")
+    assert config.port == 9123 and config.access_log is False
+    # An explicit argument wins over the environment.
+    assert Config("x:y", port=9000).port == 9000
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"port": "eighty"}, "--port expects int"),
+        ({"port": 70000}, "--port must be between"),
+        ({"interface": "cgi"}, "--interface must be one of"),
+        ({"nonsense": 1}, "unknown option"),
+        ({"timeout_keep_alive": -1}, "must not be negative"),
+    ],
+)
+def test_invalid_configuration_is_a_clear_error(options, message):
+    with pytest.raises(ConfigError, match=message):
+        Config("x:y", **options)
+
+
+def test_serves_and_logs_startup_line():
+    port = free_port()
+    proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--port", str(port))
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        assert get(port) == (200, b"done")
+    finally:
+        proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 0
+    assert f"running on http://127.0.0.1:{port} (interface asgi, impl pure, loop asyncio)" in err
+    assert "lifespan startup" in out and "lifespan shutdown" in out
+
+
+def test_port_from_environment():
+    port = free_port()
+    proc = start_cli("--app-dir", "tests", "cli_apps:factory", "--factory",
+                     env={"REFSERVER_PORT": str(port)})
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        assert get(port) == (200, b"done")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert finish(proc)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cli_apps:missing"], "attribute 'missing' not found in module 'cli_apps'"),
+        (["no_such_module:app"], "could not import module 'no_such_module'"),
+        (["cli_apps:not_an_app"], "must be callable"),
+        (["cli_apps"], 'APP must be given as "module:attribute"'),
+        (["cli_apps:slow", "--port", "x"], "--port expects int"),
+        (["cli_apps:slow", "--interface", "cgi"], "invalid choice"),
+        (["cli_apps:slow", "--impl", "fast"], "fast path"),
+    ],
+)
+def test_startup_errors_exit_1_with_one_line(args, message):
+    proc = start_cli("--app-dir", "tests", "--port", str(free_port()), *args)
+    code, out, err = finish(proc)
+    assert code == 1
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_import_error_inside_app_module_is_one_line_unless_debug():
+    port = str(free_port())
+    crash = {"CLI_APPS_CRASH_ON_IMPORT": "1"}
+    code, _, err = finish(start_cli("--app-dir", "tests", "cli_apps:slow", "--port", port,
+                                    env=crash))
+    assert code == 1 and "boom at import" in err and "Traceback" not in err
+    code, _, err = finish(start_cli("--app-dir", "tests", "cli_apps:slow", "--port", port,
+                                    "--log-level", "debug", env=crash))
+    assert code == 1 and "Traceback" in err
+
+
+def test_lifespan_startup_failure_exits_3():
+    proc = start_cli("--app-dir", "tests", "cli_apps:failing_startup", "--port", str(free_port()))
+    code, _, err = finish(proc)
+    assert code == 3
+    assert "database unreachable" in err
+    assert "Traceback" not in err
+
+
+def test_uds(tmp_path):
+    import socket
+
+    path = str(tmp_path / "refserver.sock")
+    proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", path)
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(path)
+                break
+            except OSError:
+                sock.close()
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.02)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        sock.close()
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"done")
+    finally:
+        proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 0 and f"unix:{path}" in err
+

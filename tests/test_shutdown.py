@@ -1,0 +1,168 @@
+"""SIGINT/SIGTERM: stop accepting, finish in-flight requests, close idle connections, exit 0.
+
+These run a real ``python -m refserver`` so that signals, the event loop's shutdown and
+``asyncio.Server.wait_closed()`` (which waits for connections on Python 3.12+) are all exercised.
+"""
+
+import asyncio
+import http.client
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from support import free_port, start_cli, wait_for_port
+
+from refserver import Config, Server
+
+
+def launch(*args):
+    port = free_port()
+    proc = start_cli("--app-dir", "tests", "--port", str(port), *args)
+    wait_for_port("127.0.0.1", port, proc=proc)
+    return proc, port
+
+
+def finish(proc, timeout=15):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def slow_get_in_thread(port, delay):
+    result = {}
+
+    def run():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", f"/?{delay}")
+            response = conn.getresponse()
+            result["status"] = response.status
+            result["body"] = response.read()
+            result["connection"] = response.getheader("connection")
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = exc
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def wait_in_flight(proc):
+    """Block until the app reports that a slow request is inside it; returns the lines read."""
+    lines = []
+    while True:
+        line = proc.stdout.readline().decode()
+        assert line, "the server exited before the request reached the app"
+        lines.append(line)
+        if line.startswith("request in flight"):
+            return "".join(lines)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_in_flight_request_completes(signum):
+    proc, port = launch("cli_apps:slow")
+    thread, result = slow_get_in_thread(port, 1.0)
+    before = wait_in_flight(proc)
+    started = time.monotonic()
+    proc.send_signal(signum)
+    thread.join(10)
+    code, out, err = finish(proc)
+    out = before + out
+    assert result.get("status") == 200 and result["body"] == b"done", result
+    assert result["connection"] == "close"
+    assert code == 0, err
+    assert out.index("lifespan startup") < out.index("lifespan shutdown")
+    assert time.monotonic() - started < 5
+
+
+def test_stops_accepting_while_draining():
+    proc, port = launch("cli_apps:slow")
+    thread, result = slow_get_in_thread(port, 1.5)
+    wait_in_flight(proc)
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    refused = False
+    while time.monotonic() < deadline and not refused:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            time.sleep(0.02)
+        except OSError:
+            refused = True
+    thread.join(10)
+    assert refused
+    assert result.get("status") == 200
+    assert finish(proc)[0] == 0
+
+
+def test_idle_keep_alive_connections_close_at_once():
+    proc, port = launch("cli_apps:slow", "--timeout-keep-alive", "60")
+    client = httpx.Client()
+    assert client.get(f"http://127.0.0.1:{port}/").text == "done"  # connection stays open
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    client.close()
+    assert code == 0, err
+    assert time.monotonic() - started < 3
+
+
+def test_graceful_timeout_bounds_the_wait():
+    proc, port = launch("cli_apps:slow", "--timeout-graceful-shutdown", "0.5")
+    thread, result = slow_get_in_thread(port, 30)
+    wait_in_flight(proc)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    thread.join(10)
+    assert code == 0, err
+    assert time.monotonic() - started < 4
+    assert "error" in result  # the request was cut off
+    assert "still running after the graceful timeout" in err
+
+
+def test_second_signal_forces_exit():
+    proc, port = launch("cli_apps:slow", "--timeout-graceful-shutdown", "30")
+    thread, result = slow_get_in_thread(port, 30)
+    wait_in_flight(proc)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    while "shutting down" not in proc.stderr.readline().decode():
+        pass
+    proc.send_signal(signal.SIGINT)
+    code, _, _ = finish(proc)
+    thread.join(10)
+    assert code == 0
+    assert time.monotonic() - started < 4
+
+
+def test_rsgi_hooks_run_around_serving_with_the_loop_stopped():
+    proc, port = launch("cli_apps:rsgi_hooks")
+    assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert out.split() == "init running=False request del running=False".split()
+
+
+def test_embedded_server_in_a_running_loop():
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"embedded"})
+
+    async def main():
+        server = Server(Config(app, port=0, lifespan="off", log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        await server.started.wait()
+        port = server.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/")
+        server.request_shutdown()
+        await asyncio.wait_for(task, 5)
+        return response.text
+
+    assert asyncio.run(main()) == "embedded"
