@@ -1,0 +1,469 @@
+"""RSGI 1.6, HTTP: one protocol object per request, over any :class:`~.stream.Stream`.
+
+The RSGI response calls are synchronous while writing to a slow client is not, so the split is:
+the response head (and a whole ``bytes``/``str`` body) is written inside the call; a file body is
+sent by a task started by the call; a streamed body is written by the transport's ``send_*``
+coroutines, which wait for the client (backpressure Granian does not have).
+
+Where Granian 2.8 misbehaves, refserver differs on purpose (and says so below): an invalid status
+or header is a ``ProtocolError`` and a 500, never a dead worker or a silently dropped field; a
+second response is logged instead of vanishing without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from ..rsgi import ProtocolClosed, ProtocolError, build_scope
+from ..wire.events import ResponseError
+from .stream import ClientDisconnected
+
+#: File bodies are read and written in pieces of this size (Granian's read size).
+FILE_CHUNK = 131072
+
+# Response states of one request.
+_NONE = 0  # nothing sent yet
+_DONE = 1  # a complete response was written (or dropped because the client had gone)
+_FILE = 2  # head written; a task is sending the file
+_STREAM = 3  # head written; the application is streaming the body
+
+_NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+_EMPTY_500_HEADERS = [(b"content-length", b"0")]
+
+
+def _encode_headers(headers) -> list:
+    """``[(str, str), ...]`` in any case → the wire's ``(bytes, bytes)`` pairs.
+
+    Names and values are encoded as latin-1 (one byte per character, what HTTP fields carry);
+    the wire core then checks them against the HTTP grammar. Anything else is the application's
+    bug, reported as a :class:`ProtocolError` naming the offending item.
+    """
+    if type(headers) is not list and not isinstance(headers, (list, tuple)):
+        raise ProtocolError(
+            f"response headers must be a list of (str, str) tuples, got {type(headers).__name__}"
+        )
+    out = []
+    append = out.append
+    for item in headers:
+        if type(item) is not tuple and type(item) is not list:
+            raise ProtocolError(f"response header {item!r} is not a (name, value) tuple")
+        try:
+            name, value = item
+            append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ProtocolError(
+                f"response header {item!r} has characters outside latin-1; HTTP fields carry "
+                "bytes, encode the value first (e.g. percent- or RFC 8187-encoding)"
+            ) from None
+        except (AttributeError, ValueError, TypeError):
+            raise ProtocolError(
+                f"response header {item!r} must be a (str, str) tuple"
+            ) from None
+    return out
+
+
+def _status(status) -> int:
+    """Accept ints and int subclasses such as ``HTTPStatus``; the range is checked by the wire."""
+    if type(status) is int:
+        return status
+    if isinstance(status, int) and not isinstance(status, bool):
+        return int(status)
+    raise ProtocolError(f"response status must be an int, got {status!r}")
+
+
+class HTTPProtocol:
+    """The ``protocol`` argument of an RSGI HTTP call.
+
+    Decisions where RSGI leaves room:
+
+    * The body can be read once, either way (``await protocol()`` or ``async for``); a second read
+      raises :class:`ProtocolError`.
+    * ``async for chunk in protocol`` ends with one empty ``b""`` chunk, as Granian's does (an
+      empty body yields just ``b""``). Apps written against Granian may treat ``b""`` as the end
+      marker, and an app that simply concatenates is unaffected, so matching it costs nothing.
+    * A second response call is ignored and logged (a warning the first time each kind of call
+      does it, debug after that); a second ``response_stream`` raises :class:`ProtocolError`,
+      since there is no transport to give back. This is Granian's behaviour plus the log line.
+      Raising on every second call would be stricter, but real frameworks depend on the
+      tolerance: Emmett's ``@stream``/``@sse`` routes call ``response_str`` after their stream
+      has been sent, and an exception there would unwind the app mid-response and turn a
+      complete stream into a dropped connection. The log still names the bug.
+    * A response call made after the client has gone is accepted and discarded, as there is nobody
+      to answer; writes on a stream after that raise :class:`ProtocolClosed`.
+    * ``client_disconnect()`` resolves when the client goes away, and also once the response is
+      complete: after that the connection belongs to the next request, and an app awaiting it
+      should not hang (Granian may never resolve it on a kept-alive connection).
+    """
+
+    __slots__ = (
+        "_stream",
+        "_gateway",
+        "_body_taken",
+        "_state",
+        "_file_task",
+        "_transport",
+        "_rejected",
+    )
+
+    def __init__(self, stream, gateway: "RSGIGateway"):
+        self._stream = stream
+        self._gateway = gateway
+        self._body_taken = False
+        self._state = _NONE
+        self._file_task = None
+        self._transport = None
+        self._rejected = None  # why the last response call was refused, for the 500's log line
+
+    # ------------------------------------------------------------------ request body
+
+    def __call__(self):
+        self._take_body()
+        return self._read_all()
+
+    async def _read_all(self) -> bytes:
+        receive = self._stream.receive
+        parts = []
+        try:
+            while True:
+                data = await receive()
+                if not data:
+                    break
+                parts.append(data)
+        except ClientDisconnected:
+            raise ProtocolClosed("the client disconnected before sending the whole body") from None
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def __aiter__(self):
+        self._take_body()
+        return BodyChunks(self._stream)
+
+    def _take_body(self) -> None:
+        if self._body_taken:
+            raise ProtocolError(
+                "the request body was already read: RSGI lets it be consumed once, with "
+                "`await protocol()` or `async for chunk in protocol`"
+            )
+        self._body_taken = True
+
+    async def client_disconnect(self) -> None:
+        await self._stream.wait_disconnect()
+
+    # ------------------------------------------------------------------ responses
+
+    def response_empty(self, status=200, headers=()) -> None:
+        self._respond(status, headers, b"", "response_empty")
+
+    def response_str(self, status=200, headers=(), body="") -> None:
+        if type(body) is not str:
+            raise self._reject(f"response_str body must be str, got {type(body).__name__}")
+        self._respond(status, headers, body.encode("utf-8"), "response_str")
+
+    def response_bytes(self, status=200, headers=(), body=b"") -> None:
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise self._reject(f"response_bytes body must be bytes, got {type(body).__name__}")
+            body = bytes(body)
+        self._respond(status, headers, body, "response_bytes")
+
+    def response_file(self, status, headers, file) -> None:
+        self._respond_file(status, headers, file, 0, None, "response_file")
+
+    def response_file_range(self, status, headers, file, start, end) -> None:
+        """Bytes ``[start, end)`` of ``file``. ``start >= end`` (or a negative start) is a
+        ``ValueError``, as in Granian; the app writes Content-Range and Content-Length itself."""
+        if type(start) is not int or type(end) is not int:
+            raise self._reject(
+                f"response_file_range start and end must be ints, got {start!r} and {end!r}"
+            )
+        if start < 0 or start >= end:
+            raise ValueError(f"invalid file range [{start}, {end})")
+        self._respond_file(status, headers, file, start, end, "response_file_range")
+
+    def response_stream(self, status=200, headers=()) -> "HTTPStreamTransport":
+        if self._state != _NONE:
+            raise ProtocolError(
+                "response_stream called after the response was sent; RSGI allows one response "
+                "per request"
+            )
+        stream = self._stream
+        try:
+            status = _status(status)
+            raw = _encode_headers(headers)
+            transport = HTTPStreamTransport(stream)
+            if stream.disconnected:
+                transport._open = False
+                self._state = _DONE
+                return transport
+            stream.start_response(status, raw)
+        except ResponseError as exc:
+            raise self._reject(f"invalid response: {exc}") from None
+        except ProtocolError as exc:
+            self._rejected = str(exc)
+            raise
+        self._state = _STREAM
+        self._transport = transport
+        return transport
+
+    def _ignore_second(self, call: str) -> None:
+        gateway = self._gateway
+        stream = self._stream
+        first = call not in gateway.warned
+        gateway.warned.add(call)
+        gateway.logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "RSGI application called %s after its response was sent (%s %s); ignored, as RSGI "
+            "allows one response per request%s",
+            call,
+            stream.method,
+            stream.raw_path.decode("latin-1"),
+            " (further ones are logged at debug level)" if first else "",
+        )
+
+    def _reject(self, message: str) -> ProtocolError:
+        self._rejected = message
+        return ProtocolError(message)
+
+    def _respond(self, status, headers, body: bytes, call: str) -> None:
+        if self._state != _NONE:
+            self._ignore_second(call)
+            return
+        stream = self._stream
+        try:
+            status = _status(status)
+            raw = _encode_headers(headers)
+            if not stream.disconnected:
+                stream.start_response(status, raw, body, True)
+        except ResponseError as exc:
+            raise self._reject(f"invalid response: {exc}") from None
+        except ProtocolError as exc:
+            self._rejected = str(exc)
+            raise
+        self._state = _DONE
+
+    def _respond_file(self, status, headers, file, start: int, end, call: str) -> None:
+        """Open now, so a missing file is a 404 decided before any head is written (as Granian
+        does); send the body from a task, so the app may keep running (or await
+        ``client_disconnect()``) meanwhile without stalling its own response."""
+        if self._state != _NONE:
+            self._ignore_second(call)
+            return
+        try:
+            status = _status(status)
+            raw = _encode_headers(headers)
+        except ProtocolError as exc:
+            self._rejected = str(exc)
+            raise
+        try:
+            path = os.fspath(file)
+        except TypeError:
+            raise self._reject(f"response file must be a path, got {type(file).__name__}") from None
+        stream = self._stream
+        if stream.disconnected:
+            self._state = _DONE
+            return
+        try:
+            fh = open(path, "rb", buffering=0)
+        except OSError as exc:
+            self._gateway.logger.info("cannot open file %r: %s; answering 404", path, exc.strerror)
+            stream.start_response(404, _NOT_FOUND_HEADERS, b"Not Found", True)
+            self._state = _DONE
+            return
+        try:
+            if start:
+                fh.seek(start)
+            stream.start_response(status, raw)
+        except ResponseError as exc:
+            fh.close()
+            raise self._reject(f"invalid response: {exc}") from None
+        except BaseException:
+            fh.close()
+            raise
+        if stream.method == "HEAD":
+            fh.close()
+            stream.end_response()
+            self._state = _DONE
+            return
+        self._state = _FILE
+        self._file_task = self._gateway.loop.create_task(
+            _send_file(stream, fh, None if end is None else end - start, self._gateway.logger)
+        )
+
+
+async def _send_file(stream, fh, length, logger) -> None:
+    """Read and send ``length`` bytes (all, when None) of an open file, then end the response.
+
+    Reads are synchronous: a 128 KiB read of a regular file comes from the page cache in
+    microseconds, far cheaper than a thread hop per chunk. Each write waits for the client, so a
+    slow reader holds one chunk in memory, not the file.
+    """
+    try:
+        with fh:
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = FILE_CHUNK if remaining is None or remaining > FILE_CHUNK else remaining
+                data = fh.read(size)
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                await stream.send_body(data)
+            if remaining:
+                logger.error(
+                    "file %r ended %d bytes before the requested range; dropping the connection",
+                    fh.name,
+                    remaining,
+                )
+                stream.abort()
+                return
+        stream.end_response()
+    except ClientDisconnected:
+        pass
+    except (ResponseError, OSError) as exc:
+        logger.error("cannot complete the file response: %s", exc)
+        if not stream.disconnected:
+            stream.abort()
+
+
+class BodyChunks:
+    """The request body as an async iterator; ends with one ``b""`` (see :class:`HTTPProtocol`)."""
+
+    __slots__ = ("_stream", "_done")
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._done = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            data = await self._stream.receive()
+        except ClientDisconnected:
+            self._done = True
+            raise ProtocolClosed("the client disconnected before sending the whole body") from None
+        if not data:
+            self._done = True
+        return data
+
+
+class HTTPStreamTransport:
+    """What ``response_stream`` returns. Each send waits while the client is slower than the
+    application, so a streaming app cannot fill the server's memory; once the client has gone or
+    the application has returned, sends raise :class:`ProtocolClosed`."""
+
+    __slots__ = ("_stream", "_open")
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._open = True
+
+    async def send_bytes(self, data) -> None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ProtocolError(f"send_bytes takes bytes, got {type(data).__name__}")
+            data = bytes(data)
+        await self._send(data)
+
+    async def send_str(self, data) -> None:
+        if type(data) is not str:
+            raise ProtocolError(f"send_str takes str, got {type(data).__name__}")
+        await self._send(data.encode("utf-8"))
+
+    async def _send(self, data: bytes) -> None:
+        if not self._open:
+            raise ProtocolClosed("the response stream is closed")
+        try:
+            await self._stream.send_body(data)
+        except ClientDisconnected:
+            self._open = False
+            raise ProtocolClosed("the client disconnected") from None
+        except ResponseError as exc:
+            raise ProtocolError(f"invalid response body: {exc}") from None
+
+
+class RSGIGateway:
+    """Runs one RSGI application call per HTTP request and guarantees the request an answer:
+    the app's response, a 500 with an empty body when it failed before responding, or a dropped
+    connection when it failed halfway through a response (nothing else tells the client that the
+    body it got is incomplete)."""
+
+    def __init__(self, app, server_state):
+        # An object that is both ASGI and RSGI (Emmett) is called through __rsgi__.
+        rsgi = getattr(app, "__rsgi__", None)
+        self.app = rsgi if rsgi is not None else app
+        self.server = server_state
+        self.loop = server_state.loop
+        self.logger = server_state.logger
+        self.warned: set = set()  # kinds of second-response call already warned about
+
+    async def __call__(self, stream) -> None:
+        protocol = HTTPProtocol(stream, self)
+        error = None
+        try:
+            await self.app(build_scope(stream), protocol)
+        except asyncio.CancelledError:
+            _cancel(stream, protocol)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an app error must never kill the server
+            error = exc
+        state = protocol._state
+        if state == _FILE:
+            try:
+                await protocol._file_task
+            except asyncio.CancelledError:
+                _cancel(stream, protocol)
+                raise
+        if error is not None:
+            # Giving up on a client that has gone is the expected way to stop, not a bug.
+            gone = stream.disconnected and isinstance(error, (ProtocolClosed, ClientDisconnected))
+            if not gone:
+                self.logger.error("exception in RSGI application", exc_info=error)
+        elif state == _NONE and not stream.disconnected:
+            if protocol._rejected is None:
+                self.logger.error("RSGI application returned without responding")
+            else:
+                self.logger.error(
+                    "RSGI application returned without responding (its response was refused: %s)",
+                    protocol._rejected,
+                )
+
+        if state == _STREAM:
+            protocol._transport._open = False
+            if stream.disconnected:
+                pass
+            elif error is not None:
+                stream.abort()
+            else:
+                try:
+                    stream.end_response()
+                except ResponseError as exc:
+                    self.logger.error("invalid RSGI response stream: %s", exc)
+                    stream.abort()
+                except ClientDisconnected:
+                    pass
+        elif state == _NONE and not stream.disconnected:
+            try:
+                stream.start_response(500, _EMPTY_500_HEADERS, b"", True)
+            except (ResponseError, ClientDisconnected):
+                stream.abort()
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
+
+def _cancel(stream, protocol: HTTPProtocol) -> None:
+    """The request task is being cancelled (server shutdown): stop the file task and drop an
+    unfinished response rather than leave the client waiting for bytes that will not come."""
+    task = protocol._file_task
+    if task is not None and not task.done():
+        task.cancel()
+    if protocol._transport is not None:
+        protocol._transport._open = False
+    if not stream.response_complete and not stream.disconnected:
+        stream.abort()
