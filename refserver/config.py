@@ -145,6 +145,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "blocking_threads", int, 32, "Threads that run WSGI applications (the WSGI pool size)."
     ),
+    Option(
+        "strict",
+        bool,
+        False,
+        "Treat every protocol misuse by the application as an error naming the spec clause.",
+    ),
     Option("limit_request_line", int, 8190, "Longest request line, in bytes (414 beyond)."),
     Option("limit_request_head", int, 65536, "Largest request head, in bytes (431 beyond)."),
     Option("limit_request_fields", int, 100, "Most request header fields (431 beyond)."),

@@ -85,6 +85,21 @@ class ServerState:
             )
 
 
+def make_gateway(interface: str, app, state: ServerState):
+    """The per-request handler for ``interface``: ``await gateway(stream)``."""
+    if interface == "asgi":
+        from .gateways.asgi import ASGIGateway
+
+        return ASGIGateway(app, state)
+    if interface == "rsgi":
+        from .gateways.rsgi import RSGIGateway
+
+        return RSGIGateway(app, state)
+    from .gateways.wsgi import WSGIGateway
+
+    return WSGIGateway(app, state)
+
+
 class Server:
     """One listening server on one event loop."""
 
@@ -143,7 +158,7 @@ class Server:
             logger.info(note)
         state = ServerState(self.config, loop, impl)
         self.state = state
-        state.handler = self._make_handler(state)
+        state.handler = make_gateway(self.interface, self.app, state)
         if self.interface == "asgi" and self.config.lifespan != "off":
             from .gateways.lifespan import Lifespan
 
@@ -171,19 +186,6 @@ class Server:
             _loop_name(loop),
         )
         self.started.set()
-
-    def _make_handler(self, state: ServerState):
-        if self.interface == "asgi":
-            from .gateways.asgi import ASGIGateway
-
-            return ASGIGateway(self.app, state)
-        if self.interface == "rsgi":
-            from .gateways.rsgi import RSGIGateway
-
-            return RSGIGateway(self.app, state)
-        from .gateways.wsgi import WSGIGateway
-
-        return WSGIGateway(self.app, state)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; a second call while shutting down closes everything now."""
