@@ -155,6 +155,36 @@ OPTIONS: tuple[Option, ...] = (
     Option("limit_request_head", int, 65536, "Largest request head, in bytes (431 beyond)."),
     Option("limit_request_fields", int, 100, "Most request header fields (431 beyond)."),
     Option("limit_request_body", int, 0, "Largest request body in bytes, 0 for no limit (413)."),
+    Option(
+        "ws",
+        bool,
+        True,
+        "Serve WebSockets (ASGI, RSGI); off: Upgrade requests reach the app as plain HTTP.",
+    ),
+    Option(
+        "ws_max_size",
+        int,
+        16 * 1024 * 1024,
+        "Largest WebSocket message in bytes, 0 for no limit (close 1009 beyond).",
+    ),
+    Option(
+        "ws_per_message_deflate",
+        bool,
+        True,
+        "Accept the permessage-deflate WebSocket extension (RFC 7692) when a client offers it.",
+    ),
+    Option(
+        "ws_ping_interval",
+        float,
+        20.0,
+        "Send a WebSocket ping after N seconds without one, 0 for never.",
+    ),
+    Option(
+        "ws_ping_timeout",
+        float,
+        20.0,
+        "Close a WebSocket (1011) whose ping is not answered within N seconds, 0 to wait forever.",
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}

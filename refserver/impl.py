@@ -27,13 +27,23 @@ def _pure() -> Implementation:
     return Implementation("pure", H11Parser, write_head)
 
 
+def _fast() -> Implementation:
+    """Raises ImportError when the extension was not built (or httptools is missing)."""
+    from ._speedups import FastParser, write_head
+
+    return Implementation("fast", FastParser, write_head)
+
+
 def select(requested: str) -> tuple[Implementation, str | None]:
     """The implementation for ``--impl``, and a note to log when ``auto`` had to fall back."""
-    if requested == "fast":
-        raise ImplementationUnavailable(
-            "--impl fast: the fast path (refserver._speedups) is not available in this build"
-        )
-    note = None
-    if requested == "auto":
-        note = "fast path not available, using the pure-Python reference path"
-    return _pure(), note
+    if requested == "pure":
+        return _pure(), None
+    try:
+        return _fast(), None
+    except ImportError as exc:
+        if requested == "fast":
+            raise ImplementationUnavailable(
+                "--impl fast: the fast path (refserver._speedups) is not available in this "
+                f"build ({exc})"
+            ) from None
+        return _pure(), f"fast path not available ({exc}), using the pure-Python reference path"

@@ -24,6 +24,7 @@ __all__ = [
     "ProtocolClosed",
     "ProtocolError",
     "Scope",
+    "WebsocketMessage",
     "WebsocketMessageType",
     "build_scope",
 ]
@@ -47,6 +48,20 @@ class WebsocketMessageType(IntEnum):
     close = 0
     bytes = 1
     string = 2
+
+
+class WebsocketMessage:
+    """What ``transport.receive()`` returns: ``kind`` (a :class:`WebsocketMessageType`) and
+    ``data`` (``bytes`` for ``bytes``, ``str`` for ``string``, ``None`` for ``close``)."""
+
+    __slots__ = ("kind", "data")
+
+    def __init__(self, kind: WebsocketMessageType, data=None):
+        self.kind = kind
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"WebsocketMessage(kind={self.kind!r}, data={self.data!r})"
 
 
 def _key(name) -> bytes | None:

@@ -46,6 +46,7 @@ class ServerState:
         self.tasks: set = set()
         self.lifespan_state: dict = {}
         self.handler = None  # async callable(stream), set once the app is loaded
+        self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
@@ -67,6 +68,25 @@ class ServerState:
         task.add_done_callback(self.tasks.discard)
         return task
 
+    def dispatch_ws(self, session):
+        """Start the gateway for one WebSocket; denied with 503 past ``--limit-concurrency``.
+
+        The task lasts until the closing handshake is over (bounded by the session), so a
+        graceful shutdown waits for the close frames, not only for the application.
+        """
+        limit = self.config.limit_concurrency
+        if limit is not None and len(self.tasks) >= limit:
+            session.deny(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
+            return None
+        task = self.loop.create_task(self._run_ws(session))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _run_ws(self, session):
+        await self.ws_handler(session)
+        await session.wait_finished()
+
     async def _held(self, stream):
         async with self._semaphore:
             await self.handler(stream)
@@ -83,6 +103,19 @@ class ServerState:
                 stream.http_version,
                 stream.status,
             )
+
+
+def make_ws_gateway(interface: str, app, state: ServerState):
+    """The per-WebSocket handler for ``interface``, or None where the interface has none (WSGI)."""
+    if interface == "asgi":
+        from .gateways.asgi_ws import ASGIWebSocketGateway
+
+        return ASGIWebSocketGateway(app, state)
+    if interface == "rsgi":
+        from .gateways.rsgi_ws import RSGIWebSocketGateway
+
+        return RSGIWebSocketGateway(app, state)
+    return None
 
 
 def make_gateway(interface: str, app, state: ServerState):
@@ -159,6 +192,8 @@ class Server:
         state = ServerState(self.config, loop, impl)
         self.state = state
         state.handler = make_gateway(self.interface, self.app, state)
+        if self.config.ws:
+            state.ws_handler = make_ws_gateway(self.interface, self.app, state)
         if self.interface == "asgi" and self.config.lifespan != "off":
             from .gateways.lifespan import Lifespan
 
@@ -283,6 +318,7 @@ def describe_address(sock: socket.socket) -> str:
 
 
 def new_event_loop(name: str):
+    """``uvloop``, ``asyncio``, or ``auto``: uvloop where it is installed, else asyncio."""
     if name in ("auto", "uvloop"):
         try:
             import uvloop
@@ -290,8 +326,7 @@ def new_event_loop(name: str):
             if name == "uvloop":
                 raise ConfigError("--loop uvloop: uvloop is not installed") from None
         else:
-            if name == "uvloop":
-                return uvloop.new_event_loop()
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 
@@ -306,8 +341,16 @@ def run_from_config(config: Config) -> int:
     server = Server(config)
     try:
         server.load()
-        # --loop auto means asyncio until the fast path exists: it is the reference loop.
-        loop = new_event_loop("asyncio" if config.loop == "auto" else config.loop)
+        # --loop auto: uvloop (when installed) on the fast path, asyncio (the reference loop) on
+        # the pure one. The implementation is selected (and its fallback logged) at startup.
+        loop_name = config.loop
+        if loop_name == "auto":
+            try:
+                fast = select(config.impl)[0].name == "fast"
+            except ImplementationUnavailable:
+                fast = False  # reported by startup
+            loop_name = "auto" if fast else "asyncio"
+        loop = new_event_loop(loop_name)
     except ConfigError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG

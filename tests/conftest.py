@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 
@@ -5,13 +6,34 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+#: Set to 1 only on a machine that cannot compile the fast path; CI never sets it.
+PURE_ONLY = os.environ.get("REFSERVER_TEST_PURE_ONLY") == "1"
+
 #: Every behaviour test runs on each implementation listed here.
-IMPLS = ["pure"]
+IMPLS = ["pure"] if PURE_ONLY else ["pure", "fast"]
 LOOPS = ["asyncio", "uvloop"]
+
+
+def require_fast_path():
+    """Fail (never skip) when the built fast path does not import: a missing extension would
+    otherwise silently halve the coverage of every behaviour test."""
+    try:
+        import refserver._speedups  # noqa: F401
+    except ImportError as exc:
+        problem = str(exc)
+    else:
+        return
+    pytest.fail(
+        f"the fast path does not import ({problem}): build it with `pip install -e .` (needs a C "
+        "compiler), or set REFSERVER_TEST_PURE_ONLY=1 on a machine that cannot",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
+    if request.param == "fast":
+        require_fast_path()
     return request.param
 
 
@@ -32,3 +54,22 @@ def server_factory(impl, loop_name):
         return serve(app, loop=loop_name, **options)
 
     return factory
+
+
+@pytest.fixture
+def server_logs():
+    """Every record of the "refserver" loggers, whatever the logging configuration."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("refserver")
+    handler = Collect(logging.DEBUG)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

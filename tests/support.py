@@ -74,38 +74,59 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
 
 def read_response(sock: socket.socket, timeout: float = 5.0) -> bytes:
     """Read exactly one response with a Content-Length or chunked body (or none, for HEAD-less
-    bodiless statuses), leaving later bytes in the socket."""
+    bodiless statuses), leaving later bytes in the socket.
+
+    Lines are read a byte at a time and bodies by their exact size, so the next pipelined
+    response stays in the socket for the next call. The chunked framing is returned as sent.
+    """
     sock.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        if not data:
-            return buf
-        buf += data
-    head, _, rest = buf.partition(b"\r\n\r\n")
+    head = _read_until(sock, b"\r\n\r\n")
+    if not head.endswith(b"\r\n\r\n"):
+        return head
     headers = {}
-    for line in head.split(b"\r\n")[1:]:
+    for line in head[:-4].split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     status = int(head.split(b" ", 2)[1])
     if status in (204, 304) or 100 <= status < 200:
-        return head + b"\r\n\r\n"
+        return head
     if b"content-length" in headers:
-        need = int(headers[b"content-length"])
-        while len(rest) < need:
-            data = sock.recv(65536)
-            if not data:
-                break
-            rest += data
-        return head + b"\r\n\r\n" + rest[:need]
+        return head + _read_exactly(sock, int(headers[b"content-length"]))
     if headers.get(b"transfer-encoding") == b"chunked":
-        while not rest.endswith(b"0\r\n\r\n"):
-            data = sock.recv(65536)
-            if not data:
-                break
-            rest += data
-        return head + b"\r\n\r\n" + rest
-    return head + b"\r\n\r\n" + rest + read_until_closed(sock, timeout)
+        body = b""
+        while True:
+            size_line = _read_until(sock, b"\r\n")
+            body += size_line
+            if not size_line.endswith(b"\r\n"):
+                return head + body
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                return head + body + _read_until(sock, b"\r\n\r\n", start=b"\r\n")
+            body += _read_exactly(sock, size + 2)
+    return head + read_until_closed(sock, timeout)
+
+
+def _read_until(sock: socket.socket, marker: bytes, start: bytes = b"") -> bytes:
+    """Bytes up to and including ``marker`` (or up to EOF), one recv(1) at a time; ``start`` is
+    a prefix that already counts toward the marker (used for an empty trailer section)."""
+    buf = start
+    while not buf.endswith(marker):
+        data = sock.recv(1)
+        if not data:
+            break
+        buf += data
+    return buf[len(start):]
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        data = sock.recv(min(left, 1 << 20))
+        if not data:
+            break
+        chunks.append(data)
+        left -= len(data)
+    return b"".join(chunks)
 
 
 @contextlib.contextmanager
@@ -131,6 +152,8 @@ def serve(app, *, loop: str = "asyncio", **options):
             task = asyncio.ensure_future(server.serve())
             while not (server.started and server.started.is_set()) and not task.done():
                 await asyncio.sleep(0.005)
+            if task.done():
+                await task  # a startup failure: recorded below before `ready` wakes the caller
             ready.set()
             await task
 

@@ -534,12 +534,13 @@ def test_second_response_is_ignored_and_logged(server_factory, error_log):
         assert (r.status_code, r.text) == (200, "streamed")
     assert outcome == [
         "response_stream called after the response was sent; RSGI allows one response per "
-        "request"
+        "request [RSGI-HTTP-ERROR-4]"
     ] * 2
     warnings = [r.getMessage() for r in error_log if r.levelno == logging.WARNING]
     # One warning per kind of call; repeats go to debug.
     assert len(warnings) == 3
-    assert all("ignored, as RSGI allows one response per request" in w for w in warnings)
+    assert all("ignored, as RSGI allows one response per request [RSGI-HTTP-ERROR-4]" in w
+               for w in warnings)
     assert "response_str after its response was sent (GET /)" in warnings[0]
     assert any("response_file" in w for w in warnings)
     assert messages(error_log) == ""

@@ -3,44 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import unquote_to_bytes
 
 from ..wire.events import ResponseError
+from .paths import decode_path
 from .stream import ClientDisconnected
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+
+
+#: The clause of spec/asgi.md broken by each kind of wire-level ResponseError.
+CLAUSES = {
+    "status": "ASGI-ERROR-5",
+    "header": "ASGI-ERROR-5",
+    "length": "ASGI-ERROR-6",
+    "order": "ASGI-SEND-4",
+}
 
 
 class ASGIProtocolError(RuntimeError):
     """The application sent a message the ASGI HTTP protocol does not allow at that point."""
 
 
-def decode_path(raw_path: bytes) -> str:
-    """Percent-decode a path as UTF-8; invalid bytes become U+FFFD (the RSGI rule, kept for all)."""
-    if b"%" not in raw_path:
-        try:
-            return raw_path.decode("ascii")
-        except UnicodeDecodeError:
-            pass
-    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
-
-
 def build_http_scope(stream, root_path: str, state: dict) -> dict:
     """The ``http`` scope. ``path`` and ``raw_path`` include ``root_path`` (as uvicorn does since
     the asgiref clarification that root_path is a prefix of path)."""
+    return connection_scope("http", stream, root_path, state, stream.scheme, stream.method)
+
+
+def connection_scope(
+    kind: str, stream, root_path: str, state: dict, scheme: str, method: str | None
+) -> dict:
+    """The keys the ``http`` and ``websocket`` scopes share, built by one rule for both; a
+    websocket scope has no ``method`` (``None`` leaves it out)."""
     raw_path = stream.raw_path
     path = decode_path(raw_path)
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
-    return {
-        "type": "http",
+    scope = {
+        "type": kind,
         "asgi": ASGI_VERSION,
         "http_version": stream.http_version,
         "server": stream.server,
         "client": stream.client,
-        "scheme": stream.scheme,
-        "method": stream.method,
+        "scheme": scheme,
+        "method": method,
         "root_path": root_path,
         "path": path,
         "raw_path": raw_path,
@@ -49,6 +56,9 @@ def build_http_scope(stream, root_path: str, state: dict) -> dict:
         "state": state.copy(),
         "extensions": {},
     }
+    if method is None:
+        del scope["method"]
+    return scope
 
 
 _START, _BODY, _DONE = 0, 1, 2
@@ -87,22 +97,24 @@ class HTTPCycle:
             if kind != "http.response.start":
                 raise ASGIProtocolError(
                     f"expected 'http.response.start', got {kind!r} (ASGI HTTP: the response "
-                    "starts with http.response.start)"
+                    "starts with http.response.start) [ASGI-ERROR-4]"
                 )
             status = message.get("status")
             if type(status) is not int:
-                raise ASGIProtocolError(f"'status' must be an int, got {status!r}")
+                raise ASGIProtocolError(f"'status' must be an int, got {status!r} [ASGI-ERROR-5]")
             self._status = status
             self._headers = _header_list(message.get("headers", ()))
             self.phase = _BODY
         elif phase == _BODY:
             if kind != "http.response.body":
                 raise ASGIProtocolError(
-                    f"expected 'http.response.body', got {kind!r}"
+                    f"expected 'http.response.body', got {kind!r} [ASGI-ERROR-4]"
                 )
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise ASGIProtocolError(f"'body' must be bytes, got {type(body).__name__}")
+                raise ASGIProtocolError(
+                    f"'body' must be bytes, got {type(body).__name__} [ASGI-ERROR-5]"
+                )
             more = bool(message.get("more_body", False))
             if not more:
                 self.phase = _DONE
@@ -116,7 +128,7 @@ class HTTPCycle:
                 await stream.send_body(bytes(body), end=not more)
         else:
             raise ASGIProtocolError(
-                f"{kind!r} sent after the response was complete"
+                f"{kind!r} sent after the response was complete [ASGI-SEND-4]"
             )
 
 
@@ -126,12 +138,13 @@ def _header_list(headers) -> list:
         for name, value in headers:
             if not isinstance(name, bytes) or not isinstance(value, bytes):
                 raise ASGIProtocolError(
-                    f"response headers must be (bytes, bytes) pairs, got ({name!r}, {value!r})"
+                    f"response headers must be (bytes, bytes) pairs, got ({name!r}, {value!r}) "
+                    "[ASGI-ERROR-5]"
                 )
             out.append((name, value))
     except (TypeError, ValueError):
         raise ASGIProtocolError(
-            "response headers must be an iterable of [name, value] bytes pairs"
+            "response headers must be an iterable of [name, value] bytes pairs [ASGI-ERROR-5]"
         ) from None
     return out
 
@@ -157,7 +170,7 @@ class ASGIGateway:
                 stream.abort()
             raise
         except ResponseError as exc:
-            self.logger.error("invalid ASGI response: %s", exc)
+            self.logger.error("invalid ASGI response: %s [%s]", exc, CLAUSES[exc.rule])
             _fail(stream)
         except BaseException as exc:  # noqa: BLE001 - an app error must never kill the server
             if stream.disconnected:

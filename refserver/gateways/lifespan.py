@@ -8,6 +8,9 @@ from ..server_errors import StartupFailed
 
 LIFESPAN_SCOPE_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
+#: The result of the startup future when the application never answered lifespan.startup.
+_UNANSWERED = object()
+
 
 class Lifespan:
     """``mode`` is ``"auto"`` (an app that raises on the lifespan scope is served without it) or
@@ -34,18 +37,21 @@ class Lifespan:
         self._task = loop.create_task(self._run(scope))
         await self._inbox.put({"type": "lifespan.startup"})
         await asyncio.wait([self._startup_done, self._task], return_when=asyncio.FIRST_COMPLETED)
-        if self._startup_done.done():
-            failure = self._startup_done.result()
-            if failure is not None:
-                raise StartupFailed(failure)
+        failure = self._startup_done.result() if self._startup_done.done() else _UNANSWERED
+        if failure is _UNANSWERED:
+            # The application returned (or failed in auto mode) without answering startup.
+            if self._supported and self.mode == "on":
+                raise StartupFailed("the application returned before completing lifespan startup")
+            self._supported = False
             return
-        # The task ended without answering startup.
-        if self._supported and self.mode == "on":
-            raise StartupFailed("the application returned before completing lifespan startup")
+        if failure is not None:
+            raise StartupFailed(failure)
 
     async def _run(self, scope) -> None:
         try:
             await self.app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            raise  # only the server cancels this task, at shutdown: nothing to report
         except BaseException as exc:  # noqa: BLE001
             if self._phase == "startup" and not self._startup_done.done():
                 self._supported = False
@@ -62,9 +68,11 @@ class Lifespan:
             if not isinstance(exc, Exception):
                 raise
         finally:
-            for future in (self._startup_done, self._shutdown_done):
-                if not future.done():
-                    future.set_result(None)
+            # Wake whoever waits; startup learns that it was never answered.
+            if not self._startup_done.done():
+                self._startup_done.set_result(_UNANSWERED)
+            if not self._shutdown_done.done():
+                self._shutdown_done.set_result(None)
 
     async def _receive(self) -> dict:
         return await self._inbox.get()
@@ -95,3 +103,9 @@ class Lifespan:
         except asyncio.TimeoutError:
             self.logger.error("ASGI lifespan shutdown did not complete in time")
             self._task.cancel()
+        # Let the application's lifespan call return (its code after shutdown.complete runs, and
+        # the loop does not close on a pending task); a bounded wait, since it owes us nothing.
+        await asyncio.wait([self._task], timeout=0.1)
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=1.0)

@@ -33,6 +33,15 @@ _NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
 _EMPTY_500_HEADERS = [(b"content-length", b"0")]
 
 
+#: The clause of spec/rsgi.md broken by each kind of wire-level ResponseError.
+CLAUSES = {
+    "status": "RSGI-HTTP-ERROR-5",
+    "header": "RSGI-HTTP-ERROR-6",
+    "length": "RSGI-HTTP-ERROR-7",
+    "order": "RSGI-HTTP-ERROR-4",
+}
+
+
 def _encode_headers(headers) -> list:
     """``[(str, str), ...]`` in any case → the wire's ``(bytes, bytes)`` pairs.
 
@@ -42,24 +51,27 @@ def _encode_headers(headers) -> list:
     """
     if type(headers) is not list and not isinstance(headers, (list, tuple)):
         raise ProtocolError(
-            f"response headers must be a list of (str, str) tuples, got {type(headers).__name__}"
+            f"response headers must be a list of (str, str) tuples, got {type(headers).__name__} "
+            "[RSGI-HTTP-ERROR-6]"
         )
     out = []
     append = out.append
     for item in headers:
         if type(item) is not tuple and type(item) is not list:
-            raise ProtocolError(f"response header {item!r} is not a (name, value) tuple")
+            raise ProtocolError(
+                f"response header {item!r} is not a (name, value) tuple [RSGI-HTTP-ERROR-6]"
+            )
         try:
             name, value = item
             append((name.encode("latin-1"), value.encode("latin-1")))
         except UnicodeEncodeError:
             raise ProtocolError(
                 f"response header {item!r} has characters outside latin-1; HTTP fields carry "
-                "bytes, encode the value first (e.g. percent- or RFC 8187-encoding)"
+                "bytes, encode the value first (e.g. percent- or RFC 8187-encoding) [RSGI-HTTP-ERROR-6]"
             ) from None
         except (AttributeError, ValueError, TypeError):
             raise ProtocolError(
-                f"response header {item!r} must be a (str, str) tuple"
+                f"response header {item!r} must be a (str, str) tuple [RSGI-HTTP-ERROR-6]"
             ) from None
     return out
 
@@ -70,7 +82,7 @@ def _status(status) -> int:
         return status
     if isinstance(status, int) and not isinstance(status, bool):
         return int(status)
-    raise ProtocolError(f"response status must be an int, got {status!r}")
+    raise ProtocolError(f"response status must be an int, got {status!r} [RSGI-HTTP-ERROR-5]")
 
 
 class HTTPProtocol:
@@ -145,7 +157,7 @@ class HTTPProtocol:
         if self._body_taken:
             raise ProtocolError(
                 "the request body was already read: RSGI lets it be consumed once, with "
-                "`await protocol()` or `async for chunk in protocol`"
+                "`await protocol()` or `async for chunk in protocol` [RSGI-HTTP-BODY-3]"
             )
         self._body_taken = True
 
@@ -159,13 +171,14 @@ class HTTPProtocol:
 
     def response_str(self, status=200, headers=(), body="") -> None:
         if type(body) is not str:
-            raise self._reject(f"response_str body must be str, got {type(body).__name__}")
+            raise self._reject(f"response_str body must be str, got {type(body).__name__} [RSGI-HTTP-ERROR-6]")
         self._respond(status, headers, body.encode("utf-8"), "response_str")
 
     def response_bytes(self, status=200, headers=(), body=b"") -> None:
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise self._reject(f"response_bytes body must be bytes, got {type(body).__name__}")
+                raise self._reject(f"response_bytes body must be bytes, got {type(body).__name__} "
+                    "[RSGI-HTTP-ERROR-6]")
             body = bytes(body)
         self._respond(status, headers, body, "response_bytes")
 
@@ -180,14 +193,14 @@ class HTTPProtocol:
                 f"response_file_range start and end must be ints, got {start!r} and {end!r}"
             )
         if start < 0 or start >= end:
-            raise ValueError(f"invalid file range [{start}, {end})")
+            raise ValueError(f"invalid file range [{start}, {end}) [RSGI-HTTP-FILE-3]")
         self._respond_file(status, headers, file, start, end, "response_file_range")
 
     def response_stream(self, status=200, headers=()) -> "HTTPStreamTransport":
         if self._state != _NONE:
             raise ProtocolError(
                 "response_stream called after the response was sent; RSGI allows one response "
-                "per request"
+                "per request [RSGI-HTTP-ERROR-4]"
             )
         stream = self._stream
         try:
@@ -200,7 +213,7 @@ class HTTPProtocol:
                 return transport
             stream.start_response(status, raw)
         except ResponseError as exc:
-            raise self._reject(f"invalid response: {exc}") from None
+            raise self._reject(f"invalid response: {exc} [{CLAUSES[exc.rule]}]") from None
         except ProtocolError as exc:
             self._rejected = str(exc)
             raise
@@ -209,14 +222,21 @@ class HTTPProtocol:
         return transport
 
     def _ignore_second(self, call: str) -> None:
+        """Granian ignores a second response, and Emmett's stream routes rely on it; ``--strict``
+        (and the strict test client) makes it the error it is."""
         gateway = self._gateway
+        if gateway.strict:
+            raise ProtocolError(
+                f"{call} called after the response was sent; RSGI allows one response per "
+                "request [RSGI-HTTP-ERROR-4]"
+            )
         stream = self._stream
         first = call not in gateway.warned
         gateway.warned.add(call)
         gateway.logger.log(
             logging.WARNING if first else logging.DEBUG,
             "RSGI application called %s after its response was sent (%s %s); ignored, as RSGI "
-            "allows one response per request%s",
+            "allows one response per request [RSGI-HTTP-ERROR-4]%s",
             call,
             stream.method,
             stream.raw_path.decode("latin-1"),
@@ -238,7 +258,7 @@ class HTTPProtocol:
             if not stream.disconnected:
                 stream.start_response(status, raw, body, True)
         except ResponseError as exc:
-            raise self._reject(f"invalid response: {exc}") from None
+            raise self._reject(f"invalid response: {exc} [{CLAUSES[exc.rule]}]") from None
         except ProtocolError as exc:
             self._rejected = str(exc)
             raise
@@ -278,7 +298,7 @@ class HTTPProtocol:
             stream.start_response(status, raw)
         except ResponseError as exc:
             fh.close()
-            raise self._reject(f"invalid response: {exc}") from None
+            raise self._reject(f"invalid response: {exc} [{CLAUSES[exc.rule]}]") from None
         except BaseException:
             fh.close()
             raise
@@ -385,7 +405,7 @@ class HTTPStreamTransport:
             self._open = False
             raise ProtocolClosed("the client disconnected") from None
         except ResponseError as exc:
-            raise ProtocolError(f"invalid response body: {exc}") from None
+            raise ProtocolError(f"invalid response body: {exc} [{CLAUSES[exc.rule]}]") from None
 
 
 class RSGIGateway:
@@ -402,6 +422,7 @@ class RSGIGateway:
         self.loop = server_state.loop
         self.logger = server_state.logger
         self.warned: set = set()  # kinds of second-response call already warned about
+        self.strict = server_state.config.strict
 
     async def __call__(self, stream) -> None:
         protocol = HTTPProtocol(stream, self)

@@ -436,7 +436,7 @@ class Exchange:
                 exc_info = None  # break the frame <-> traceback cycle
         elif self.status:
             raise WSGIProtocolError(
-                "start_response() called a second time without exc_info (PEP 3333)"
+                "start_response() called a second time without exc_info (PEP 3333) [WSGI-START-4]"
             )
         code, head, length = _check_head(status, headers)
         self.status = code
@@ -448,7 +448,7 @@ class Exchange:
         """PEP 3333 ``write()``: the data is on its way to the client when this returns."""
         if not isinstance(data, bytes):
             raise WSGIProtocolError(
-                f"response body must be bytes (PEP 3333), got {type(data).__name__}"
+                f"response body must be bytes (PEP 3333), got {type(data).__name__} [WSGI-RESPONSE-6]"
             )
         if not data:
             return
@@ -464,7 +464,7 @@ class Exchange:
             self.call(self.stream.send_body(data))
             return
         if not self.status:
-            raise WSGIProtocolError("response body before start_response() (PEP 3333)")
+            raise WSGIProtocolError("response body before start_response() (PEP 3333) [WSGI-START-6]")
         self.head_sent = True
         try:
             self.call(_start(self.stream, self.status, self.headers, data))
@@ -522,7 +522,7 @@ class Exchange:
         if self.head_sent:
             return _END
         if not self.status:
-            raise WSGIProtocolError("the application returned without calling start_response()")
+            raise WSGIProtocolError("the application returned without calling start_response() [WSGI-ERROR-1]")
         return (self.status, self.headers, b"")
 
     def _whole(self, result):
@@ -531,13 +531,14 @@ class Exchange:
         for chunk in result:
             if not isinstance(chunk, bytes):
                 raise WSGIProtocolError(
-                    f"response body must be bytes (PEP 3333), got {type(chunk).__name__}"
+                    f"response body must be bytes (PEP 3333), got {type(chunk).__name__} "
+                    "[WSGI-RESPONSE-6]"
                 )
             total += len(chunk)
         if total > WHOLE_BODY_MAX:
             return None
         if not self.status:
-            raise WSGIProtocolError("the application returned without calling start_response()")
+            raise WSGIProtocolError("the application returned without calling start_response() [WSGI-ERROR-1]")
         body = result[0] if len(result) == 1 else b"".join(result)
         remaining = self.remaining
         if remaining is not None and len(body) > remaining:
@@ -558,22 +559,25 @@ def _check_head(status, headers):
     servers should check headers when start_response is called), and encode them for the wire."""
     if not isinstance(status, str):
         raise WSGIProtocolError(
-            f"status must be a str like '200 OK' (PEP 3333), got {type(status).__name__}"
+            f"status must be a str like '200 OK' (PEP 3333), got {type(status).__name__} "
+            "[WSGI-START-2]"
         )
     match = _STATUS_RE.fullmatch(status)
     if match is None:
         raise WSGIProtocolError(
             f"status must be a 3-digit code, one space and a reason phrase (PEP 3333), "
-            f"got {status!r}"
+            f"got {status!r} [WSGI-START-2]"
         )
     code = int(match.group(1))
     if code < 200:
         raise WSGIProtocolError(
-            f"status {code}: a WSGI application cannot send informational (1xx) responses"
+            f"status {code}: a WSGI application cannot send informational (1xx) responses "
+            "[WSGI-START-2]"
         )
     if type(headers) is not list:
         raise WSGIProtocolError(
-            f"response_headers must be a list (PEP 3333), got {type(headers).__name__}"
+            f"response_headers must be a list (PEP 3333), got {type(headers).__name__} "
+            "[WSGI-START-3]"
         )
     out = []
     length = None
@@ -582,23 +586,26 @@ def _check_head(status, headers):
             name, value = item
         except (TypeError, ValueError):
             raise WSGIProtocolError(
-                f"each response header must be a (name, value) tuple (PEP 3333), got {item!r}"
+                f"each response header must be a (name, value) tuple (PEP 3333), got {item!r} "
+                "[WSGI-START-3]"
             ) from None
         if type(name) is not str or type(value) is not str:
             raise WSGIProtocolError(
-                f"response header names and values must be str (PEP 3333), got {item!r}"
+                f"response header names and values must be str (PEP 3333), got {item!r} "
+                "[WSGI-START-3]"
             )
         if not _NAME_RE.fullmatch(name):
-            raise WSGIProtocolError(f"invalid response header name {name!r}")
+            raise WSGIProtocolError(f"invalid response header name {name!r} [WSGI-START-3]")
         if _BAD_VALUE_RE.search(value):
             raise WSGIProtocolError(
-                f"invalid response header value {value!r} for {name!r} (control characters)"
+                f"invalid response header value {value!r} for {name!r} (control characters) "
+                "[WSGI-START-3]"
             )
         try:
             raw_value = value.encode("latin-1")
         except UnicodeEncodeError:
             raise WSGIProtocolError(
-                f"response header {name!r} has a value that is not latin-1 (PEP 3333)"
+                f"response header {name!r} has a value that is not latin-1 (PEP 3333) [WSGI-START-3]"
             ) from None
         if len(name) == 14 and name.lower() == "content-length":
             stripped = value.strip()

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from urllib.parse import unquote_to_bytes
 
 from ..gateways.stream import ClientDisconnected
-from ..wire.events import NEED_DATA, PAUSED, Body, EndOfMessage, HTTPError, RequestHead
+from ..wire.events import (
+    NEED_DATA,
+    PAUSED,
+    Body,
+    EndOfMessage,
+    HTTPError,
+    RequestHead,
+    RequestTimeout,
+)
 from ..wire.h1 import H1Connection
+from ..wire.ws import is_upgrade
 
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536
@@ -62,9 +70,9 @@ class H1Stream:
         "status",
         "_chunks",
         "_buffered",
-        "_body_waiter",
+        "_body_waiters",
         "_done_waiter",
-        "_delivered_end",
+        "_end_received",
     )
 
     def __init__(self, proto: "H1Protocol", head: RequestHead):
@@ -83,13 +91,17 @@ class H1Stream:
         self.status = 0
         self._chunks: deque = deque()
         self._buffered = 0
-        self._body_waiter = None
+        self._body_waiters: list = []  # one future per concurrent receive() call
         self._done_waiter = None
-        self._delivered_end = False
+        # The wire has delivered the end of the body; ``body_complete`` turns true only once the
+        # application has been given every byte (the Stream contract).
+        self._end_received = False
 
     # -------------------------------------------------------------- fed by the protocol
 
     def _feed(self, data: bytes) -> None:
+        if self.response_complete:
+            return  # the application is done: the rest of the body is read and dropped
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > BODY_HIGH_WATER:
@@ -97,13 +109,21 @@ class H1Stream:
         self._wake_body()
 
     def _feed_end(self) -> None:
-        self.body_complete = True
+        self._end_received = True
         self._wake_body()
 
+    def _drop_body(self) -> None:
+        """The response is complete before the body was read: forget what is buffered."""
+        self._chunks.clear()
+        self._buffered = 0
+
     def _wake_body(self) -> None:
-        waiter = self._body_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters = self._body_waiters
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()
 
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
@@ -121,18 +141,27 @@ class H1Stream:
                 data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
                 self._chunks.clear()
                 self._buffered = 0
-                self._proto.resume_reading_for_body()
+                if self._end_received:
+                    self.body_complete = True
+                else:
+                    self._proto.resume_reading_for_body()
                 return data
-            if self.body_complete:
+            if self._end_received:
+                self.body_complete = True
                 return b""
             if self.disconnected:
                 raise ClientDisconnected("the client disconnected before sending the whole body")
             self._proto.body_wanted()
-            self._body_waiter = self._proto.loop.create_future()
+            # Each caller waits on its own future: apps (Starlette's disconnect listener, for
+            # one) call receive() from two tasks at once, and cancelling one must not wake or
+            # cancel the other.
+            waiter = self._proto.loop.create_future()
+            self._body_waiters.append(waiter)
             try:
-                await self._body_waiter
+                await waiter
             finally:
-                self._body_waiter = None
+                if waiter in self._body_waiters:
+                    self._body_waiters.remove(waiter)
 
     async def wait_disconnect(self) -> None:
         if self.disconnected or self.response_complete:
@@ -152,9 +181,13 @@ class H1Stream:
             self._complete()
 
     async def send_body(self, data: bytes, end: bool = False) -> None:
-        if self.disconnected:
-            raise ClientDisconnected("the client disconnected")
         proto = self._proto
+        if self.disconnected or proto._closing or proto.transport.is_closing():
+            # A failed write closes the transport at once but reports connection_lost only on a
+            # later loop iteration; an app writing in a loop that never has to wait for drain
+            # would otherwise spin on the dead transport forever without yielding.
+            self._finish(disconnected=True)
+            raise ClientDisconnected("the client disconnected")
         out = proto.conn.response_body(data) if data else b""
         if end:
             out += proto.conn.response_end()
@@ -208,9 +241,10 @@ class H1Protocol(asyncio.Protocol):
         self._drain_waiters: list = []
         self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
         self._timer = None
-        self._timer_is_idle = False
+        self._timer_kind = None  # "head" (header-read deadline) or "idle" (keep-alive)
         self._closing = False
         self._shutting_down = False
+        self._upgrade = None  # a WebSocket handshake waiting for the end of its request
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -221,7 +255,7 @@ class H1Protocol(asyncio.Protocol):
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
         self.state.connections.add(self)
-        self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout)
+        self._arm_head_timer()
 
     def connection_lost(self, exc) -> None:
         self._closing = True
@@ -236,10 +270,9 @@ class H1Protocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.awaiting_head and self.stream is None:
-            # Bytes of a new request: the idle keep-alive timer no longer applies.
-            if self._timer is not None and self._timer_is_idle:
-                self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout)
+        if self._timer_kind != "head" and self.stream is None and self.conn.awaiting_head:
+            # Bytes of a new request: the idle keep-alive timer gives way to the head deadline.
+            self._arm_head_timer()
         try:
             self.conn.receive_data(data)
         except HTTPError as exc:
@@ -282,11 +315,15 @@ class H1Protocol(asyncio.Protocol):
                 self._cancel_timer()
                 self._start_request(event)
             elif kind is EndOfMessage:
+                if self._upgrade is not None:
+                    self._upgrade.switch()  # the transport now belongs to the WebSocket
+                    return
                 stream = self.stream
                 if stream is not None:
                     stream._feed_end()
                     if stream.response_complete:
-                        self._next_cycle()
+                        # Not recursive: this loop goes on with the next pipelined request.
+                        self._next_cycle(process=False)
             elif event is NEED_DATA:
                 return
             elif event is PAUSED:
@@ -295,11 +332,15 @@ class H1Protocol(asyncio.Protocol):
             else:  # the peer closed its side
                 if self.stream is None or self.stream.response_complete:
                     self.close()
-                elif not self.stream.body_complete:
+                elif not conn.request_complete:
                     self.stream._finish(disconnected=True)
                 return
 
     def _start_request(self, head: RequestHead) -> None:
+        if self.state.ws_handler is not None and is_upgrade(head.headers):
+            # Answered here if the handshake is bad; switched at the end of the request if not.
+            self._upgrade = start_upgrade(self, head)
+            return
         stream = H1Stream(self, head)
         self.stream = stream
         if self._shutting_down:
@@ -326,11 +367,15 @@ class H1Protocol(asyncio.Protocol):
 
     def response_done(self, stream: H1Stream) -> None:
         self.state.log_access(stream)
-        if stream.body_complete or not self.conn.keep_alive:
+        if self.conn.request_complete or not self.conn.keep_alive:
             self._next_cycle()
-        # Otherwise the rest of the body is read and discarded; EndOfMessage finishes the cycle.
+        else:
+            # The rest of the body is read and dropped; EndOfMessage finishes the cycle. Reading
+            # may have been paused for a body nobody will consume now.
+            stream._drop_body()
+            self._resume_reading("body")
 
-    def _next_cycle(self) -> None:
+    def _next_cycle(self, process: bool = True) -> None:
         stream = self.stream
         if stream is not None:
             stream._finish(disconnected=False)
@@ -346,8 +391,12 @@ class H1Protocol(asyncio.Protocol):
             return
         self._resume_reading("pipeline")
         self._resume_reading("body")
-        self._arm_timer(self.state.config.timeout_keep_alive, self._on_idle_timeout, idle=True)
-        self._process()
+        if self.conn.has_partial_head:
+            self._arm_head_timer()  # a pipelined request has begun: its deadline runs
+        else:
+            self._arm_timer(self.state.config.timeout_keep_alive, self._on_idle_timeout, "idle")
+        if process:
+            self._process()
 
     # ---------------------------------------------------------------- flow control
 
@@ -389,28 +438,32 @@ class H1Protocol(asyncio.Protocol):
 
     # ---------------------------------------------------------------- timers and closing
 
-    def _arm_timer(self, delay: float, callback, idle: bool = False) -> None:
+    def _arm_head_timer(self) -> None:
+        self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout, "head")
+
+    def _arm_timer(self, delay: float, callback, kind: str) -> None:
         self._cancel_timer()
-        self._timer_is_idle = idle
+        self._timer_kind = kind
         if delay:
             self._timer = self.loop.call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
+        self._timer_kind = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _on_head_timeout(self) -> None:
         self._timer = None
+        self._timer_kind = None
         if self.stream is None and self.conn.has_partial_head:
-            from ..wire.events import RequestTimeout
-
             self._reject(RequestTimeout("request head not received in time"))
         else:
             self.close()
 
     def _on_idle_timeout(self) -> None:
         self._timer = None
+        self._timer_kind = None
         if self.stream is None:
             self.close()
 
@@ -432,6 +485,14 @@ class H1Protocol(asyncio.Protocol):
                 self.transport.abort()
             else:
                 self.transport.close()
+
+
+def start_upgrade(h1, head):
+    """Hand a WebSocket handshake to :mod:`refserver.protocols.ws` (imported here, since that
+    module builds on this one)."""
+    from .ws import start_upgrade as start
+
+    return start(h1, head)
 
 
 def _address(addr):

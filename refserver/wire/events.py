@@ -140,4 +140,12 @@ _BY_STATUS = {
 
 class ResponseError(Exception):
     """The application asked for a response the protocol cannot carry (an invalid status or
-    header, more body than its Content-Length announced, a second response head)."""
+    header, more body than its Content-Length announced, a second response head).
+
+    ``rule`` says which kind of rule was broken -- ``"status"``, ``"header"``, ``"length"`` or
+    ``"order"`` -- so each gateway can name the clause of its own spec.
+    """
+
+    def __init__(self, message: str, rule: str = "order"):
+        super().__init__(message)
+        self.rule = rule

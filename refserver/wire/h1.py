@@ -21,6 +21,7 @@ from .events import (
     ContentTooLarge,
     EndOfMessage,
     HeadersTooLarge,
+    NotImplementedByServer,
     RequestHead,
     ResponseError,
     URITooLong,
@@ -31,8 +32,17 @@ _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
 _TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS_RE = re.compile(rb"[0-9]+")
+# RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
+_HOST_RE = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?"
+)
+_ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
+_TE_FIELD_RE = re.compile(rb"^transfer-encoding[ \t]*:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+_HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF or bare LF)
+_EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
@@ -55,16 +65,21 @@ class Limits:
 
 
 class DateCache:
-    """The ``Date`` header value, formatted at most once a second."""
+    """The ``Date`` header value, formatted at most once a second.
 
-    __slots__ = ("_second", "_value")
+    ``clock`` is injectable so that tests can compare response bytes exactly (replace
+    :data:`DATES` with ``DateCache(lambda: 0.0)``).
+    """
 
-    def __init__(self):
+    __slots__ = ("_second", "_value", "_clock")
+
+    def __init__(self, clock=time.time):
         self._second = -1
         self._value = b""
+        self._clock = clock
 
     def value(self) -> bytes:
-        now = time.time()
+        now = self._clock()
         second = int(now)
         if second != self._second:
             self._second = second
@@ -93,6 +108,42 @@ def connection_tokens(headers: list) -> set:
         if name == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
     return tokens
+
+
+def _te_unframeable(head: bytes) -> bool:
+    """True when the Transfer-Encoding fields in this raw head do not end in one ``chunked``."""
+    codings = [
+        coding.strip().lower()
+        for match in _TE_FIELD_RE.finditer(_FOLD_RE.sub(b" ", head or b""))
+        for coding in match.group(1).split(b",")
+    ]
+    codings = [coding for coding in codings if coding]
+    return not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1
+
+
+def _check_target(head: RequestHead) -> None:
+    """RFC 9112 3.2: each request-target form belongs to certain methods.
+
+    CONNECT is 501 (refserver does not tunnel). ``*`` is passed on with any method (only OPTIONS
+    gives it a meaning, but extension methods such as M-SEARCH use it too). An absolute-form
+    target must be http(s), and its authority replaces the Host header (3.2.2: the origin server
+    MUST ignore Host then), so every interface shows the application the same host.
+    """
+    target = head.target
+    if head.method == b"CONNECT":
+        raise NotImplementedByServer("CONNECT is not supported")
+    if target[:1] == b"/" or target == b"*":
+        return
+    match = _ABSOLUTE_RE.match(target)
+    if match is None:
+        raise BadRequest("request target must be origin-form or an http(s) absolute-form")
+    authority = match.group(1)
+    if not authority or not _HOST_RE.fullmatch(authority):
+        raise BadRequest("invalid authority in the request target")
+    headers = [(n, authority if n == b"host" else v) for n, v in head.headers]
+    if len(headers) == len(head.headers) and all(n != b"host" for n, _ in headers):
+        headers.append((b"host", authority))  # HTTP/1.0 may have sent none
+    head.headers = headers
 
 
 # Response framing modes.
@@ -125,6 +176,7 @@ class H1Connection:
         self._server_header = server_header
         self._write_head = head_writer
         self._head_buffer = b""
+        self._last_head = b""
         self._reset()
 
     def _reset(self) -> None:
@@ -136,6 +188,8 @@ class H1Connection:
         self.response_started = False
         self.response_complete = False
         self._awaiting_head = True
+        self._checking_head = True  # the head limits apply to what is received
+        self._line_checked = False  # the request line was complete and within its limit
         self._body_received = 0
         self._framing = _NONE
         self._remaining = 0
@@ -153,7 +207,7 @@ class H1Connection:
         return self._awaiting_head and bool(self._head_buffer)
 
     def receive_data(self, data: bytes) -> None:
-        if self._awaiting_head and data:
+        if self._checking_head and data:
             self._check_head_limits(data)
         self._parser.feed(data)
 
@@ -161,25 +215,56 @@ class H1Connection:
         self._parser.feed_eof()
 
     def _check_head_limits(self, data: bytes) -> None:
-        buf = self._head_buffer + data if self._head_buffer else data
+        """The request-line (414) and head (431) limits, checked on a head's bytes as they come.
+
+        Incremental on purpose: a head trickled in one byte per read is scanned once in total,
+        not once per read, so a slow client cannot make it quadratic. Leading empty lines are
+        skipped (RFC 9112 2.2), as both parsers skip them.
+        """
+        buf = self._head_buffer
+        if buf:
+            scan = len(buf) - 2  # the end of the head may straddle two reads
+            buf += data  # a bytearray, extended in place
+        else:
+            if data[0] in _EMPTY_LINE_BYTES:
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return
+            scan = 0
+            buf = data
         limits = self._limits
-        # Leading empty lines before a request line are allowed (RFC 9112 2.2).
-        start = 0
-        while buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):
-            start += 2 if buf[start] == 13 else 1
-        line_end = buf.find(b"\n", start)
-        if (line_end < 0 and len(buf) - start > limits.request_line) or (
-            line_end - start > limits.request_line + 1
-        ):
-            raise URITooLong("request line is longer than %d bytes" % limits.request_line)
-        head_end = buf.find(b"\r\n\r\n", start)
-        if (head_end < 0 and len(buf) - start > limits.head) or head_end - start > limits.head:
-            raise HeadersTooLarge("request head is larger than %d bytes" % limits.head)
-        self._head_buffer = buf if head_end < 0 else b""
+        if not self._line_checked:
+            line_end = buf.find(b"\n", scan if scan > 0 else 0)
+            if line_end < 0:
+                if len(buf) - (buf[-1] == 13) > limits.request_line:  # a CR may end it next
+                    raise URITooLong("request line is longer than %d bytes" % limits.request_line)
+            else:
+                if line_end - (buf[line_end - 1] == 13) > limits.request_line:
+                    raise URITooLong("request line is longer than %d bytes" % limits.request_line)
+                self._line_checked = True
+        end = _HEAD_END_RE.search(buf, scan if scan > 0 else 0)
+        if end is None:
+            if len(buf) > limits.head:
+                raise HeadersTooLarge("request head is larger than %d bytes" % limits.head)
+            self._head_buffer = buf if type(buf) is bytearray else bytearray(buf)
+        else:
+            if end.end() > limits.head:  # the whole head, its blank line included
+                raise HeadersTooLarge("request head is larger than %d bytes" % limits.head)
+            self._head_buffer = b""
+            self._checking_head = False  # the rest of these bytes is body or the next request
+        self._last_head = buf
 
     def next_event(self):
         """The next event, NEED_DATA, PAUSED, or None when the peer closed its side."""
-        event = self._parser.next_event()
+        try:
+            event = self._parser.next_event()
+        except NotImplementedByServer:
+            # The parsers refuse every Transfer-Encoding but one "chunked" with 501. RFC 9112 6.3
+            # makes it 400 when chunked is not the final coding or comes twice: then the body
+            # length cannot be known at all. 501 stays for an unknown coding before chunked.
+            if self._awaiting_head and _te_unframeable(self._last_head):
+                raise BadRequest("Transfer-Encoding does not end in a single chunked") from None
+            raise
         kind = type(event)
         if kind is Body:
             self._body_received += len(event.data)
@@ -193,10 +278,16 @@ class H1Connection:
 
     def _on_head(self, head: RequestHead) -> None:
         self._awaiting_head = False
+        self._checking_head = False
         self._head_buffer = b""
+        self._last_head = b""
         if head.http_version not in (b"1.1", b"1.0"):
             raise VersionNotSupported("HTTP/%s is not supported" % head.http_version.decode())
         if not _METHOD_RE.fullmatch(head.method):
+            if _TOKEN_RE.fullmatch(head.method):
+                # A valid token in another case names a method no gateway can carry (methods are
+                # case-sensitive, RFC 9110 9.1, and ASGI/RSGI promise upper case): not implemented.
+                raise NotImplementedByServer("method %r is not implemented" % head.method.decode())
             raise BadRequest("method must be an upper-case token")
         headers = head.headers
         if len(headers) > self._limits.header_count:
@@ -206,16 +297,53 @@ class H1Connection:
             self.keep_alive = b"close" not in tokens
         else:
             self.keep_alive = b"keep-alive" in tokens and b"close" not in tokens
+        has_length = chunked = False
         for name, value in headers:
             if name == b"expect" and head.http_version == b"1.1":
                 self.expect_continue = value.lower() == b"100-continue"
-            elif name == b"content-length" and self._limits.body:
-                if int(value) > self._limits.body:
+            elif name == b"content-length":
+                has_length = True
+                if self._limits.body and int(value) > self._limits.body:
                     raise ContentTooLarge(
                         "request body is larger than %d bytes" % self._limits.body
                     )
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"host" and not _HOST_RE.fullmatch(value):
+                raise BadRequest("invalid Host header")  # RFC 9112 3.2: MUST be 400
+        if has_length and chunked:
+            # RFC 9112 6.3: a sign of request smuggling, "ought to be handled as an error";
+            # the parsers would silently pick one framing and the app would see the other.
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if chunked and head.http_version == b"1.0":
+            # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        _check_target(head)
         self._head_only = head.method == b"HEAD"
         self.request = head
+
+    def switching_protocols(self, headers: list) -> bytes:
+        """A ``101 Switching Protocols`` head (RFC 9110 15.2.2) with the Server and Date fields
+        every other response gets; after it the connection belongs to the new protocol.
+
+        ``headers`` were built and checked by the new protocol (:mod:`refserver.wire.ws`).
+        """
+        if self.response_started:
+            raise ResponseError("the response has already started")
+        out = list(headers)
+        if self._server_header:
+            out.append((b"server", self._server_header))
+        if self._date_header:
+            out.append((b"date", DATES.value()))
+        self.response_started = True
+        self.response_complete = True
+        self.keep_alive = False  # no further HTTP/1.1 request on this connection
+        return self._write_head(101, REASONS[101], out)
+
+    def trailing_data(self) -> bytes:
+        """Bytes received after the current request that the parser has not consumed: after a
+        protocol switch (WebSocket Upgrade), the first bytes of the new protocol."""
+        return self._parser.buffered()
 
     def start_next_cycle(self) -> None:
         """Forget the finished exchange; pipelined bytes already received are parsed next."""
@@ -242,21 +370,21 @@ class H1Connection:
         if self.response_started:
             raise ResponseError("the response has already started")
         if type(status) is not int or not 200 <= status <= 999:
-            raise ResponseError("invalid response status %r" % (status,))
+            raise ResponseError("invalid response status %r" % (status,), "status")
         out = []
         content_length = None
         has_date = has_server = False
         for name, value in headers:
             if not _TOKEN_RE.fullmatch(name):
-                raise ResponseError("invalid response header name %r" % (name,))
+                raise ResponseError("invalid response header name %r" % (name,), "header")
             if _BAD_VALUE_RE.search(value):
-                raise ResponseError("invalid response header value %r" % (value,))
+                raise ResponseError("invalid response header value %r" % (value,), "header")
             lname = name.lower()
             if lname == b"content-length":
                 if not _DIGITS_RE.fullmatch(value.strip()) or (
                     content_length is not None and content_length != int(value)
                 ):
-                    raise ResponseError("invalid Content-Length %r" % (value,))
+                    raise ResponseError("invalid Content-Length %r" % (value,), "header")
                 content_length = int(value)
             elif lname == b"transfer-encoding":
                 continue  # framing is the server's job (ASGI, RSGI)
@@ -270,8 +398,20 @@ class H1Connection:
                 has_server = True
             out.append((name, value))
 
-        no_body = self._head_only or status in _NO_BODY_STATUSES or status < 200
+        no_body = self._head_only or status in _NO_BODY_STATUSES
+        if status == 204 and content_length is not None:
+            # RFC 9110 8.6: never a Content-Length on a 204.
+            out = [(n, v) for n, v in out if n.lower() != b"content-length"]
+            content_length = None
         if content_length is not None:
+            if end and not no_body and len(body) != content_length:
+                # The whole response is known and wrong: refuse it before a byte is written, so
+                # the caller can still answer 500 instead.
+                raise ResponseError(
+                    "response body is %d bytes but its Content-Length is %d"
+                    % (len(body), content_length),
+                    "length",
+                )
             self._framing = _LENGTH
             self._remaining = content_length
         elif status in _NO_BODY_STATUSES:
@@ -284,10 +424,15 @@ class H1Connection:
         elif self.request is not None and self.request.http_version == b"1.1":
             self._framing = _CHUNKED
             out.append((b"transfer-encoding", b"chunked"))
-        else:
+        elif not self._head_only:
             self._framing = _CLOSE_DELIMITED
             self.keep_alive = False
+        # else: an HTTP/1.0 HEAD response has no body to delimit, so it need not close.
 
+        if self.expect_continue and not self.sent_continue and not self.request_complete:
+            # The client still waits to be told to send its body, and now never will be: the
+            # connection cannot carry another request, and the client should know it now.
+            self.keep_alive = False
         if self._server_header and not has_server:
             out.append((b"server", self._server_header))
         if self._date_header and not has_date:
@@ -320,7 +465,8 @@ class H1Connection:
                 self.keep_alive = False
                 raise ResponseError(
                     "response body is longer than its Content-Length (%d bytes too many)"
-                    % (len(data) - self._remaining)
+                    % (len(data) - self._remaining),
+                    "length",
                 )
             self._remaining -= len(data)
         return data
@@ -335,12 +481,9 @@ class H1Connection:
             # The peer cannot find the end of this message: the connection must close.
             self.keep_alive = False
             raise ResponseError(
-                "response ended %d bytes short of its Content-Length" % self._remaining
+                "response ended %d bytes short of its Content-Length" % self._remaining, "length"
             )
         if self._framing == _CLOSE_DELIMITED:
-            self.keep_alive = False
-        if not self.request_complete and self.expect_continue and not self.sent_continue:
-            # The client is still waiting to be told to send its body.
             self.keep_alive = False
         return b""
 

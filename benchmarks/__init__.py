@@ -1,0 +1,1 @@
+"""Benchmarks: run.py compares refserver with its peers; apps/ holds the served apps."""

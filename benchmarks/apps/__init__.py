@@ -1,0 +1,1 @@
+"""The benchmark applications: the same four endpoints for each interface (see ../README.md)."""

@@ -1,0 +1,1014 @@
+#!/usr/bin/env python3
+"""Compare refserver with Granian, uvicorn and hypercorn in one run, on one machine.
+
+Every cell of the matrix (target x endpoint) gets a fresh server process pinned to one core, a short
+warm-up and a measured ``wrk`` run pinned to another core. The server's CPU time (its whole process
+tree, every thread) and memory are read from /proc around the measurement, so the table shows both
+throughput and how much server CPU each request costs. See benchmarks/README.md.
+
+    python benchmarks/run.py                       # the full matrix
+    python benchmarks/run.py --quick               # short cells, for a smoke run
+    python benchmarks/run.py --targets 'refserver-pure-asgi,uvicorn-*' --endpoints plaintext,json
+    python benchmarks/run.py --list                # the targets and endpoints
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fnmatch
+import http.client
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS_DIR = os.path.join(HERE, "results")
+HOST = "127.0.0.1"  # never anything else
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+ECHO_SIZE = 4096
+BIG_SIZE = 1024 * 1024
+
+STARTUP_DEADLINE = 30.0  # seconds for a server to accept and answer its first request
+STOP_DEADLINE = 10.0  # seconds after SIGINT before the process group is killed
+WRK_GRACE = 30.0  # seconds a wrk run may overrun its -d before it is killed
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    description: str
+    body: bytes = b""
+
+    def check(self, status: int, body: bytes) -> str | None:
+        """Why a response is wrong, or None: no cell is measured against a broken endpoint."""
+        if status != 200:
+            return f"{self.method} {self.path} answered {status}"
+        expected = {
+            "plaintext": b"Hello, world!",
+            "echo": self.body,
+            "big": b"x" * BIG_SIZE,
+        }.get(self.name)
+        if expected is not None and body != expected:
+            return f"{self.method} {self.path}: unexpected body ({len(body)} bytes)"
+        if self.name == "json":
+            try:
+                json.loads(body)
+            except ValueError:
+                return f"{self.method} {self.path}: body is not JSON"
+        return None
+
+
+ENDPOINTS = {
+    e.name: e
+    for e in (
+        Endpoint("plaintext", "GET", "/", 'GET / -> 13 bytes "Hello, world!"'),
+        Endpoint("json", "GET", "/json", "GET /json -> small JSON, serialised per request"),
+        Endpoint(
+            "echo",
+            "POST",
+            "/echo",
+            "POST /echo with a 4 KiB body -> the same 4 KiB",
+            body=b"a" * ECHO_SIZE,
+        ),
+        Endpoint("big", "GET", "/big", "GET /big -> 1 MiB body"),
+    )
+}
+
+
+def wrk_script(endpoint: Endpoint) -> str:
+    """The Lua script for one endpoint: the request, and a machine-readable summary at the end."""
+    lines = []
+    if endpoint.method != "GET":
+        lines.append(f'wrk.method = "{endpoint.method}"')
+    if endpoint.body:
+        # The body is generated here rather than pasted: string.rep of one byte.
+        assert endpoint.body == endpoint.body[:1] * len(endpoint.body)
+        lines.append(f'wrk.body = string.rep("{endpoint.body[:1].decode()}", {len(endpoint.body)})')
+        lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')
+    lines.append(
+        """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"min":%d,"mean":%.3f,"stdev":%.3f,"max":%d,' ..
+    '"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9)))
+end
+"""
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    name: str
+    server: str  # refserver, uvicorn, granian, hypercorn
+    interface: str  # asgi, rsgi, wsgi
+    description: str
+    argv: Callable[[str, int], list]  # (python, port) -> command
+    optional: bool = False  # skipped with a reason when unavailable, rather than failing
+
+
+def _app(interface: str) -> str:
+    return f"benchmarks.apps.{interface}_app:app"
+
+
+def _refserver(impl: str, interface: str) -> Target:
+    loop = "asyncio" if impl == "pure" else "uvloop"
+
+    def argv(python, port):
+        return [
+            python, "-m", "refserver", _app(interface),
+            "--host", HOST, "--port", str(port),
+            "--interface", interface, "--impl", impl, "--loop", loop,
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    parser = "h11" if impl == "pure" else "httptools (Cython)"
+    return Target(
+        f"refserver-{impl}-{interface}",
+        "refserver",
+        interface,
+        f"refserver --impl {impl} --interface {interface} ({parser}, {loop})",
+        argv,
+        optional=impl == "fast",
+    )
+
+
+def _uvicorn(http: str, loop: str) -> Target:
+    def argv(python, port):
+        return [
+            python, "-m", "uvicorn", _app("asgi"),
+            "--host", HOST, "--port", str(port),
+            "--http", http, "--loop", loop, "--ws", "none",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
+    return Target(f"uvicorn-{http}", "uvicorn", "asgi", f"uvicorn --http {http} --loop {loop}", argv)
+
+
+def _granian(interface: str) -> Target:
+    def argv(python, port):
+        return [
+            python, "-m", "granian", "--interface", interface,
+            "--host", HOST, "--port", str(port),
+            "--workers", "1", "--loop", "uvloop", "--no-ws",
+            "--no-access-log", "--log-level", "warning",
+            _app(interface),
+        ]  # fmt: skip
+
+    return Target(
+        f"granian-{interface}",
+        "granian",
+        interface,
+        f"granian --interface {interface} --workers 1 --loop uvloop --no-ws",
+        argv,
+    )
+
+
+def _hypercorn() -> Target:
+    def argv(python, port):
+        return [
+            python, "-m", "hypercorn", "--bind", f"{HOST}:{port}",
+            "--workers", "1", "--worker-class", "asyncio", "--log-level", "warning",
+            _app("asgi"),
+        ]  # fmt: skip
+
+    return Target("hypercorn", "hypercorn", "asgi", "hypercorn --workers 1 -k asyncio", argv)
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        _refserver("pure", "asgi"),
+        _refserver("pure", "rsgi"),
+        _refserver("pure", "wsgi"),
+        _refserver("fast", "asgi"),
+        _refserver("fast", "rsgi"),
+        _refserver("fast", "wsgi"),
+        _uvicorn("h11", "asyncio"),
+        _uvicorn("httptools", "uvloop"),
+        _granian("rsgi"),
+        _granian("asgi"),
+        _granian("wsgi"),
+        _hypercorn(),
+    )
+}
+
+# (ours, theirs): printed as ratio lines, in this order, when both sides were measured.
+RATIOS = [
+    ("refserver-pure-asgi", "uvicorn-h11"),
+    ("refserver-pure-asgi", "uvicorn-httptools"),
+    ("refserver-pure-rsgi", "granian-rsgi"),
+    ("refserver-pure-wsgi", "granian-wsgi"),
+    ("refserver-fast-asgi", "uvicorn-h11"),
+    ("refserver-fast-asgi", "uvicorn-httptools"),
+    ("refserver-fast-rsgi", "granian-rsgi"),
+    ("refserver-fast-wsgi", "granian-wsgi"),
+    # Context, not targets:
+    ("refserver-pure-asgi", "hypercorn"),
+    ("refserver-pure-asgi", "granian-asgi"),
+    ("refserver-fast-asgi", "granian-asgi"),
+]
+
+
+def fast_path_unavailable(python: str) -> str | None:
+    """Why the fast path cannot be benchmarked, or None when ``refserver._speedups`` imports."""
+    proc = subprocess.run(
+        [python, "-c", "import refserver._speedups"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode == 0:
+        return None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return lines[-1] if lines else f"import exited with {proc.returncode}"
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def _children(pid: int) -> list:
+    """Direct children of ``pid`` (every thread's children, via /proc/<pid>/task/*/children)."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def process_tree(pid: int) -> list:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p in tree:
+            continue
+        tree.append(p)
+        todo.extend(_children(p))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all of its threads) plus those of its reaped children."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14..17.
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def parse_cpus(spec: str | None) -> list:
+    """A taskset CPU list ("0", "0,2", "0-3") as a list of CPU numbers; all CPUs for None."""
+    if spec is None:
+        return sorted(os.sched_getaffinity(0))
+    cpus = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def cpu_stat(cpus: list) -> tuple:
+    """(busy, steal) seconds summed over ``cpus`` since boot, from /proc/stat."""
+    busy = steal = 0
+    wanted = {f"cpu{c}" for c in cpus}
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in wanted:
+                user, nice, system, idle, iowait, irq, softirq, st = (int(x) for x in parts[1:9])
+                busy += user + nice + system + irq + softirq + st
+                steal += st
+    return busy / CLK_TCK, steal / CLK_TCK
+
+
+def wait_for_quiet(cpus: list, threshold: float, timeout: float) -> float:
+    """Poll /proc/stat in 0.5 s windows until ``cpus`` are busy less than ``threshold`` of the time
+    (other sessions' work would be measured as noise); give up after ``timeout`` seconds.
+    Returns the busy share of the last window."""
+    end = time.monotonic() + timeout
+    while True:
+        busy0, _ = cpu_stat(cpus)
+        t0 = time.monotonic()
+        time.sleep(0.5)  # the sampling window
+        busy1, _ = cpu_stat(cpus)
+        share = (busy1 - busy0) / ((time.monotonic() - t0) * len(cpus))
+        if share < threshold or time.monotonic() >= end:
+            return share
+
+
+def tree_snapshot(pid: int) -> dict:
+    """{pid: cpu seconds} for the server process and all its descendants."""
+    snap = {}
+    for p in process_tree(pid):
+        cpu = cpu_seconds(p)
+        if cpu is not None:
+            snap[p] = cpu
+    return snap
+
+
+# --------------------------------------------------------------------------- server lifecycle
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class ServerFailed(Exception):
+    pass
+
+
+class RunningServer:
+    """One server process (group), started pinned, stopped with SIGINT then SIGKILL."""
+
+    def __init__(self, target: Target, python: str, pin: str | None, log_dir: str):
+        self.target = target
+        self.port = free_port()
+        self.argv = target.argv(python, self.port)
+        if pin is not None:
+            self.argv = ["taskset", "-c", pin] + self.argv  # taskset execs: same pid
+        self.log_path = os.path.join(log_dir, f"{target.name}-{self.port}.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        for name in list(env):  # the command line is the whole configuration
+            if name.startswith(("REFSERVER_", "GRANIAN_", "UVICORN_")):
+                del env[name]
+        with contextlib.suppress(OSError):  # the port must be ours alone
+            with socket.create_connection((HOST, self.port), timeout=0.2):
+                raise ServerFailed(f"port {self.port} is already in use")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches every worker
+        )
+
+    def log_tail(self, lines: int = 8) -> str:
+        with contextlib.suppress(OSError):
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace").strip().splitlines()
+            return "\n".join(text[-lines:])
+        return ""
+
+    def _died(self) -> ServerFailed:
+        tail = self.log_tail()
+        last = tail.splitlines()[-1] if tail else ""
+        return ServerFailed(f"exited with code {self.proc.returncode} before serving: {last}")
+
+    def wait_ready(self, deadline: float = STARTUP_DEADLINE) -> None:
+        """Poll the socket until it accepts, then until GET / answers (a supervisor may accept
+        before its worker serves, so an accepted connection alone does not mean ready)."""
+        end = time.monotonic() + deadline
+        while True:
+            if self.proc.poll() is not None:
+                raise self._died()
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1.0):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > end:
+                raise ServerFailed(f"did not accept connections within {deadline:.0f}s")
+            time.sleep(0.02)  # poll interval, not a wait for readiness
+        probe = ENDPOINTS["plaintext"]
+        while True:
+            if self.proc.poll() is not None:
+                raise self._died()
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise ServerFailed(f"GET / got no answer within {deadline:.0f}s")
+            try:
+                http_request(self.port, probe, timeout=remaining)
+                return
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.05)
+
+    def check(self, endpoint: Endpoint, timeout: float = 10.0) -> None:
+        """Fail unless ``endpoint`` answers correctly: no cell measures a broken endpoint."""
+        try:
+            problem = endpoint.check(*http_request(self.port, endpoint, timeout=timeout))
+        except socket.timeout:
+            problem = f"{endpoint.method} {endpoint.path}: no response within {timeout:.0f}s"
+        except (OSError, http.client.HTTPException) as exc:
+            problem = f"{endpoint.method} {endpoint.path}: {type(exc).__name__}: {exc}"
+        if problem:
+            raise ServerFailed(f"wrong response: {problem}")
+
+    def stop(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        try:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(STOP_DEADLINE)
+                except subprocess.TimeoutExpired:
+                    print(f"    ! {self.target.name} ignored SIGINT for {STOP_DEADLINE:.0f}s: killing",
+                          flush=True)
+            # Workers left behind by the process we started: its own group, by id.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            return proc.returncode
+        finally:
+            self.log.close()
+
+
+def http_request(port: int, endpoint: Endpoint, timeout: float) -> tuple:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/octet-stream"} if endpoint.body else {}
+        conn.request(endpoint.method, endpoint.path, body=endpoint.body or None, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkRun:
+    summary: dict
+    stdout: str
+    client_cpu_s: float
+    wall_s: float
+
+
+def run_wrk(args, port: int, endpoint: Endpoint, duration: float, script_path: str) -> WrkRun:
+    cmd = []
+    if args.client_cpus is not None:
+        cmd += ["taskset", "-c", args.client_cpus]
+    cmd += [
+        args.wrk, "-t", str(args.threads), "-c", str(args.connections),
+        "-d", f"{duration}s", "--timeout", f"{args.wrk_timeout:g}s", "--latency",
+        "-s", script_path, f"http://{HOST}:{port}{endpoint.path}",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + WRK_GRACE)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk exited with {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    for line in proc.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            summary = json.loads(line[len("WRKJSON ") :])
+            break
+    else:
+        raise RuntimeError("wrk printed no summary: " + proc.stdout[-300:])
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return WrkRun(summary, proc.stdout, client_cpu, wall)
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+@dataclass
+class Cell:
+    target: str
+    endpoint: str
+    status: str = "ok"  # ok, failed, skipped
+    reason: str = ""
+    metrics: dict = field(default_factory=dict)
+    runs: list = field(default_factory=list)
+    noisy_runs: list = field(default_factory=list)  # discarded: the server CPU was shared
+
+
+def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> dict:
+    if args.quiet_wait > 0:
+        busy = wait_for_quiet(
+            parse_cpus(args.server_cpus) + parse_cpus(args.client_cpus), args.quiet_threshold,
+            args.quiet_wait,
+        )
+        if busy >= args.quiet_threshold:
+            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+    server = RunningServer(target, args.python, args.server_cpus, log_dir)
+    server.start()
+    try:
+        server.wait_ready()
+        server.check(endpoint)
+        pid = server.proc.pid
+        rss_idle = rss_mib(pid)
+        if args.warmup > 0:
+            run_wrk(args, server.port, endpoint, args.warmup, script_path)
+        server_cpus = parse_cpus(args.server_cpus)
+        core_before = cpu_stat(server_cpus)
+        before = tree_snapshot(pid)
+        wrk = run_wrk(args, server.port, endpoint, args.duration, script_path)
+        after = tree_snapshot(pid)
+        core_after = cpu_stat(server_cpus)
+        if server.proc.poll() is not None:
+            raise ServerFailed(f"died during the measurement: {server.log_tail(3)}")
+        # Per-process CPU; a process that appeared during the run counts from zero.
+        per_pid = {p: after[p] - before.get(p, 0.0) for p in after}
+        cpu = sum(per_pid.values())
+        # A process that ended during the run: its time is in its parent's cutime/cstime, once
+        # reaped; count nothing more for it here.
+        rss_by_pid = {p: rss_mib(p) for p in after}
+        busiest = max(per_pid, key=per_pid.get) if per_pid else pid
+        # Work on the server's CPUs that was not the server's: other processes, hypervisor steal.
+        core_busy = core_after[0] - core_before[0]
+        foreign = max(0.0, core_busy - cpu) / (wrk.wall_s * len(server_cpus))
+        steal = (core_after[1] - core_before[1]) / (wrk.wall_s * len(server_cpus))
+        server.check(endpoint)  # still correct after the load
+    finally:
+        exit_code = server.stop()
+    s = wrk.summary
+    seconds = s["duration_us"] / 1e6
+    requests = s["requests"]
+    errors = s["errors"]
+    return {
+        "command": server.argv,
+        "requests": requests,
+        "duration_s": seconds,
+        "rps": requests / seconds if seconds else 0.0,
+        "bytes_read": s["bytes"],
+        "latency_ms": {k: v / 1000 for k, v in s["latency_us"].items()},
+        "p99_ms": s["latency_us"]["p99"] / 1000,
+        "errors": errors,
+        "error_count": sum(errors.values()),
+        "server_cpu_s": cpu,
+        "server_cpu_by_pid": {str(p): c for p, c in per_pid.items()},
+        "server_cpu_util": cpu / wrk.wall_s if wrk.wall_s else 0.0,
+        "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
+        "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
+        "server_processes": len(after),
+        "rss_mib": rss_by_pid.get(busiest),  # the process that served (most CPU)
+        "rss_tree_mib": sum(v for v in rss_by_pid.values() if v is not None),
+        "rss_idle_mib": rss_idle,
+        "noise": foreign,  # share of the server CPUs used by something else during the run
+        "steal": steal,
+        "client_cpu_s": wrk.client_cpu_s,
+        "client_cpu_util": wrk.client_cpu_s / wrk.wall_s if wrk.wall_s else 0.0,
+        "server_exit_code": exit_code,
+        "wrk_stdout": wrk.stdout,
+    }
+
+
+def measure(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> Cell:
+    """``--repeat`` runs of one cell; a run during which more than ``--max-noise`` of the server's
+    CPU went to other processes is run again, at most ``--noise-retries`` times per cell."""
+    cell = Cell(target.name, endpoint.name)
+    retries = args.noise_retries
+    while len(cell.runs) < args.repeat:
+        try:
+            run = measure_once(args, target, endpoint, script_path, log_dir)
+        except (ServerFailed, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+            cell.status, cell.reason = "failed", str(exc)
+            return cell
+        if run["noise"] > args.max_noise and retries > 0:
+            retries -= 1
+            cell.noisy_runs.append({k: run[k] for k in ("rps", "noise", "requests_per_cpu_s")})
+            print(f"[noise {run['noise'] * 100:.0f}%, again]", end=" ", flush=True)
+            continue
+        cell.runs.append(run)
+    # The run with the median throughput stands for the cell.
+    ordered = sorted(cell.runs, key=lambda r: r["rps"])
+    cell.metrics = ordered[(len(ordered) - 1) // 2]
+    if len(cell.runs) > 1:
+        rps = [r["rps"] for r in cell.runs]
+        cell.metrics = dict(cell.metrics, rps_runs=rps, rps_spread=(max(rps) - min(rps)) / max(rps))
+    return cell
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def markdown_table(cells: list) -> str:
+    head = (
+        "| target | endpoint | req/s | p99 ms | srv CPU s | srv CPU % | req per CPU-s "
+        "| CPU µs/req | RSS MiB | tree RSS MiB | errors | wrk CPU % | noise % |"
+    )
+    rows = [head, "|" + "|".join(["---"] * 13) + "|"]
+    for c in cells:
+        m = c.metrics
+        if c.status != "ok":
+            reason = c.reason.replace("|", "\\|").replace("\n", " ")[:110]
+            rows.append(f"| {c.target} | {c.endpoint} | {c.status}: {reason} |" + " |" * 10)
+            continue
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    c.target,
+                    c.endpoint,
+                    _fmt(m["rps"], ",.0f"),
+                    _fmt(m["p99_ms"], ".2f"),
+                    _fmt(m["server_cpu_s"], ".2f"),
+                    _fmt(m["server_cpu_util"] * 100, ".0f"),
+                    _fmt(m["requests_per_cpu_s"], ",.0f"),
+                    _fmt(m["cpu_us_per_request"], ",.0f"),
+                    _fmt(m["rss_mib"], ".1f"),
+                    _fmt(m["rss_tree_mib"], ".1f"),
+                    str(m["error_count"]),
+                    _fmt(m["client_cpu_util"] * 100, ".0f"),
+                    _fmt(m["noise"] * 100, ".0f"),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def big_lines(cells: list) -> list:
+    out = []
+    for c in cells:
+        if c.endpoint == "big" and c.status == "ok" and c.metrics.get("cpu_us_per_request"):
+            ms = c.metrics["cpu_us_per_request"] / 1000
+            out.append(f"- {c.target}: {ms:.2f} ms of server CPU per 1 MiB response "
+                       f"({1000 / ms:,.0f} MiB per CPU-second)")
+    return out
+
+
+def _geomean(values: list) -> float | None:
+    values = [v for v in values if v and v > 0]
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
+
+
+def ratio_lines(cells: list, endpoints: list) -> list:
+    by_key = {(c.target, c.endpoint): c for c in cells if c.status == "ok"}
+    lines = []
+    for ours, theirs in RATIOS:
+        parts_rps, parts_cpu, rps, cpu = [], [], [], []
+        for e in endpoints:
+            a, b = by_key.get((ours, e)), by_key.get((theirs, e))
+            if not a or not b:
+                continue
+            r = a.metrics["rps"] / b.metrics["rps"] if b.metrics["rps"] else None
+            ra, rb = a.metrics["requests_per_cpu_s"], b.metrics["requests_per_cpu_s"]
+            q = ra / rb if ra and rb else None
+            rps.append(r)
+            cpu.append(q)
+            parts_rps.append(f"{e} {_fmt(r, '.2f')}x")
+            parts_cpu.append(f"{e} {_fmt(q, '.2f')}x")
+        if not parts_rps:
+            continue
+        lines.append(
+            f"- {ours} / {theirs}: req/s {', '.join(parts_rps)} "
+            f"(geomean {_fmt(_geomean(rps), '.2f')}x); "
+            f"req per server CPU-s {', '.join(parts_cpu)} (geomean {_fmt(_geomean(cpu), '.2f')}x)"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def source_digest(directory: str) -> str:
+    """A digest of refserver's sources as they are on disk (the commit alone misses local edits)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(directory)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith((".py", ".pyx", ".pxd")):
+                path = os.path.join(dirpath, name)
+                digest.update(os.path.relpath(path, directory).encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def environment(args) -> dict:
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    git = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # read-only git queries
+        git["commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        git["dirty"] = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "refserver"],
+                cwd=ROOT, capture_output=True, text=True, timeout=10,
+            ).stdout.strip()
+        )
+    git["tree_sha256"] = source_digest(os.path.join(ROOT, "refserver"))
+    wrk_version = subprocess.run([args.wrk, "-v"], capture_output=True, text=True).stdout
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "server_python": args.python,
+        "wrk": wrk_version.splitlines()[0] if wrk_version else None,
+        "versions": {
+            d: _version(d)
+            for d in ("refserver", "granian", "uvicorn", "hypercorn", "h11", "httptools", "uvloop")
+        },
+        "refserver_git": git,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _select(names: str | None, known: dict, what: str) -> list:
+    if not names:
+        return list(known)
+    chosen = []
+    for pattern in (n.strip() for n in names.split(",") if n.strip()):
+        matches = [k for k in known if fnmatch.fnmatchcase(k, pattern)]
+        if not matches:
+            raise SystemExit(f"unknown {what} {pattern!r}; known: {', '.join(known)}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="refserver vs Granian, uvicorn and hypercorn: one run, one table, ratios.",
+    )
+    p.add_argument("--targets", help="comma-separated target names or globs (default: all; "
+                   "refserver-fast-* is skipped with a reason when the fast path is not built)")
+    p.add_argument("--endpoints", help="comma-separated: " + ", ".join(ENDPOINTS) + " (default: all)")
+    p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one core)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is reported")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: --duration 3 --warmup 1 --repeat 1 unless given")
+    p.add_argument("--max-noise", type=float, default=0.05,
+                   help="a run where other work took more than this share of the server CPU "
+                        "is run again (0.05)")
+    p.add_argument("--noise-retries", type=int, default=2,
+                   help="at most this many re-runs per cell because of noise (2)")
+    p.add_argument("--quiet-wait", type=float, default=20.0,
+                   help="before each run, wait up to this many seconds for the pinned CPUs to be "
+                        "quiet (busy less than --quiet-threshold); 0 to start at once (20)")
+    p.add_argument("--quiet-threshold", type=float, default=0.10,
+                   help="busy share of the pinned CPUs that counts as quiet (0.10)")
+    p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
+    p.add_argument("--client-cpus", default="1", help="taskset CPU list for wrk (1)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin (results are then noisier)")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk", help="the wrk binary")
+    p.add_argument("--wrk-timeout", type=float, default=10.0,
+                   help="wrk --timeout: slower responses count as errors (10)")
+    p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
+    p.add_argument("--output", help="results JSON path (default: benchmarks/results/<time>.json)")
+    p.add_argument("--list", action="store_true", help="list targets and endpoints, then exit")
+    args = p.parse_args(argv)
+    explicit = {a.lstrip("-").split("=")[0].replace("-", "_") for a in (argv or sys.argv[1:])}
+    if args.quick:
+        if "duration" not in explicit:
+            args.duration = 3
+        if "warmup" not in explicit:
+            args.warmup = 1
+        if "repeat" not in explicit:
+            args.repeat = 1
+    if args.no_pin:
+        args.server_cpus = args.client_cpus = None
+    if args.warmup < 0:
+        p.error("--warmup must not be negative")
+    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.repeat < 1:
+        p.error("--duration, --connections, --threads and --repeat must be positive")
+    if args.threads > args.connections:
+        p.error("--threads must not exceed --connections")
+    return args
+
+
+def check_prerequisites(args) -> None:
+    if not shutil.which(args.wrk):
+        raise SystemExit(f"wrk not found ({args.wrk}); install it or pass --wrk")
+    if args.server_cpus is not None:
+        if not shutil.which("taskset"):
+            raise SystemExit("taskset not found (util-linux); install it or pass --no-pin")
+        allowed = os.sched_getaffinity(0)
+        server, client = parse_cpus(args.server_cpus), parse_cpus(args.client_cpus)
+        for cpu in server + client:
+            if cpu not in allowed:
+                raise SystemExit(
+                    f"CPU {cpu} is not available (have {sorted(allowed)}); "
+                    "use --server-cpus/--client-cpus or --no-pin"
+                )
+        if set(server) & set(client):
+            print("warning: the server and wrk share a CPU", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        print("targets:")
+        for t in TARGETS.values():
+            print(f"  {t.name:22} {t.description}")
+        print("endpoints:")
+        for e in ENDPOINTS.values():
+            print(f"  {e.name:22} {e.description}")
+        return 0
+    check_prerequisites(args)
+    target_names = _select(args.targets, TARGETS, "target")
+    endpoint_names = _select(args.endpoints, ENDPOINTS, "endpoint")
+
+    skipped = {}
+    if any(TARGETS[n].optional for n in target_names):
+        reason = fast_path_unavailable(args.python)
+        if reason:
+            for n in target_names:
+                if TARGETS[n].optional:
+                    skipped[n] = f"fast path not available (import refserver._speedups: {reason})"
+    for n, why in skipped.items():
+        print(f"skip {n}: {why}", flush=True)
+    runnable = [n for n in target_names if n not in skipped]
+
+    env = environment(args)
+    per_cell = args.repeat * (args.warmup + args.duration + 2)
+    print(
+        f"{len(runnable)} targets x {len(endpoint_names)} endpoints, {args.duration:g}s each "
+        f"(+{args.warmup:g}s warm-up), {args.connections} connections, server on CPU "
+        f"{args.server_cpus}, wrk on CPU {args.client_cpus}; about "
+        f"{len(runnable) * len(endpoint_names) * per_cell / 60:.0f} min",
+        flush=True,
+    )
+
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="refserver-bench-") as tmp:
+        scripts = {}
+        for name in endpoint_names:
+            scripts[name] = os.path.join(tmp, f"{name}.lua")
+            with open(scripts[name], "w") as f:
+                f.write(wrk_script(ENDPOINTS[name]))
+        interrupted = False
+
+        def on_sigterm(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_sigterm)  # stop the server in hand, keep partial results
+        try:
+            for tname in runnable:
+                target = TARGETS[tname]
+                for ename in endpoint_names:
+                    print(f"  {tname:22} {ename:10}", end=" ", flush=True)
+                    cell = measure(args, target, ENDPOINTS[ename], scripts[ename], tmp)
+                    cells.append(cell)
+                    if cell.status == "ok":
+                        m = cell.metrics
+                        print(
+                            f"{m['rps']:>10,.0f} req/s  p99 {m['p99_ms']:7.2f} ms  "
+                            f"cpu {m['server_cpu_util'] * 100:3.0f}%  "
+                            f"{_fmt(m['requests_per_cpu_s'], ',.0f'):>8} req/CPU-s  "
+                            f"noise {m['noise'] * 100:.0f}%  errors {m['error_count']}",
+                            flush=True,
+                        )
+                    else:
+                        print(f"{cell.status}: {cell.reason}", flush=True)
+                        if cell.status == "failed" and "before serving" in cell.reason:
+                            # It will not start for the other endpoints either.
+                            for rest in endpoint_names[endpoint_names.index(ename) + 1 :]:
+                                cells.append(Cell(tname, rest, "failed", cell.reason))
+                            break
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: reporting the cells measured so far", flush=True)
+    for n, why in skipped.items():
+        cells.extend(Cell(n, e, "skipped", why) for e in endpoint_names)
+
+    order = {n: i for i, n in enumerate(target_names)}
+    cells = [c for c in cells if c.status != "ok" or c.metrics]  # drop a cell cut short
+    cells.sort(key=lambda c: (order[c.target], endpoint_names.index(c.endpoint)))
+
+    table = markdown_table(cells)
+    big = big_lines(cells)
+    ratios = ratio_lines(cells, endpoint_names)
+    print()
+    print(table)
+    if big:
+        print("\nGET /big, server CPU per 1 MiB response:")
+        print("\n".join(big))
+    print("\nRatios (refserver / peer; above 1.00x means refserver is faster or cheaper):")
+    print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
+    for c in cells:
+        if c.status == "ok" and c.metrics["error_count"]:
+            print(f"warning: {c.target} {c.endpoint}: {c.metrics['errors']}")
+        if c.status == "ok" and c.metrics["noise"] > args.max_noise:
+            print(f"warning: {c.target} {c.endpoint}: other work took "
+                  f"{c.metrics['noise'] * 100:.0f}% of the server CPU; req/s is understated "
+                  "(req per CPU-s is not)")
+        if c.status == "ok" and c.metrics["client_cpu_util"] > 0.9 * args.threads:
+            print(f"warning: {c.target} {c.endpoint}: wrk used "
+                  f"{c.metrics['client_cpu_util'] * 100:.0f}% of its CPU; the client may be the limit")
+
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    out = args.output or os.path.join(
+        RESULTS_DIR, datetime.datetime.now().strftime("bench-%Y%m%d-%H%M%S.json")
+    )
+    with open(out, "w") as f:
+        json.dump(
+            {
+                "argv": sys.argv,
+                "settings": {
+                    k: getattr(args, k)
+                    for k in ("duration", "warmup", "connections", "threads", "repeat",
+                              "server_cpus", "client_cpus", "wrk_timeout", "max_noise",
+                              "noise_retries", "quiet_wait", "quiet_threshold")
+                },
+                "environment": env,
+                "targets": {n: TARGETS[n].description for n in target_names},
+                "endpoints": {n: ENDPOINTS[n].description for n in endpoint_names},
+                "cells": [c.__dict__ for c in cells],
+                "table_markdown": table,
+                "big_lines": big,
+                "ratio_lines": ratios,
+            },
+            f,
+            indent=2,
+        )
+    print(f"\nraw results: {os.path.relpath(out, os.getcwd())}")
+    if interrupted:
+        return 130
+    return 0 if all(c.status != "failed" for c in cells) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
