@@ -237,22 +237,6 @@ class AsyncClient:
             message = f"{message}: {type(cause).__name__}: {cause}"
         raise ProtocolViolation(message) from cause
 
-    def _method(name):  # noqa: N805 - builds the verb shortcuts below
-        async def call(self, path: str, **kwargs) -> Response:
-            return await self.request(name, path, **kwargs)
-
-        call.__name__ = name.lower()
-        return call
-
-    get = _method("GET")
-    head = _method("HEAD")
-    post = _method("POST")
-    put = _method("PUT")
-    patch = _method("PATCH")
-    delete = _method("DELETE")
-    options = _method("OPTIONS")
-    del _method
-
 
 def _parse_response(data: bytes, method: str) -> Response:
     conn = h11.Connection(h11.CLIENT)
@@ -325,18 +309,20 @@ class Client:
             self.__enter__()
         return self._run(self._async.request(method, path, **kwargs))
 
-    def _method(name):  # noqa: N805
-        def call(self, path: str, **kwargs) -> Response:
-            return self.request(name, path, **kwargs)
 
-        call.__name__ = name.lower()
-        return call
+def _add_verbs() -> None:
+    """``client.get(path, **kwargs)`` and friends: ``request()`` with the method filled in."""
+    for verb in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
 
-    get = _method("GET")
-    head = _method("HEAD")
-    post = _method("POST")
-    put = _method("PUT")
-    patch = _method("PATCH")
-    delete = _method("DELETE")
-    options = _method("OPTIONS")
-    del _method
+        async def async_call(self, path: str, _verb=verb, **kwargs) -> Response:
+            return await self.request(_verb, path, **kwargs)
+
+        def sync_call(self, path: str, _verb=verb, **kwargs) -> Response:
+            return self.request(_verb, path, **kwargs)
+
+        for cls, call in ((AsyncClient, async_call), (Client, sync_call)):
+            call.__name__ = verb.lower()
+            setattr(cls, verb.lower(), call)
+
+
+_add_verbs()

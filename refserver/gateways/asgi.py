@@ -6,7 +6,7 @@ import asyncio
 
 from ..wire.events import ResponseError
 from .paths import decode_path
-from .stream import ClientDisconnected
+from .stream import ClientDisconnected, fail
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 
@@ -171,12 +171,12 @@ class ASGIGateway:
             raise
         except ResponseError as exc:
             self.logger.error("invalid ASGI response: %s [%s]", exc, CLAUSES[exc.rule])
-            _fail(stream)
+            fail(stream)
         except BaseException as exc:  # noqa: BLE001 - an app error must never kill the server
             if stream.disconnected:
                 return
             self.logger.error("exception in ASGI application", exc_info=exc)
-            _fail(stream)
+            fail(stream)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -185,23 +185,5 @@ class ASGIGateway:
                     "ASGI application returned without %s the response",
                     "completing" if stream.response_started else "starting",
                 )
-                _fail(stream)
+                fail(stream)
 
-
-def _fail(stream) -> None:
-    """500 when nothing was sent yet; otherwise the connection must be dropped."""
-    if stream.disconnected:
-        return
-    if not stream.response_started:
-        try:
-            stream.start_response(
-                500,
-                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
-                b"Internal Server Error",
-                end=True,
-            )
-            return
-        except (ResponseError, ClientDisconnected):
-            pass
-    if not stream.response_complete:
-        stream.abort()

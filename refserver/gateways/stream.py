@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..wire.events import ResponseError
+
 
 class ClientDisconnected(OSError):
     """The client went away. ASGI (spec 2.4) requires ``send()`` on a closed connection to raise an
@@ -59,3 +61,23 @@ class Stream(Protocol):
 
     def abort(self) -> None:
         """Drop the connection: used when a response cannot be completed correctly."""
+
+
+def fail(stream) -> None:
+    """The answer to an application that failed: a 500 when nothing was sent yet; otherwise the
+    connection is dropped, since nothing else tells the client its response is incomplete."""
+    if stream.disconnected:
+        return
+    if not stream.response_started:
+        try:
+            stream.start_response(
+                500,
+                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                b"Internal Server Error",
+                end=True,
+            )
+            return
+        except (ResponseError, ClientDisconnected):
+            pass
+    if not stream.response_complete:
+        stream.abort()

@@ -36,8 +36,9 @@ import threading
 import time
 from urllib.parse import unquote_to_bytes
 
+from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE
 from ..wire.events import ResponseError
-from .stream import ClientDisconnected
+from .stream import ClientDisconnected, fail
 
 
 class WSGIProtocolError(RuntimeError):
@@ -340,8 +341,6 @@ class FileWrapper:
 # ------------------------------------------------------------------------------------ one exchange
 
 _STATUS_RE = re.compile(r"([1-9][0-9]{2}) [^\x00-\x08\x0a-\x1f\x7f]*")
-_NAME_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_BAD_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 #: What a pool thread hands back to the loop as the last step of a response.
 _END = "end"  # end the streamed response
@@ -594,9 +593,9 @@ def _check_head(status, headers):
                 f"response header names and values must be str (PEP 3333), got {item!r} "
                 "[WSGI-START-3]"
             )
-        if not _NAME_RE.fullmatch(name):
+        if not TOKEN_STR_RE.fullmatch(name):
             raise WSGIProtocolError(f"invalid response header name {name!r} [WSGI-START-3]")
-        if _BAD_VALUE_RE.search(value):
+        if BAD_VALUE_STR_RE.search(value):
             raise WSGIProtocolError(
                 f"invalid response header value {value!r} for {name!r} (control characters) "
                 "[WSGI-START-3]"
@@ -742,14 +741,14 @@ class WSGIGateway:
                 status, headers, body = final
                 stream.start_response(status, headers, body, end=True)
             elif final is _FAIL:
-                _fail(stream)
+                fail(stream)
             elif not stream.response_complete:
                 stream.abort()
         except ClientDisconnected:
             pass
         except ResponseError as exc:
             self.logger.error("invalid WSGI response: %s", exc)
-            _fail(stream)
+            fail(stream)
 
     def close(self) -> None:
         busy = self.pool.close(self.close_timeout)
@@ -759,24 +758,6 @@ class WSGIGateway:
                 busy,
             )
 
-
-def _fail(stream) -> None:
-    """500 when nothing was sent yet; otherwise the connection must be dropped."""
-    if stream.disconnected:
-        return
-    if not stream.response_started:
-        try:
-            stream.start_response(
-                500,
-                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
-                b"Internal Server Error",
-                end=True,
-            )
-            return
-        except (ResponseError, ClientDisconnected):
-            pass
-    if not stream.response_complete:
-        stream.abort()
 
 
 __all__ = [

@@ -13,6 +13,7 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
+from .fields import BAD_VALUE_RE, TOKEN_RE
 from .events import (
     NEED_DATA,
     PAUSED,
@@ -29,8 +30,6 @@ from .events import (
 )
 
 _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
-_TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS_RE = re.compile(rb"[0-9]+")
 # RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
 _HOST_RE = re.compile(
@@ -284,7 +283,7 @@ class H1Connection:
         if head.http_version not in (b"1.1", b"1.0"):
             raise VersionNotSupported("HTTP/%s is not supported" % head.http_version.decode())
         if not _METHOD_RE.fullmatch(head.method):
-            if _TOKEN_RE.fullmatch(head.method):
+            if TOKEN_RE.fullmatch(head.method):
                 # A valid token in another case names a method no gateway can carry (methods are
                 # case-sensitive, RFC 9110 9.1, and ASGI/RSGI promise upper case): not implemented.
                 raise NotImplementedByServer("method %r is not implemented" % head.method.decode())
@@ -375,9 +374,9 @@ class H1Connection:
         content_length = None
         has_date = has_server = False
         for name, value in headers:
-            if not _TOKEN_RE.fullmatch(name):
+            if not TOKEN_RE.fullmatch(name):
                 raise ResponseError("invalid response header name %r" % (name,), "header")
-            if _BAD_VALUE_RE.search(value):
+            if BAD_VALUE_RE.search(value):
                 raise ResponseError("invalid response header value %r" % (value,), "header")
             lname = name.lower()
             if lname == b"content-length":
