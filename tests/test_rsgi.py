@@ -618,7 +618,7 @@ def test_app_failures_give_500(server_factory, error_log):
     assert logged.count("RSGI application returned without responding") == 2
     assert (
         "returned without responding (its response was refused: invalid response: "
-        "invalid response status 1000)" in logged
+        "invalid response status 1000 [RSGI-HTTP-ERROR-5])" in logged
     )
 
 
