@@ -830,3 +830,39 @@ def write_head(status, reason, headers):
     q[0] = 13
     q[1] = 10
     return out
+
+
+# --------------------------------------------------------------------------------- WebSocket
+
+
+def ws_unmask(data, key):
+    """Replaces :func:`refserver.wire.ws.unmask`: ``data`` XOR the 4-byte masking ``key``
+    repeated (RFC 6455 5.3), eight bytes at a time. Same result, byte for byte; it matters for
+    messages of a few KiB and more, where the pure version's passes dominate a frame's cost."""
+    cdef const unsigned char[::1] src = data
+    cdef const unsigned char[::1] k = key
+    cdef Py_ssize_t n = src.shape[0]
+    cdef Py_ssize_t i = 0
+    cdef bytes out
+    cdef unsigned char* dst
+    cdef unsigned char kb[8]
+    cdef unsigned long long k8, word
+    if k.shape[0] != 4:
+        raise ValueError("a WebSocket masking key is 4 bytes")
+    out = PyBytes_FromStringAndSize(NULL, n)
+    if n == 0:
+        return out
+    dst = <unsigned char*>PyBytes_AS_STRING(out)
+    for i in range(8):
+        kb[i] = k[i & 3]
+    memcpy(&k8, kb, 8)
+    i = 0
+    while i + 8 <= n:
+        memcpy(&word, &src[i], 8)
+        word ^= k8
+        memcpy(dst + i, &word, 8)
+        i += 8
+    while i < n:
+        dst[i] = src[i] ^ kb[i & 3]
+        i += 1
+    return out

@@ -1,7 +1,7 @@
 """The one place where the reference and the fast implementation are chosen.
 
 An implementation is a set of components behind fixed interfaces: the HTTP/1.1 request parser,
-the response-head writer and the scope builders. Everything else is shared.
+the response-head writer, the scope builders and WebSocket unmasking. Everything else is shared.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ class Implementation:
     name: str
     make_parser: object  # (max_head_size) -> parser with the H11Parser interface
     head_writer: object  # (status, reason, headers) -> bytes
+    ws_unmask: object = None  # (data, key) -> bytes, WebSocket unmasking; None: the pure one
 
 
 def _pure() -> Implementation:
@@ -31,7 +32,11 @@ def _fast() -> Implementation:
     """Raises ImportError when the extension was not built (or httptools is missing)."""
     from ._speedups import FastParser, write_head
 
-    return Implementation("fast", FastParser, write_head)
+    try:
+        from ._speedups import ws_unmask
+    except ImportError:  # an extension built before it existed: the pure one is identical
+        ws_unmask = None
+    return Implementation("fast", FastParser, write_head, ws_unmask)
 
 
 def select(requested: str) -> tuple[Implementation, str | None]:

@@ -534,9 +534,9 @@ def test_many_pipelined_requests_in_one_send(server_factory):
 
 @pytest.mark.parametrize("upgrade", [b"websocket", b"h2c"])
 def test_upgrade_requests_are_served_as_plain_http(server_factory, upgrade):
-    """No protocol switch is offered here: the request is answered as HTTP and the connection
-    stays usable."""
-    with server_factory(echo, lifespan="off") as srv, srv.connect() as sock:
+    """With no protocol switch on offer (h2c is not served; WebSockets are off with ``ws=False``),
+    the request is answered as HTTP and the connection stays usable."""
+    with server_factory(echo, lifespan="off", ws=False) as srv, srv.connect() as sock:
         sock.sendall(get("/up", b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade) + get("/2"))
         assert parse(read_response(sock))[2] == b"GET /up 1:"
         assert parse(read_response(sock))[2] == b"GET /2 1:"

@@ -20,6 +20,9 @@ A CASE names the clauses it checks and describes one exchange, either as the sho
                                           connection, after a pause (default 0.05 s)
 ``{"not_reached": PATH_PREFIX}``          no request for that path reached the application (checked
                                           even when an earlier step failed)
+``{"ws_handshake": ...}``, ``{"ws_send": FRAME}``, ``{"ws_expect": FRAME}``  WebSocket steps
+                                          (the opening handshake, client frames, the next server
+                                          frame): see :mod:`.ws`
 
 A REQUEST is ``{"raw": TEXT or [PIECE, ...]}`` (text is latin-1, one character per byte; a piece
 may be ``{"repeat": TEXT, "times": N}``) or structured: ``method``, ``target``, ``version``,
@@ -79,6 +82,9 @@ STEP_KEYS = {
     "not_reached",
     "within",
     "interim",
+    "ws_handshake",
+    "ws_send",
+    "ws_expect",
 }
 REQUEST_KEYS = {"raw", "method", "target", "version", "headers", "body", "chunks", "host"}
 EXPECT_KEYS = {
@@ -234,6 +240,19 @@ def _check_step(step, where: str) -> None:
         check = step["check"]
         _check_request(check.get("request"), where)
         _check_expect(check.get("expect"), where)
+    if any(key in step for key in ("ws_handshake", "ws_send", "ws_expect")):
+        from .ws import check_frame_spec, check_handshake_spec  # WebSocket steps: see .ws
+
+        if "ws_handshake" in step:
+            check_handshake_spec(step["ws_handshake"], where)
+            if "expect" in step["ws_handshake"]:
+                _check_expect(step["ws_handshake"]["expect"], where)
+        if "ws_send" in step:
+            frames = step["ws_send"] if isinstance(step["ws_send"], list) else [step["ws_send"]]
+            for frame in frames:
+                check_frame_spec(frame, where)
+        if "ws_expect" in step:
+            check_frame_spec(step["ws_expect"], where, expectation=True)
 
 
 def load_file(path: str) -> list:

@@ -25,6 +25,7 @@ import time
 import uuid
 
 from . import client as wire
+from . import ws as ws_steps
 from .cases import request_bytes, substitute
 from .expect import check_head, check_observation, check_response, lookup, parse_observation
 
@@ -388,6 +389,12 @@ class CaseRun:
             self.do_check(step["check"])
         elif "not_reached" in step:
             self.do_not_reached(step["not_reached"])
+        elif "ws_handshake" in step:
+            ws_steps.do_handshake(self, step["ws_handshake"])
+        elif "ws_send" in step:
+            ws_steps.do_send(self, step["ws_send"])
+        elif "ws_expect" in step:
+            ws_steps.do_expect(self, step["ws_expect"])
 
     def do_send(self, step: dict) -> None:
         conn = self._ensure()

@@ -56,7 +56,7 @@ def build_websocket_scope(session, root_path: str, state: dict) -> dict:
 class WebSocketCycle:
     """``receive`` and ``send`` for one WebSocket connection."""
 
-    __slots__ = ("session", "phase", "_connect_sent", "_status", "_headers")
+    __slots__ = ("_connect_sent", "_headers", "_status", "phase", "session")
 
     def __init__(self, session):
         self.session = session
@@ -201,7 +201,7 @@ class ASGIWebSocketGateway:
         except asyncio.CancelledError:
             session.abort()
             raise
-        except BaseException as exc:  # noqa: BLE001 - an app error must never kill the server
+        except BaseException as exc:
             if not session.disconnected:
                 self.logger.error("exception in ASGI WebSocket application", exc_info=exc)
             _fail(session)

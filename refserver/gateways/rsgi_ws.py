@@ -78,7 +78,7 @@ class WebsocketProtocol:
         self._status = None
         self._transport = None
 
-    async def accept(self) -> "WebsocketTransport":
+    async def accept(self) -> WebsocketTransport:
         if self._state != _NONE:
             raise ProtocolError(
                 "accept() called twice"

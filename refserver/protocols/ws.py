@@ -48,7 +48,7 @@ _CONNECTING, _OPEN, _DENIED = 0, 1, 2
 _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
-def start_upgrade(h1, head) -> "Upgrade | None":
+def start_upgrade(h1, head) -> Upgrade | None:
     """Begin the switch for a request that asks for a WebSocket; ``None`` once a bad handshake
     has been answered (400, or 426 with the supported version) and the connection is closing."""
     try:
@@ -70,7 +70,7 @@ def start_upgrade(h1, head) -> "Upgrade | None":
 class Upgrade:
     """A valid opening handshake whose request has been parsed up to its head."""
 
-    __slots__ = ("h1", "head", "handshake")
+    __slots__ = ("h1", "handshake", "head")
 
     def __init__(self, h1, head, handshake):
         self.h1 = h1
@@ -105,7 +105,7 @@ class WSProtocol(asyncio.Protocol):
     """The asyncio side of an upgraded connection: the channel a :class:`WebSocketSession` writes
     to and reads from, and what the server's connection registry shuts down."""
 
-    def __init__(self, state, transport, session: "WebSocketSession"):
+    def __init__(self, state, transport, session: WebSocketSession):
         self.state = state
         self.loop = state.loop
         self.transport = transport
@@ -373,7 +373,11 @@ class WebSocketSession:
         deflate = negotiate_deflate(self.handshake.extensions) if self._deflate else None
         fields = accept_headers(self.handshake, subprotocol, headers, deflate)
         data = self._h1conn.switching_protocols(fields)
-        self._ws = WSConnection(self._max_size, deflate)
+        unmask = self.state.impl.ws_unmask
+        if unmask is None:
+            self._ws = WSConnection(self._max_size, deflate)
+        else:
+            self._ws = WSConnection(self._max_size, deflate, unmask)
         self._phase = _OPEN
         self.accepted = True
         self.status = 101

@@ -15,7 +15,9 @@ this one module, the rules wsproto leaves to its user or does not bound:
 - permessage-deflate (RFC 7692): refserver's own extension (:class:`MessageRules`), because it must
   bound decompression, keep the "compressed" bit of a fragmented message across interleaved control
   frames, and honour ``server_max_window_bits=8``, which zlib's deflate cannot produce directly;
-- the close codes an application may send (:func:`check_close_code`).
+- the close codes an application may send (:func:`check_close_code`);
+- a leaner frame decoder (:class:`LeanFrameDecoder`) in place of wsproto's own, same checks and
+  same events, because per-frame cost decides how a client that sends many small frames is served.
 
 The same core serves an RFC 8441 stream later: only the handshake helpers are HTTP/1.1 specific.
 """
@@ -29,7 +31,14 @@ import re
 import zlib
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import (
     CloseReason,
@@ -117,7 +126,7 @@ def is_upgrade(headers: list) -> bool:
 class Handshake:
     """What a valid opening handshake asked for."""
 
-    __slots__ = ("key", "subprotocols", "extensions")
+    __slots__ = ("extensions", "key", "subprotocols")
 
     def __init__(self, key: bytes, subprotocols: list, extensions: list):
         self.key = key
@@ -221,7 +230,7 @@ def _split_outside_quotes(text: str, sep: str) -> list:
 class DeflateParams:
     """The permessage-deflate parameters agreed with one client (RFC 7692 7.1)."""
 
-    __slots__ = ("server_no_context_takeover", "server_max_window_bits", "response")
+    __slots__ = ("response", "server_max_window_bits", "server_no_context_takeover")
 
     def __init__(self, server_no_context_takeover: bool, server_max_window_bits: int, response: str):
         self.server_no_context_takeover = server_no_context_takeover
@@ -370,7 +379,7 @@ class Closed:
     handshake (the socket was lost, or it stopped answering pings).
     """
 
-    __slots__ = ("code", "reason", "dropped", "by_peer")
+    __slots__ = ("by_peer", "code", "dropped", "reason")
 
     def __init__(self, code: int, reason: str = "", dropped: bool = False, by_peer: bool = False):
         self.code = code
@@ -580,13 +589,15 @@ class LeanFrameDecoder(FrameDecoder):
     wsproto's. The server side only: a client must mask, so an unmasked frame is refused.
     """
 
-    def __init__(self, client: bool, extensions: list) -> None:
+    def __init__(self, client: bool, extensions: list, unmask=unmask) -> None:
         super().__init__(client, extensions)
+        self._unmask = unmask  # the fast path passes its compiled drop-in
         self._data = bytearray()
         self._pos = 0
         self._key = b""
         self._remaining = 0  # payload bytes of the current frame not yet delivered
         self._control = False  # the current frame is a control frame
+        self._error = None  # a violation found while joining frames, raised on the next call
 
     def receive_bytes(self, data: bytes) -> None:
         if self._pos:
@@ -595,6 +606,37 @@ class LeanFrameDecoder(FrameDecoder):
         self._data += data
 
     def process_buffer(self):
+        """The next frame, or what has arrived of it. A data frame that ends without ending its
+        message is joined with the continuation frames already buffered behind it: wsproto would
+        hand them up one by one through several layers, and the message is the same either way.
+        Control frames between them end the join (they are handled in order)."""
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+        frame = self._next_piece()
+        if frame is None or self._control or not frame.frame_finished or frame.message_finished:
+            return frame
+        parts = [frame.payload]
+        last = frame
+        data = self._data
+        while len(data) - self._pos >= 2 and not data[self._pos] & 0x0F:
+            try:
+                piece = self._next_piece()
+            except ParseFailed as exc:
+                self._error = exc  # raised on the next call, after what came before it
+                break
+            if piece is None:
+                break
+            parts.append(piece.payload)
+            last = piece
+            if not piece.frame_finished or piece.message_finished:
+                break
+        if last is frame:
+            return frame
+        return Frame(frame.opcode, b"".join(parts), last.frame_finished, last.message_finished)
+
+    def _next_piece(self):
         header = self.header
         if header is None:
             if not self._parse_header():
@@ -622,7 +664,7 @@ class LeanFrameDecoder(FrameDecoder):
             offset = (header.payload_len - remaining) & 3
             if offset:
                 key = key[offset:] + key[:offset]
-            payload = unmask(payload, key)
+            payload = self._unmask(payload, key)
             remaining -= take
             self._remaining = remaining
         else:
@@ -634,8 +676,9 @@ class LeanFrameDecoder(FrameDecoder):
                 raise ParseFailed("error in extension", result)
             payload = result
         if remaining:
+            frame = Frame(self.effective_opcode, payload, False, header.fin)
             self.effective_opcode = Opcode.CONTINUATION
-            return Frame(self.effective_opcode, payload, False, header.fin)
+            return frame
         for extension in extensions:
             result = extension.frame_inbound_complete(self, header.fin)
             if result is not None:
@@ -725,21 +768,26 @@ class WSConnection:
 
     __slots__ = (
         "_conn",
-        "_rules",
-        "_parts",
         "_out",
-        "closed",
+        "_parts",
+        "_rules",
         "close_sent",
+        "closed",
         "max_size",
         "violation",
     )
 
-    def __init__(self, max_size: int = 16 * 1024 * 1024, deflate: DeflateParams | None = None):
+    def __init__(
+        self,
+        max_size: int = 16 * 1024 * 1024,
+        deflate: DeflateParams | None = None,
+        unmask=unmask,
+    ):
         self.max_size = max_size
         self._rules = MessageRules(max_size, deflate)
         self._conn = Connection(ConnectionType.SERVER, extensions=[self._rules])
         proto = self._conn._proto
-        proto._frame_decoder = LeanFrameDecoder(False, proto.extensions)
+        proto._frame_decoder = LeanFrameDecoder(False, proto.extensions, unmask)
         self._parts: list = []
         self._out = bytearray()
         self.closed: Closed | None = None  # set once the connection is over for the app

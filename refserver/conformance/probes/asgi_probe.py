@@ -34,6 +34,7 @@ from .common import (
     type_name,
     write_report,
 )
+from .ws_probe import asgi_websocket
 
 LIFESPAN: dict = {"scope": None, "messages": [], "sent": []}
 JSON_HEADERS = [
@@ -426,8 +427,7 @@ async def app(scope, receive, send) -> None:
     elif kind == "http":
         await dispatch(scope, receive, send)
     elif kind == "websocket":
-        await receive()
-        await send({"type": "websocket.close", "code": 1000})
+        await asgi_websocket(scope, receive, send)
 
 
 async def lifespan_unsupported_app(scope, receive, send) -> None:

@@ -35,6 +35,7 @@ from .common import (
     type_name,
     write_report,
 )
+from .ws_probe import rsgi_websocket
 
 JSON_HEADERS = [("content-type", "application/json"), OBSERVATION_HEADER]
 SCOPE_ATTRS = (
@@ -446,6 +447,9 @@ class Probe:
 
     async def __rsgi__(self, scope, protocol) -> None:
         self.entered["__rsgi__"] += 1
+        if scope.proto == "ws":
+            await rsgi_websocket(scope, protocol)
+            return
         if scope.proto != "http":
             return
         path = scope.path
