@@ -11,6 +11,7 @@ explains (:data:`EXPLAINED`), so a new NON-STRICT result fails here until someon
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -43,7 +44,15 @@ def run_cases(port: int) -> list:
         except kosoku.FailureError as failure:
             return failure.results
 
-    return asyncio.run(main())
+    # kosoku puts a stand-in pkg_resources on sys.path (its case modules stay imported and
+    # cached); later tests need the real one, so the shim is taken out again after each run.
+    try:
+        return asyncio.run(main())
+    finally:
+        shim = sys.modules.get("pkg_resources")
+        if shim is not None and "kosoku" in (getattr(shim, "__file__", "") or ""):
+            del sys.modules["pkg_resources"]
+        sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("shim")]
 
 
 @pytest.mark.parametrize("impl, loop", [("pure", "asyncio"), ("fast", "uvloop")])

@@ -22,7 +22,7 @@ from ws_helpers import (
     parse_frames,
 )
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import FrameDecoder, ParseFailed
 
 from refserver.wire.events import ResponseError
@@ -439,6 +439,10 @@ def _events(data: bytes, cuts: list, lean: bool) -> list:
                 if event.message_finished:
                     out.append((type(event).__name__, parts[0][:0].join(parts)))
                     parts = []
+            elif isinstance(event, CloseConnection):
+                # The reason text of a violation quotes the UTF-8 decoder's offset, which counts
+                # from wherever each decoder happened to split the payload; the code is the rule.
+                out.append(("CloseConnection", event.code))
             else:
                 out.append(repr(event))
     return out
