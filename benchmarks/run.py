@@ -626,8 +626,10 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
 
 
 def _noise(metrics: dict) -> float:
-    """The worse of the two: other work on the server's CPUs or on wrk's."""
-    return max(metrics["noise"], metrics.get("client_noise", 0.0))
+    """The worse of the two: other work on the server's CPUs, or on wrk's while the server was
+    not saturated (a server kept at ~100 % of its CPU was not held back by a starved wrk)."""
+    client = metrics.get("client_noise", 0.0) if metrics["server_cpu_util"] < 0.97 else 0.0
+    return max(metrics["noise"], client)
 
 
 def _noise_text(metrics: dict) -> str:
