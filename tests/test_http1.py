@@ -488,6 +488,32 @@ def test_keep_alive_idle_timeout(server_factory):
         assert time.monotonic() - start >= 0.25
 
 
+def test_idle_timeout_counts_from_the_last_response(server_factory):
+    # Requests keep coming before the first idle deadline would have passed: the connection
+    # lives on, and closes one idle period after the last response.
+    with server_factory(echo, lifespan="off", timeout_keep_alive=0.4) as srv, \
+            srv.connect() as sock:
+        for _ in range(4):
+            sock.sendall(get())
+            assert parse(read_response(sock))[0] == 200
+            time.sleep(0.25)
+        start = time.monotonic()
+        assert assert_closed(sock) == b""
+        assert time.monotonic() - start >= 0.1
+
+
+def test_head_deadline_is_not_extended_by_the_idle_timer(server_factory):
+    # The idle deadline (long) was armed last; a stalled head still gets its (short) deadline.
+    with server_factory(echo, lifespan="off", http1_header_read_timeout=0.3,
+                        timeout_keep_alive=30) as srv, srv.connect() as sock:
+        sock.sendall(get())
+        assert parse(read_response(sock))[0] == 200
+        start = time.monotonic()
+        sock.sendall(b"GET /next HTTP/1.1\r\n")
+        status, _, _ = parse(assert_closed(sock))
+        assert status == 408 and time.monotonic() - start < 5
+
+
 def test_a_slow_app_is_not_cut_by_the_timeouts(server_factory):
     async def app(scope, receive, send):
         await asyncio.sleep(0.5)

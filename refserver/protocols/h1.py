@@ -240,8 +240,11 @@ class H1Protocol(asyncio.Protocol):
         self.write_paused = False
         self._drain_waiters: list = []
         self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
-        self._timer = None
-        self._timer_kind = None  # "head" (header-read deadline) or "idle" (keep-alive)
+        self._timer = None  # the loop's timer handle, due at _timer_at
+        self._timer_at = 0.0
+        self._timer_kind = None  # "head" (header-read deadline), "idle" (keep-alive), or None
+        self._deadline = 0.0
+        self._timer_callback = None
         self._closing = False
         self._shutting_down = False
         self._upgrade = None  # a WebSocket handshake waiting for the end of its request
@@ -259,7 +262,7 @@ class H1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self._closing = True
-        self._cancel_timer()
+        self._drop_timer()
         self.state.connections.discard(self)
         stream = self.stream
         if stream is not None:
@@ -442,28 +445,52 @@ class H1Protocol(asyncio.Protocol):
         self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout, "head")
 
     def _arm_timer(self, delay: float, callback, kind: str) -> None:
-        self._cancel_timer()
-        self._timer_kind = kind
-        if delay:
-            self._timer = self.loop.call_later(delay, callback)
+        """Set the connection's one deadline.
+
+        Every request moves the deadline twice (head read, then keep-alive idle), so the loop's
+        timer is not re-armed each time: it stays where it is when it fires no later than the new
+        deadline and, on firing early, re-arms itself for what is left.
+        """
+        self._timer_kind = kind if delay else None
+        if not delay:
+            return
+        deadline = self.loop.time() + delay
+        self._deadline = deadline
+        self._timer_callback = callback
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._timer_kind is None:
+            return
+        if self._deadline > self.loop.time():
+            self._timer_at = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        self._timer_kind = None
+        self._timer_callback()
 
     def _cancel_timer(self) -> None:
+        self._timer_kind = None
+
+    def _drop_timer(self) -> None:
         self._timer_kind = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _on_head_timeout(self) -> None:
-        self._timer = None
-        self._timer_kind = None
         if self.stream is None and self.conn.has_partial_head:
             self._reject(RequestTimeout("request head not received in time"))
         else:
             self.close()
 
     def _on_idle_timeout(self) -> None:
-        self._timer = None
-        self._timer_kind = None
         if self.stream is None:
             self.close()
 
@@ -479,7 +506,7 @@ class H1Protocol(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None:
             if abort:
                 self.transport.abort()

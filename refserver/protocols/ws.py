@@ -81,7 +81,7 @@ class Upgrade:
         """The request is complete: move the connection to WebSocket and start the application.
 
         The HTTP/1.1 protocol object leaves the server's connection registry and the transport;
-        nothing of it runs any more (its timers were cancelled when the head arrived).
+        nothing of it runs any more.
         """
         h1 = self.h1
         state = h1.state
@@ -91,6 +91,7 @@ class Upgrade:
         proto = WSProtocol(state, transport, session)
         state.connections.discard(h1)
         h1._closing = True  # whatever still refers to it must not write or close any more
+        h1._drop_timer()
         transport.set_protocol(proto)
         if h1._read_paused_for:
             h1._read_paused_for.clear()
