@@ -18,25 +18,29 @@ class Implementation:
     name: str
     make_parser: object  # (max_head_size) -> parser with the H11Parser interface
     head_writer: object  # (status, reason, headers) -> bytes
+    rsgi_scope: object  # (stream, proto) -> refserver.rsgi.Scope
+    asgi_scope: object  # (kind, stream, root_path, state, scheme, method) -> dict
+    wsgi_environ: object  # (stream, base, root, wsgi_input) -> dict
     ws_unmask: object = None  # (data, key) -> bytes, WebSocket unmasking; None: the pure one
 
 
 def _pure() -> Implementation:
+    from .gateways.asgi import connection_scope
+    from .gateways.wsgi import build_environ
+    from .rsgi import build_scope
     from .wire.h1 import write_head
     from .wire.h11_parser import H11Parser
 
-    return Implementation("pure", H11Parser, write_head)
+    return Implementation("pure", H11Parser, write_head, build_scope, connection_scope, build_environ)
 
 
 def _fast() -> Implementation:
     """Raises ImportError when the extension was not built (or httptools is missing)."""
-    from ._speedups import FastParser, write_head
+    from ._speedups import FastParser, asgi_scope, rsgi_scope, write_head, ws_unmask, wsgi_environ
 
-    try:
-        from ._speedups import ws_unmask
-    except ImportError:  # an extension built before it existed: the pure one is identical
-        ws_unmask = None
-    return Implementation("fast", FastParser, write_head, ws_unmask)
+    return Implementation(
+        "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, ws_unmask
+    )
 
 
 def select(requested: str) -> tuple[Implementation, str | None]:

@@ -24,17 +24,13 @@ class ASGIProtocolError(RuntimeError):
     """The application sent a message the ASGI HTTP protocol does not allow at that point."""
 
 
-def build_http_scope(stream, root_path: str, state: dict) -> dict:
-    """The ``http`` scope. ``path`` and ``raw_path`` include ``root_path`` (as uvicorn does since
-    the asgiref clarification that root_path is a prefix of path)."""
-    return connection_scope("http", stream, root_path, state, stream.scheme, stream.method)
-
-
 def connection_scope(
     kind: str, stream, root_path: str, state: dict, scheme: str, method: str | None
 ) -> dict:
     """The keys the ``http`` and ``websocket`` scopes share, built by one rule for both; a
-    websocket scope has no ``method`` (``None`` leaves it out)."""
+    websocket scope has no ``method`` (``None`` leaves it out). ``path`` and ``raw_path``
+    include ``root_path`` (as uvicorn does since the asgiref clarification that root_path is a
+    prefix of path)."""
     raw_path = stream.raw_path
     path = decode_path(raw_path)
     if root_path:
@@ -157,9 +153,12 @@ class ASGIGateway:
         self.server = server_state
         self.logger = server_state.logger
         self.root_path = server_state.config.root_path
+        self.build_scope = server_state.impl.asgi_scope
 
     async def __call__(self, stream) -> None:
-        scope = build_http_scope(stream, self.root_path, self.server.lifespan_state)
+        scope = self.build_scope(
+            "http", stream, self.root_path, self.server.lifespan_state, stream.scheme, stream.method
+        )
         cycle = HTTPCycle(stream)
         try:
             await self.app(scope, cycle.receive, cycle.send)

@@ -39,7 +39,9 @@ _DONE = 3  # the app closed, or its denial response is complete
 _EMPTY_500 = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
 
 
-def build_websocket_scope(session, root_path: str, state: dict) -> dict:
+def build_websocket_scope(session, root_path: str, state: dict, connection_scope=connection_scope):
+    """The ``websocket`` scope: the shared keys from ``connection_scope`` (the implementation's
+    builder), then the WebSocket ones."""
     scope = connection_scope(
         "websocket",
         session,
@@ -189,9 +191,12 @@ class ASGIWebSocketGateway:
         self.server = server_state
         self.logger = server_state.logger
         self.root_path = server_state.config.root_path
+        self.connection_scope = server_state.impl.asgi_scope
 
     async def __call__(self, session) -> None:
-        scope = build_websocket_scope(session, self.root_path, self.server.lifespan_state)
+        scope = build_websocket_scope(
+            session, self.root_path, self.server.lifespan_state, self.connection_scope
+        )
         cycle = WebSocketCycle(session)
         try:
             await self.app(scope, cycle.receive, cycle.send)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 
-from ..rsgi import ProtocolClosed, ProtocolError, build_scope
+from ..rsgi import ProtocolClosed, ProtocolError
 from ..wire.events import ResponseError
 from .stream import ClientDisconnected
 
@@ -423,12 +423,13 @@ class RSGIGateway:
         self.logger = server_state.logger
         self.warned: set = set()  # kinds of second-response call already warned about
         self.strict = server_state.config.strict
+        self.build_scope = server_state.impl.rsgi_scope
 
     async def __call__(self, stream) -> None:
         protocol = HTTPProtocol(stream, self)
         error = None
         try:
-            await self.app(build_scope(stream), protocol)
+            await self.app(self.build_scope(stream), protocol)
         except asyncio.CancelledError:
             _cancel(stream, protocol)
             raise

@@ -31,7 +31,6 @@ from ..rsgi import (
     ProtocolError,
     WebsocketMessage,
     WebsocketMessageType,
-    build_scope,
 )
 from ..wire.events import ResponseError
 from ..wire.ws import check_close_code
@@ -172,12 +171,13 @@ class RSGIWebSocketGateway:
         self.app = rsgi if rsgi is not None else app
         self.server = server_state
         self.logger = server_state.logger
+        self.build_scope = server_state.impl.rsgi_scope
 
     async def __call__(self, session) -> None:
         protocol = WebsocketProtocol(session)
         error = None
         try:
-            await self.app(build_scope(session, "ws"), protocol)
+            await self.app(self.build_scope(session, "ws"), protocol)
         except asyncio.CancelledError:
             session.abort()
             raise

@@ -707,8 +707,7 @@ class WSGIGateway:
         self.errors = ErrorStream(self.logger)
         self.base = environ_base(config, self.errors)
         self.root = self.base["SCRIPT_NAME"]
-        # The fast path may bring its own builder (same signature); the reference is the default.
-        self.build_environ = getattr(server_state.impl, "build_environ", None) or build_environ
+        self.build_environ = server_state.impl.wsgi_environ
         self.pool = WorkerPool(config.blocking_threads)
         # Requests wait for a thread here, on the loop, where waiting is cancellable and a client
         # that left while waiting costs no thread at all.
