@@ -736,6 +736,23 @@ def test_invalid_response_headers_are_rejected(parser_cls, name, value):
     conn.error_response(500)  # still possible
 
 
+@pytest.mark.parametrize("name, value", BAD_HEADERS.values(), ids=list(BAD_HEADERS))
+def test_invalid_response_headers_are_rejected_every_time(parser_cls, name, value):
+    # Fields that pass are remembered; one that fails must fail again, in any container.
+    for field in [(name, value), [name, value], (name, bytearray(value)), (name, value)]:
+        conn = request(parser_cls)
+        with pytest.raises(ResponseError):
+            conn.response_head(200, [field], b"", end=True)
+
+
+def test_remembered_response_fields_give_the_same_bytes(parser_cls):
+    fields = [(b"Content-Type", b"text/plain"), (b"X-Id", bytearray(b"7")), [b"x-list", b"1"]]
+    first = request(parser_cls).response_head(200, fields, b"hi", end=True)
+    again = request(parser_cls).response_head(200, fields, b"hi", end=True)
+    assert first == again
+    assert b"\r\nContent-Type: text/plain\r\nX-Id: 7\r\nx-list: 1\r\n" in first
+
+
 def test_conflicting_content_lengths_are_rejected(parser_cls):
     conn = request(parser_cls)
     with pytest.raises(ResponseError):

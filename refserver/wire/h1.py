@@ -44,6 +44,12 @@ _HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF 
 _EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
+#: Response fields that passed the name and value checks, with their lower-case names. An
+#: application sends the same few fields on most responses, so each is checked once. Bounded,
+#: since values that change per response (ETags, cookies) would otherwise grow it forever.
+_CHECKED_FIELDS: dict = {}
+_CHECKED_FIELDS_MAX = 2048
+
 
 class Limits:
     """Request size limits; each one that is exceeded maps to its own status (414, 431, 413)."""
@@ -99,6 +105,15 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
         parts.append(b"%s: %s\r\n" % (name, value))
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def _check_field(name, value) -> bytes:
+    """The lower-case name of a valid response field; ResponseError for an invalid one."""
+    if not TOKEN_RE.fullmatch(name):
+        raise ResponseError("invalid response header name %r" % (name,), "header")
+    if BAD_VALUE_RE.search(value):
+        raise ResponseError("invalid response header value %r" % (value,), "header")
+    return name.lower()
 
 
 def connection_tokens(headers: list) -> set:
@@ -373,12 +388,16 @@ class H1Connection:
         out = []
         content_length = None
         has_date = has_server = False
-        for name, value in headers:
-            if not TOKEN_RE.fullmatch(name):
-                raise ResponseError("invalid response header name %r" % (name,), "header")
-            if BAD_VALUE_RE.search(value):
-                raise ResponseError("invalid response header value %r" % (value,), "header")
-            lname = name.lower()
+        checked = _CHECKED_FIELDS
+        for field in headers:
+            name, value = field
+            # Only (bytes, bytes) tuples are hashable by value; anything else is checked each time.
+            cacheable = type(field) is tuple and type(name) is bytes and type(value) is bytes
+            lname = checked.get(field) if cacheable else None
+            if lname is None:
+                lname = _check_field(name, value)
+                if cacheable and len(checked) < _CHECKED_FIELDS_MAX:
+                    checked[field] = lname
             if lname == b"content-length":
                 if not _DIGITS_RE.fullmatch(value.strip()) or (
                     content_length is not None and content_length != int(value)
