@@ -236,7 +236,6 @@ class H1Protocol(asyncio.Protocol):
         self.client = None
         self.server = None
         self.stream: H1Stream | None = None
-        self.task = None
         self.write_paused = False
         self._drain_waiters: list = []
         self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
@@ -246,6 +245,8 @@ class H1Protocol(asyncio.Protocol):
         self._deadline = 0.0
         self._timer_callback = None
         self._closing = False
+        self._processing = False  # inside _process: a finished cycle must not re-enter it
+        self._waiting = None  # a request whose application has not been started yet
         self._shutting_down = False
         self._upgrade = None  # a WebSocket handshake waiting for the end of its request
 
@@ -303,6 +304,19 @@ class H1Protocol(asyncio.Protocol):
     # ---------------------------------------------------------------- parsing
 
     def _process(self) -> None:
+        """Parse what has been received, and start the application for a new request once the
+        bytes at hand are parsed: a body that came with its head is then already buffered when
+        the application first asks for it."""
+        if self._processing:
+            return  # called from inside the loop below (a response finished there): it goes on
+        self._processing = True
+        try:
+            self._process_events()
+        finally:
+            self._processing = False
+        self._dispatch_waiting()
+
+    def _process_events(self) -> None:
         conn = self.conn
         while not self._closing:
             try:
@@ -324,9 +338,10 @@ class H1Protocol(asyncio.Protocol):
                 stream = self.stream
                 if stream is not None:
                     stream._feed_end()
-                    if stream.response_complete:
-                        # Not recursive: this loop goes on with the next pipelined request.
-                        self._next_cycle(process=False)
+                    if stream is self._waiting:
+                        self._dispatch_waiting()  # may finish the response, and the cycle
+                    elif stream.response_complete:
+                        self._next_cycle()  # this loop goes on with a pipelined request
             elif event is NEED_DATA:
                 return
             elif event is PAUSED:
@@ -348,7 +363,14 @@ class H1Protocol(asyncio.Protocol):
         self.stream = stream
         if self._shutting_down:
             self.conn.keep_alive = False
-        self.task = self.state.dispatch(stream)
+        self._waiting = stream  # dispatched at the end of its body or of the bytes at hand
+
+    def _dispatch_waiting(self) -> None:
+        stream = self._waiting
+        if stream is not None:
+            self._waiting = None
+            if not stream.disconnected:  # a request refused while parsing never reaches the app
+                self.state.dispatch(stream)
 
     def _reject(self, exc: HTTPError) -> None:
         self.state.logger.info(
@@ -378,12 +400,11 @@ class H1Protocol(asyncio.Protocol):
             stream._drop_body()
             self._resume_reading("body")
 
-    def _next_cycle(self, process: bool = True) -> None:
+    def _next_cycle(self) -> None:
         stream = self.stream
         if stream is not None:
             stream._finish(disconnected=False)
         self.stream = None
-        self.task = None
         if not self.conn.keep_alive or self._shutting_down:
             self.close()
             return
@@ -398,8 +419,7 @@ class H1Protocol(asyncio.Protocol):
             self._arm_head_timer()  # a pipelined request has begun: its deadline runs
         else:
             self._arm_timer(self.state.config.timeout_keep_alive, self._on_idle_timeout, "idle")
-        if process:
-            self._process()
+        self._process()
 
     # ---------------------------------------------------------------- flow control
 
