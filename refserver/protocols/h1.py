@@ -26,6 +26,11 @@ from ..wire.ws import is_upgrade
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536
 
+# The str forms of the usual methods and versions, decoded once (others are decoded per request).
+_NAMES = {name: name.decode("ascii") for name in (
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
+)}
+
 
 def _split_target(target: bytes):
     """(raw path, query string, authority) of a request target in any of its four forms."""
@@ -77,9 +82,9 @@ class H1Stream:
 
     def __init__(self, proto: "H1Protocol", head: RequestHead):
         self._proto = proto
-        self.method = head.method.decode("ascii")
+        self.method = _NAMES.get(head.method) or head.method.decode("ascii")
         self.raw_path, self.query_string, self.authority = _split_target(head.target)
-        self.http_version = head.http_version.decode("ascii")
+        self.http_version = _NAMES.get(head.http_version) or head.http_version.decode("ascii")
         self.headers = head.headers
         self.scheme = proto.scheme
         self.client = proto.client

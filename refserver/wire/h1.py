@@ -30,6 +30,7 @@ from .events import (
 )
 
 _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
+_COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
 _DIGITS_RE = re.compile(rb"[0-9]+")
 # RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
 _HOST_RE = re.compile(
@@ -297,7 +298,7 @@ class H1Connection:
         self._last_head = b""
         if head.http_version not in (b"1.1", b"1.0"):
             raise VersionNotSupported("HTTP/%s is not supported" % head.http_version.decode())
-        if not _METHOD_RE.fullmatch(head.method):
+        if head.method not in _COMMON_METHODS and not _METHOD_RE.fullmatch(head.method):
             if TOKEN_RE.fullmatch(head.method):
                 # A valid token in another case names a method no gateway can carry (methods are
                 # case-sensitive, RFC 9110 9.1, and ASGI/RSGI promise upper case): not implemented.
