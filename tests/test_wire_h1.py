@@ -789,3 +789,17 @@ def test_response_out_of_order(parser_cls):
         conn.response_head(200, [], b"", end=True)
     with pytest.raises(ResponseError):
         conn.response_body(b"late")
+
+
+def test_a_large_body_is_handed_on_uncopied(parser_cls):
+    body = b"x" * (wire_h1.JOIN_LIMIT + 1)
+    head, rest = request(parser_cls).response_start(200, [], body, end=True)
+    assert rest is body and head.endswith(b"\r\n\r\n")
+    assert b"\r\ncontent-length: %d\r\n" % len(body) in head
+    small = b"y" * wire_h1.JOIN_LIMIT
+    head, rest = request(parser_cls).response_start(200, [], small, end=True)
+    assert rest == b"" and head.endswith(b"\r\n\r\n" + small)
+    # Joined or not, the bytes are those of response_head.
+    assert request(parser_cls).response_head(200, [], body, end=True) == b"".join(
+        request(parser_cls).response_start(200, [], body, end=True)
+    )

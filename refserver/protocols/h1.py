@@ -178,10 +178,12 @@ class H1Stream:
     def start_response(self, status, headers, body=b"", end=False) -> None:
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
-        data = self._proto.conn.response_head(status, headers, body, end)
+        head, rest = self._proto.conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
-        self._proto.write(data)
+        self._proto.write(head)
+        if rest:
+            self._proto.write(rest)
         if end:
             self._complete()
 

@@ -41,6 +41,9 @@ _TE_FIELD_RE = re.compile(rb"^transfer-encoding[ \t]*:(.*?)\r?$", re.IGNORECASE 
 _FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+#: A response body up to this size is joined to its head (one write); a larger one is written on
+#: its own, uncopied (a copy of a megabyte costs more than a second write call).
+JOIN_LIMIT = 16384
 _HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF or bare LF)
 _EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
@@ -376,7 +379,15 @@ class H1Connection:
         return b"HTTP/1.1 100 Continue\r\n\r\n"
 
     def response_head(self, status: int, headers: list, body: bytes = b"", end: bool = False):
-        """The bytes of a response head, plus ``body``, plus the end of the message if ``end``.
+        """The bytes of a response head, plus ``body``, plus the end of the message if ``end``:
+        :meth:`response_start` in one piece."""
+        head, rest = self.response_start(status, headers, body, end)
+        return head + rest if rest else head
+
+    def response_start(self, status: int, headers: list, body: bytes = b"", end: bool = False):
+        """The response head, plus ``body``, plus the end of the message if ``end``, as two
+        pieces to write in order: a body over :data:`JOIN_LIMIT` bytes comes apart from the head,
+        so that it reaches the transport without being copied behind it.
 
         ``headers`` is a list of ``(name, value)`` bytes pairs as the application gave them. When the
         whole body is known (``end``) and no Content-Length was given, one is added; otherwise a
@@ -464,12 +475,13 @@ class H1Connection:
         self.response_started = True
         if no_body:
             self._framing = _NONE
-        data = self._write_head(status, REASONS.get(status, b""), out)
-        if body:
-            data += self.response_body(body)
+        head = self._write_head(status, REASONS.get(status, b""), out)
+        rest = self.response_body(body) if body else b""
         if end:
-            data += self.response_end()
-        return data
+            rest += self.response_end()
+        if len(rest) <= JOIN_LIMIT:
+            return head + rest, b""
+        return head, rest
 
     def response_body(self, data: bytes) -> bytes:
         if not self.response_started or self.response_complete:
