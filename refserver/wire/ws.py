@@ -51,6 +51,7 @@ from wsproto.frame_protocol import (
 )
 
 from .events import HTTPError, ResponseError
+from .fields import BAD_VALUE_RE, TOKEN_RE, TOKEN_STR_RE
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = b"13"
@@ -60,9 +61,6 @@ SUPPORTED_VERSION = b"13"
 #: resource (Autobahn 12.x: a 128 KiB text message costs 2.8 ms at level 1, 14 ms at level 6).
 DEFLATE_LEVEL = 1
 
-_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_BYTES_TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _WINDOW_BITS_RE = re.compile(r"[89]|1[0-5]")
 _NO_RSV = RsvBits(False, False, False)
 _RSV1 = RsvBits(True, False, False)
@@ -188,21 +186,21 @@ def parse_extensions(text: str) -> list:
     for element in _split_outside_quotes(text, ","):
         parts = _split_outside_quotes(element, ";")
         name = parts[0].strip()
-        if not _TOKEN_RE.fullmatch(name):
+        if not TOKEN_STR_RE.fullmatch(name):
             continue
         params = []
         valid = True
         for part in parts[1:]:
             pname, eq, pvalue = part.partition("=")
             pname = pname.strip()
-            if not _TOKEN_RE.fullmatch(pname):
+            if not TOKEN_STR_RE.fullmatch(pname):
                 valid = False
                 break
             if eq:
                 pvalue = pvalue.strip()
                 if len(pvalue) >= 2 and pvalue[0] == '"' and pvalue[-1] == '"':
                     pvalue = pvalue[1:-1]
-                if not _TOKEN_RE.fullmatch(pvalue):
+                if not TOKEN_STR_RE.fullmatch(pvalue):
                     valid = False
                     break
                 params.append((pname.lower(), pvalue))
@@ -297,7 +295,7 @@ def negotiate_deflate(offers: list) -> DeflateParams | None:
 def check_subprotocol(handshake: Handshake, subprotocol) -> None:
     if subprotocol is None:
         return
-    if not isinstance(subprotocol, str) or not _TOKEN_RE.fullmatch(subprotocol):
+    if not isinstance(subprotocol, str) or not TOKEN_STR_RE.fullmatch(subprotocol):
         raise ResponseError(f"subprotocol must be a token string, got {subprotocol!r}")
     if subprotocol not in handshake.subprotocols:
         # RFC 6455 4.1: a client fails the connection when the server picks one it did not offer.
@@ -331,9 +329,9 @@ def accept_headers(
     if deflate is not None:
         headers.append((b"sec-websocket-extensions", deflate.response.encode("ascii")))
     for name, value in extra_headers:
-        if not _BYTES_TOKEN_RE.fullmatch(name):
+        if not TOKEN_RE.fullmatch(name):
             raise ResponseError(f"invalid response header name {name!r}")
-        if _BAD_VALUE_RE.search(value):
+        if BAD_VALUE_RE.search(value):
             raise ResponseError(f"invalid response header value {value!r}")
         if name.lower() in _RESERVED_ACCEPT_HEADERS:
             raise ResponseError(
