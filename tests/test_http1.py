@@ -157,6 +157,34 @@ def test_chunked_request_body(server_factory):
         assert all(more for _, more in seen[:-1])
 
 
+def test_a_body_in_the_heads_packet_is_there_at_the_first_receive(server_factory):
+    first = []
+
+    async def app(scope, receive, send):
+        message = await receive()
+        first.append(message["more_body"])
+        await respond(send, body=message["body"])
+
+    with server_factory(app, lifespan="off") as srv, srv.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        assert parse(read_response(sock))[2] == b"hello"
+    assert first == [False]
+
+
+def test_a_request_refused_in_its_first_packet_never_reaches_the_app(server_factory):
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        await respond(send)
+
+    with server_factory(app, lifespan="off") as srv, srv.connect() as sock:
+        sock.sendall(b"POST /broken HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhelloXX0\r\n\r\n")
+        assert parse(assert_closed(sock))[0] == 400
+    assert calls == []
+
+
 def test_chunked_response_without_content_length(server_factory):
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
