@@ -346,7 +346,7 @@ class H1Protocol(asyncio.Protocol):
                 if stream is not None:
                     stream._feed_end()
                     if stream is self._waiting:
-                        self._dispatch_waiting()  # may finish the response, and the cycle
+                        self._dispatch_waiting()  # a 503 past the limit ends the cycle here
                     elif stream.response_complete:
                         self._next_cycle()  # this loop goes on with a pipelined request
             elif event is NEED_DATA:
