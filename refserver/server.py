@@ -209,7 +209,14 @@ class Server:
 
         config = self.config
         if sockets is None:
-            sockets = [bind_socket(config)]
+            try:
+                sockets = [bind_socket(config)]
+            except BaseException:
+                # The application has started (and opened whatever it opens): it is told to stop
+                # before the error is reported, not abandoned mid-lifespan.
+                if self._lifespan is not None:
+                    await self._lifespan.shutdown()
+                raise
         self.sockets = sockets
         for sock in sockets:
             if sock.family == getattr(socket, "AF_UNIX", None):

@@ -3,6 +3,7 @@
 import http.client
 import importlib.util
 import signal
+import socket
 
 import pytest
 from conftest import PURE_ONLY
@@ -156,3 +157,15 @@ def test_uds(tmp_path):
     code, _, err = finish(proc)
     assert code == 0 and f"unix:{path}" in err
 
+
+
+def test_a_taken_port_is_one_line_and_the_started_app_is_shut_down():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, out, err = finish(start_cli("--app-dir", "tests", "cli_apps:slow", "--port", port))
+    assert code == 1
+    assert f"cannot bind 127.0.0.1:{port}" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert out.split() == ["lifespan", "startup", "lifespan", "shutdown"]
