@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 
@@ -299,11 +300,21 @@ def _loop_name(loop) -> str:
 
 def bind_socket(config: Config) -> socket.socket:
     if config.uds:
-        if os.path.exists(config.uds):
-            os.unlink(config.uds)
+        path = config.uds
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a socket left by an earlier run
+            else:
+                raise ConfigError(f"cannot bind unix:{path}: it exists and is not a socket")
+        except FileNotFoundError:
+            pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(config.uds)
-        os.chmod(config.uds, 0o666)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o666)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot bind unix:{path}: {exc.strerror}") from None
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -4,6 +4,7 @@ import http.client
 import importlib.util
 import signal
 import socket
+import time
 
 import pytest
 from conftest import PURE_ONLY
@@ -129,13 +130,9 @@ def test_lifespan_startup_failure_exits_3():
 
 
 def test_uds(tmp_path):
-    import socket
-
     path = str(tmp_path / "refserver.sock")
     proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", path)
     try:
-        import time
-
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -169,3 +166,36 @@ def test_a_taken_port_is_one_line_and_the_started_app_is_shut_down():
     assert f"cannot bind 127.0.0.1:{port}" in err
     assert len(err.strip().splitlines()) == 1, err
     assert out.split() == ["lifespan", "startup", "lifespan", "shutdown"]
+
+
+def test_uds_errors_are_one_line_and_never_remove_a_file(tmp_path):
+    regular = tmp_path / "not-a-socket"
+    regular.write_text("keep me")
+    for path, message in [
+        (tmp_path / "missing-dir" / "app.sock", "No such file or directory"),
+        (regular, "it exists and is not a socket"),
+    ]:
+        code, _, err = finish(start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", str(path)))
+        assert code == 1 and f"cannot bind unix:{path}: {message}" in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert regular.read_text() == "keep me"
+
+
+def test_uds_replaces_a_stale_socket(tmp_path):
+    path = str(tmp_path / "stale.sock")
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(path)  # closed without unlinking, as after a crash
+    proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", path)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(path)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGINT)
+    assert finish(proc)[0] == 0
