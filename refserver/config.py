@@ -23,6 +23,7 @@ class Option:
     help: str
     choices: tuple = ()
     optional: bool = False  # None is an accepted value ("not set")
+    minimum: float = 0  # the smallest accepted number (int and float options)
 
     @property
     def env(self) -> str:
@@ -53,8 +54,12 @@ class Option:
             raise ConfigError(
                 f"{source}: {self.flag} must be one of {', '.join(self.choices)}, got {value!r}"
             )
-        if self.type in (int, float) and value < 0:
-            raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
+        if self.type in (int, float) and value < self.minimum:
+            if self.minimum == 0:
+                raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
+            raise ConfigError(
+                f"{source}: {self.flag} must be at least {self.minimum}, got {value!r}"
+            )
         return value
 
 
@@ -134,6 +139,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Answer 503 once this many requests are in flight.",
         optional=True,
+        minimum=1,
     ),
     Option(
         "backpressure",
@@ -141,9 +147,14 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "Hold new requests (stop reading) once this many are in flight.",
         optional=True,
+        minimum=1,
     ),
     Option(
-        "blocking_threads", int, 32, "Threads that run WSGI applications (the WSGI pool size)."
+        "blocking_threads",
+        int,
+        32,
+        "Threads that run WSGI applications (the WSGI pool size).",
+        minimum=1,
     ),
     Option(
         "strict",
@@ -208,8 +219,6 @@ class Config:
             setattr(self, option.name, value)
         if self.uds is None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
-        if self.blocking_threads < 1:
-            raise ConfigError("--blocking-threads must be at least 1")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS)

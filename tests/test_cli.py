@@ -53,6 +53,9 @@ def test_environment_variables_fill_options(monkeypatch):
         ({"interface": "cgi"}, "--interface must be one of"),
         ({"nonsense": 1}, "unknown option"),
         ({"timeout_keep_alive": -1}, "must not be negative"),
+        ({"limit_concurrency": 0}, "--limit-concurrency must be at least 1"),
+        ({"backpressure": 0}, "--backpressure must be at least 1"),
+        ({"blocking_threads": 0}, "--blocking-threads must be at least 1"),
     ],
 )
 def test_invalid_configuration_is_a_clear_error(options, message):
