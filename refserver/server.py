@@ -206,19 +206,35 @@ class Server:
             self._lifespan = Lifespan(self.app, state, self.config.lifespan)
             await self._lifespan.startup()  # raises StartupFailed
 
+        try:
+            await self._listen(state, impl, sockets)
+        except BaseException:
+            # The application has started (and opened whatever it opens): it is told to stop
+            # before the error is reported, not abandoned mid-lifespan.
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
+            if self._lifespan is not None:
+                await self._lifespan.shutdown()
+            raise
+        logger.info(
+            "refserver running on %s (interface %s, impl %s, loop %s)",
+            describe_address(self.sockets[0]),
+            self.interface,
+            impl.name,
+            _loop_name(loop),
+        )
+        self.started.set()
+
+    async def _listen(self, state, impl, sockets) -> None:
+        """Bind (unless given sockets) and start accepting connections."""
+        loop = state.loop
+
         def factory():
             return H1Protocol(state, impl.make_parser, impl.head_writer)
 
-        config = self.config
         if sockets is None:
-            try:
-                sockets = [bind_socket(config)]
-            except BaseException:
-                # The application has started (and opened whatever it opens): it is told to stop
-                # before the error is reported, not abandoned mid-lifespan.
-                if self._lifespan is not None:
-                    await self._lifespan.shutdown()
-                raise
+            sockets = [bind_socket(self.config)]
         self.sockets = sockets
         for sock in sockets:
             if sock.family == getattr(socket, "AF_UNIX", None):
@@ -226,14 +242,6 @@ class Server:
             else:
                 server = await loop.create_server(factory, sock=sock)
             self._servers.append(server)
-        logger.info(
-            "refserver running on %s (interface %s, impl %s, loop %s)",
-            describe_address(sockets[0]),
-            self.interface,
-            impl.name,
-            _loop_name(loop),
-        )
-        self.started.set()
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; a second call while shutting down closes everything now."""
