@@ -4,9 +4,8 @@
 - :class:`FastParser` replaces :class:`refserver.wire.h11_parser.H11Parser`: same interface, same
   events, same typed errors (same status) for the same bytes, however they are split.
 - :func:`write_head` replaces :func:`refserver.wire.h1.write_head`, byte for byte.
-- :func:`rsgi_scope`, :func:`asgi_scope` and :func:`wsgi_environ` replace
-  :func:`refserver.rsgi.build_scope`, :func:`refserver.gateways.asgi.connection_scope` and
-  :func:`refserver.gateways.wsgi.build_environ`: equal results for every stream.
+- :func:`rsgi_scope`, :func:`asgi_scope` and :func:`wsgi_environ` are :mod:`refserver.scopes`
+  compiled from the same source.
 - :func:`ws_unmask` replaces :func:`refserver.wire.ws.unmask`.
 
 Everything that decides *what* is sent (limits, keep-alive, framing of responses) stays in
@@ -42,7 +41,6 @@ from cpython.bytearray cimport (
 )
 from cpython.list cimport PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1
 from libc.string cimport memchr, memcmp, memcpy
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -875,148 +873,7 @@ def ws_unmask(data, key):
 
 # ---------------------------------------------------------------------------- scopes and environ
 #
-# The rules stay in the reference builders; these only avoid the interpreter's per-operation cost
-# on the common shapes (ASCII paths without escapes, IPv4 peers) and call back into the reference
-# helpers for everything else, so an unusual request cannot take a different rule.
+# refserver/scopes.py, compiled: the same source as the reference path's builders (that module's
+# docstring says why it is written the way it is).
 
-from .gateways import wsgi as _wsgi
-from .gateways.asgi import ASGI_VERSION as _ASGI_VERSION
-from .gateways.paths import decode_path as _reference_decode_path
-from .rsgi import Headers as _Headers, Scope as _Scope, _address as _rsgi_address
-
-
-cdef inline bint _plain_ascii(bytes raw) noexcept:
-    """No byte above 0x7F and no percent sign: the path is its own decoding."""
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(raw)
-    for i in range(n):
-        if p[i] >= 128 or p[i] == 37:
-            return False
-    return True
-
-
-cdef inline str _latin1(bytes raw):
-    return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
-
-
-cdef inline str _decode_path(bytes raw):
-    if _plain_ascii(raw):
-        return PyUnicode_DecodeASCII(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), NULL)
-    return _reference_decode_path(raw)
-
-
-def rsgi_scope(stream, str proto="http"):
-    """Replaces :func:`refserver.rsgi.build_scope`."""
-    client = stream.client
-    if client is None or client[1] is None:
-        client = ""
-    else:
-        client = _rsgi_address(client)
-    server = stream.server
-    if server is None:
-        server = ""
-    elif server[1] is None:
-        server = server[0]
-    else:
-        server = _rsgi_address(server)
-    http_version = stream.http_version
-    if http_version == "1.0":
-        http_version = "1"
-    return tuple.__new__(
-        _Scope,
-        (
-            proto,
-            http_version,
-            server,
-            client,
-            stream.scheme,
-            stream.method,
-            _decode_path(stream.raw_path),
-            _latin1(stream.query_string),
-            _Headers(stream.headers),
-            stream.authority,
-        ),
-    )
-
-
-def asgi_scope(str kind, stream, str root_path, dict state, scheme, method):
-    """Replaces :func:`refserver.gateways.asgi.connection_scope`."""
-    cdef bytes raw_path = stream.raw_path
-    cdef dict scope
-    path = _decode_path(raw_path)
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
-    scope = {
-        "type": kind,
-        "asgi": _ASGI_VERSION,
-        "http_version": stream.http_version,
-        "server": stream.server,
-        "client": stream.client,
-        "scheme": scheme,
-        "method": method,
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": stream.query_string,
-        "headers": stream.headers,
-        "state": state.copy(),
-        "extensions": {},
-    }
-    if method is None:
-        del scope["method"]
-    return scope
-
-
-def wsgi_environ(stream, dict base, str root, wsgi_input):
-    """Replaces :func:`refserver.gateways.wsgi.build_environ`."""
-    cdef dict environ = base.copy()
-    cdef dict keys = _wsgi._HEADER_KEYS
-    cdef bytes raw_path = stream.raw_path
-    cdef str uri = _latin1(raw_path)
-    cdef str path, query
-    if _plain_ascii(raw_path):
-        path = uri
-    else:
-        return _wsgi.build_environ(stream, base, root, wsgi_input)
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        path = path[len(root):]
-    query = _latin1(stream.query_string)
-    environ["REQUEST_METHOD"] = stream.method
-    environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = query
-    environ["RAW_URI"] = environ["REQUEST_URI"] = uri + "?" + query if query else uri
-    http_version = stream.http_version
-    protocol = _wsgi._PROTOCOLS.get(http_version)
-    environ["SERVER_PROTOCOL"] = protocol if protocol else "HTTP/" + http_version
-    scheme = stream.scheme
-    environ["wsgi.url_scheme"] = scheme
-    environ["wsgi.input"] = wsgi_input
-    server = stream.server
-    if server is not None and server[1] is not None:
-        environ["SERVER_NAME"] = server[0]
-        environ["SERVER_PORT"] = str(server[1])
-    else:
-        environ["SERVER_NAME"] = "localhost"
-        environ["SERVER_PORT"] = _wsgi._DEFAULT_PORTS.get(scheme, "80")
-    client = stream.client
-    if client is not None:
-        environ["REMOTE_ADDR"] = client[0]
-        if client[1] is not None:
-            environ["REMOTE_PORT"] = str(client[1])
-    first_wins = _wsgi._FIRST_WINS
-    for name, value in stream.headers:
-        key = keys.get(name)
-        if key is None:
-            key = _wsgi._header_key(name)
-        if not key:
-            continue
-        if key in environ:
-            if key in first_wins:
-                continue
-            environ[key] = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + _latin1(value)
-        else:
-            environ[key] = _latin1(value)
-    if stream.authority:
-        environ["HTTP_HOST"] = stream.authority
-    return environ
+include "scopes.py"

@@ -25,13 +25,11 @@ class Implementation:
 
 
 def _pure() -> Implementation:
-    from .gateways.asgi import connection_scope
-    from .gateways.wsgi import build_environ
-    from .rsgi import build_scope
+    from .scopes import asgi_scope, rsgi_scope, wsgi_environ
     from .wire.h1 import write_head
     from .wire.h11_parser import H11Parser
 
-    return Implementation("pure", H11Parser, write_head, build_scope, connection_scope, build_environ)
+    return Implementation("pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ)
 
 
 def _fast() -> Implementation:

@@ -2,10 +2,8 @@
 
 Applications and frameworks import their exceptions and scope types from here when they run on
 refserver, and tests build scopes with :func:`build_scope`. Names follow Granian's ``granian.rsgi``
-module so code written for one runs on the other.
-
-:func:`build_scope` is one of the components the fast path replaces: it is kept a plain function of
-the :class:`~refserver.gateways.stream.Stream` so a compiled version can stand in for it.
+module so code written for one runs on the other. The scope itself is built in
+:mod:`refserver.scopes`, with the other interfaces' scopes.
 """
 
 from __future__ import annotations
@@ -13,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import IntEnum
 from operator import itemgetter
-
-from .gateways.paths import decode_path
 
 RSGI_VERSION = "1.6"
 
@@ -207,44 +203,9 @@ for _index, _name in enumerate(_SCOPE_FIELDS):
 del _index, _name
 
 
-def _address(addr) -> str:
-    """``host:port``, with IPv6 hosts in brackets so the port stays unambiguous."""
-    host, port = addr
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
 def build_scope(stream, proto: str = "http") -> Scope:
-    """The RSGI scope of one request (``proto`` "http") or WebSocket connection ("ws").
+    """The RSGI scope of one request (``proto`` "http") or WebSocket connection ("ws"), as the
+    server builds it (:func:`refserver.scopes.rsgi_scope`)."""
+    from .scopes import rsgi_scope  # imported here: that module builds on the types above
 
-    ``client`` is ``""`` on a UNIX socket (the peer has no address worth naming); ``server`` is the
-    socket path there. HTTP/1.0 is reported as ``"1"``, as Granian does.
-    """
-    client = stream.client
-    client = "" if client is None or client[1] is None else _address(client)
-    server = stream.server
-    if server is None:
-        server = ""
-    elif server[1] is None:
-        server = server[0]
-    else:
-        server = _address(server)
-    http_version = stream.http_version
-    if http_version == "1.0":
-        http_version = "1"
-    return tuple.__new__(
-        Scope,
-        (
-            proto,
-            http_version,
-            server,
-            client,
-            stream.scheme,
-            stream.method,
-            decode_path(stream.raw_path),
-            stream.query_string.decode("latin-1"),
-            Headers(stream.headers),
-            stream.authority,
-        ),
-    )
+    return rsgi_scope(stream, proto)

@@ -1,5 +1,5 @@
-"""The fast path's scope builders against the reference ones: for any request, the same RSGI scope,
-ASGI scope and WSGI environ.
+"""The fast path's scope builders (refserver/scopes.py compiled by Cython) against the same source
+interpreted: for any request, the same RSGI scope, ASGI scope and WSGI environ.
 
 Requests are generated over the shapes that take different branches: escaped and non-ASCII paths,
 HTTP/1.0 and HTTP/2 versions, IPv6, UNIX-socket and missing peers, repeated and dropped headers,
@@ -15,9 +15,10 @@ from conftest import PURE_ONLY, require_fast_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refserver.gateways.asgi import connection_scope
-from refserver.gateways.wsgi import build_environ
-from refserver.rsgi import Scope, build_scope
+from refserver.rsgi import Scope
+from refserver.scopes import asgi_scope as connection_scope
+from refserver.scopes import rsgi_scope as build_scope
+from refserver.scopes import wsgi_environ as build_environ
 
 if PURE_ONLY:
     pytest.skip("REFSERVER_TEST_PURE_ONLY=1: no fast path to compare", allow_module_level=True)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..wire.events import ResponseError
-from .paths import decode_path
 from .stream import ClientDisconnected, fail
-
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 
 
 #: The clause of spec/asgi.md broken by each kind of wire-level ResponseError.
@@ -22,39 +19,6 @@ CLAUSES = {
 
 class ASGIProtocolError(RuntimeError):
     """The application sent a message the ASGI HTTP protocol does not allow at that point."""
-
-
-def connection_scope(
-    kind: str, stream, root_path: str, state: dict, scheme: str, method: str | None
-) -> dict:
-    """The keys the ``http`` and ``websocket`` scopes share, built by one rule for both; a
-    websocket scope has no ``method`` (``None`` leaves it out). ``path`` and ``raw_path``
-    include ``root_path`` (as uvicorn does since the asgiref clarification that root_path is a
-    prefix of path)."""
-    raw_path = stream.raw_path
-    path = decode_path(raw_path)
-    if root_path:
-        path = root_path + path
-        raw_path = root_path.encode("utf-8") + raw_path
-    scope = {
-        "type": kind,
-        "asgi": ASGI_VERSION,
-        "http_version": stream.http_version,
-        "server": stream.server,
-        "client": stream.client,
-        "scheme": scheme,
-        "method": method,
-        "root_path": root_path,
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": stream.query_string,
-        "headers": stream.headers,
-        "state": state.copy(),
-        "extensions": {},
-    }
-    if method is None:
-        del scope["method"]
-    return scope
 
 
 _START, _BODY, _DONE = 0, 1, 2

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 
+from ..scopes import asgi_scope
 from ..wire.events import ResponseError
 from ..wire.ws import Closed, check_close_code, check_close_reason
-from .asgi import ASGIProtocolError, _header_list, connection_scope
+from .asgi import ASGIProtocolError, _header_list
 from .stream import ClientDisconnected
 
 WS_EXTENSIONS = {"websocket.http.response": {}}
@@ -39,7 +40,7 @@ _DONE = 3  # the app closed, or its denial response is complete
 _EMPTY_500 = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
 
 
-def build_websocket_scope(session, root_path: str, state: dict, connection_scope=connection_scope):
+def build_websocket_scope(session, root_path: str, state: dict, connection_scope=asgi_scope):
     """The ``websocket`` scope: the shared keys from ``connection_scope`` (the implementation's
     builder), then the WebSocket ones."""
     scope = connection_scope(

@@ -34,7 +34,6 @@ import re
 import stat
 import threading
 import time
-from urllib.parse import unquote_to_bytes
 
 from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE
 from ..wire.events import ResponseError
@@ -46,24 +45,7 @@ class WSGIProtocolError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ environ
-
-#: Environ keys of request header names; ``""`` marks a header that is dropped. Bounded, so that
-#: clients cannot grow it without limit by inventing header names.
-_HEADER_KEYS: dict = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
-_HEADER_KEYS_MAX = 2048
-_FIRST_WINS = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
-
-
-def _header_key(name: bytes) -> str:
-    if b"_" in name:
-        key = ""
-    else:
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
-        _HEADER_KEYS[name] = key
-    return key
+# The per-request environ is built by refserver.scopes.wsgi_environ (the implementation's).
 
 
 def environ_base(config, errors) -> dict:
@@ -88,64 +70,6 @@ def environ_base(config, errors) -> dict:
 def script_name(root_path: str) -> str:
     """``root_path`` in the WSGI form of a path: its UTF-8 bytes as latin-1, no trailing slash."""
     return root_path.rstrip("/").encode("utf-8").decode("latin-1")
-
-
-def build_environ(stream, base: dict, root: str, wsgi_input) -> dict:
-    """The PEP 3333 environ of one request.
-
-    Strings that come from bytes are "bytes as latin-1" (PEP 3333, "Unicode Issues"), so the
-    application can recover the exact bytes. ``root`` is ``base["SCRIPT_NAME"]``: a path under it
-    loses the prefix in PATH_INFO; any other path (a proxy that already stripped it) is kept whole.
-    This function is the one the fast path replaces: keep it free of other state.
-    """
-    environ = base.copy()
-    raw_path = stream.raw_path
-    uri = raw_path.decode("latin-1")
-    path = unquote_to_bytes(raw_path).decode("latin-1") if b"%" in raw_path else uri
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        path = path[len(root) :]
-    query = stream.query_string.decode("latin-1")
-    environ["REQUEST_METHOD"] = stream.method
-    environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = query
-    environ["RAW_URI"] = environ["REQUEST_URI"] = uri + "?" + query if query else uri
-    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(stream.http_version) or (
-        "HTTP/" + stream.http_version
-    )
-    scheme = stream.scheme
-    environ["wsgi.url_scheme"] = scheme
-    environ["wsgi.input"] = wsgi_input
-    server = stream.server
-    if server is not None and server[1] is not None:
-        environ["SERVER_NAME"] = server[0]
-        environ["SERVER_PORT"] = str(server[1])
-    else:  # a UNIX socket has no host or port of its own
-        environ["SERVER_NAME"] = "localhost"
-        environ["SERVER_PORT"] = _DEFAULT_PORTS.get(scheme, "80")
-    client = stream.client
-    if client is not None:
-        environ["REMOTE_ADDR"] = client[0]
-        if client[1] is not None:
-            environ["REMOTE_PORT"] = str(client[1])
-
-    keys = _HEADER_KEYS
-    for name, value in stream.headers:
-        key = keys.get(name)
-        if key is None:
-            key = _header_key(name)
-        if not key:
-            continue
-        if key in environ:
-            if key in _FIRST_WINS:
-                continue
-            sep = "; " if key == "HTTP_COOKIE" else ", "
-            environ[key] = environ[key] + sep + value.decode("latin-1")
-        else:
-            environ[key] = value.decode("latin-1")
-    if stream.authority:
-        # An absolute-form target or HTTP/2 :authority overrides Host (RFC 9112 3.2.2).
-        environ["HTTP_HOST"] = stream.authority
-    return environ
 
 
 # ------------------------------------------------------------------------------------ wsgi.input
@@ -765,6 +689,5 @@ __all__ = [
     "WSGIGateway",
     "WSGIInput",
     "WSGIProtocolError",
-    "build_environ",
     "environ_base",
 ]
