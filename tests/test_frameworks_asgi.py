@@ -1,14 +1,14 @@
-"""Real ASGI frameworks on refserver: Starlette (a dependency of the test suite) and, when it is
-installed, FastAPI. They exercise lifespan state, request.state, bodies and streaming the way
-applications in the wild do."""
+"""Real ASGI frameworks on refserver: Starlette and FastAPI (both dependencies of the test suite).
+They exercise lifespan state, request.state, bodies and streaming the way applications in the wild
+do."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 
+import fastapi
 import httpx
-import pytest
 
 
 def starlette_app(events: list):
@@ -95,8 +95,6 @@ def test_starlette_under_a_root_path(server_factory):
 
 
 def test_fastapi(server_factory):
-    fastapi = pytest.importorskip("fastapi")  # optional: exercised when it is installed
-
     events: list = []
 
     @contextlib.asynccontextmanager
