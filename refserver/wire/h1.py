@@ -13,10 +13,8 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-from .fields import BAD_VALUE_RE, TOKEN_RE
+from .fields import TOKEN_RE, check_field
 from .events import (
-    NEED_DATA,
-    PAUSED,
     BadRequest,
     Body,
     ContentTooLarge,
@@ -109,15 +107,6 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
         parts.append(b"%s: %s\r\n" % (name, value))
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-def _check_field(name, value) -> bytes:
-    """The lower-case name of a valid response field; ResponseError for an invalid one."""
-    if not TOKEN_RE.fullmatch(name):
-        raise ResponseError("invalid response header name %r" % (name,), "header")
-    if BAD_VALUE_RE.search(value):
-        raise ResponseError("invalid response header value %r" % (value,), "header")
-    return name.lower()
 
 
 def connection_tokens(headers: list) -> set:
@@ -407,7 +396,7 @@ class H1Connection:
             cacheable = type(field) is tuple and type(name) is bytes and type(value) is bytes
             lname = checked.get(field) if cacheable else None
             if lname is None:
-                lname = _check_field(name, value)
+                lname = check_field(name, value)
                 if cacheable and len(checked) < _CHECKED_FIELDS_MAX:
                     checked[field] = lname
             if lname == b"content-length":

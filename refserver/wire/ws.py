@@ -51,7 +51,7 @@ from wsproto.frame_protocol import (
 )
 
 from .events import HTTPError, ResponseError
-from .fields import BAD_VALUE_RE, TOKEN_RE, TOKEN_STR_RE
+from .fields import TOKEN_STR_RE, check_field
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = b"13"
@@ -329,11 +329,7 @@ def accept_headers(
     if deflate is not None:
         headers.append((b"sec-websocket-extensions", deflate.response.encode("ascii")))
     for name, value in extra_headers:
-        if not TOKEN_RE.fullmatch(name):
-            raise ResponseError(f"invalid response header name {name!r}")
-        if BAD_VALUE_RE.search(value):
-            raise ResponseError(f"invalid response header value {value!r}")
-        if name.lower() in _RESERVED_ACCEPT_HEADERS:
+        if check_field(name, value) in _RESERVED_ACCEPT_HEADERS:
             raise ResponseError(
                 f"the handshake sets {name.decode('latin-1')!r} itself; an application may not"
             )
