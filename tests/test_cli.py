@@ -19,6 +19,20 @@ def finish(proc, timeout=10):
     return proc.returncode, out.decode(), err.decode()
 
 
+def connect_uds(path, proc, timeout=10):
+    """A socket connected to the server at ``path`` once it listens (it may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+
+
 def get(port, path="/"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", path)
@@ -136,16 +150,7 @@ def test_uds(tmp_path):
     path = str(tmp_path / "refserver.sock")
     proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", path)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(path)
-                break
-            except OSError:
-                sock.close()
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.02)
+        sock = connect_uds(path, proc)
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := sock.recv(4096):
@@ -156,7 +161,6 @@ def test_uds(tmp_path):
         proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc)
     assert code == 0 and f"unix:{path}" in err
-
 
 
 def test_a_taken_port_is_one_line_and_the_started_app_is_shut_down():
@@ -190,15 +194,7 @@ def test_uds_replaces_a_stale_socket(tmp_path):
         stale.bind(path)  # closed without unlinking, as after a crash
     proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--uds", path)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket(socket.AF_UNIX) as sock:
-                try:
-                    sock.connect(path)
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
+        connect_uds(path, proc).close()
     finally:
         proc.send_signal(signal.SIGINT)
     assert finish(proc)[0] == 0
