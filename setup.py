@@ -1,8 +1,9 @@
 """Build script: metadata lives in pyproject.toml; this file is where compiled extensions join.
 
-The fast path (``refserver._speedups``, Cython) is optional: where it cannot be built -- no C
-compiler, no Cython, or ``REFSERVER_NO_EXTENSIONS=1`` -- the package still installs and runs on
-the pure-Python reference path (``--impl auto`` says so in the log).
+The fast path (``refserver._speedups`` and the compiled copies of the HTTP/1.1 modules, Cython) is
+optional: where it cannot be built -- no C compiler, no Cython, or ``REFSERVER_NO_EXTENSIONS=1`` --
+the package still installs and runs on the pure-Python reference path (``--impl auto`` says so in
+the log).
 """
 
 import os
@@ -13,6 +14,15 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 SPEEDUPS = os.path.join("refserver", "_speedups")
+
+#: Reference modules that the fast path also runs compiled: (source, extension name). The copy sits
+#: in the package of its source, so the source's relative imports mean the same thing in both; its
+#: ``.pxd`` (``refserver/wire/_compiled_h1.pxd``, named after the copy) declares the classes of the
+#: source as extension types.
+COMPILED_COPIES = [
+    (os.path.join("refserver", "wire", "h1.py"), "refserver.wire._compiled_h1"),
+    (os.path.join("refserver", "protocols", "h1.py"), "refserver.protocols._compiled_h1"),
+]
 
 
 class OptionalBuildExt(build_ext):
@@ -49,15 +59,23 @@ def extensions():
         from Cython.Build import cythonize
     except ImportError:
         cythonize = None
-    if cythonize is None or not os.path.exists(SPEEDUPS + ".pyx"):
-        if os.path.exists(SPEEDUPS + ".c"):  # an sdist built with Cython ships the C source
-            return [Extension("refserver._speedups", [SPEEDUPS + ".c"])]
+    copies = [(source[:-3] + ".c", name) for source, name in COMPILED_COPIES]
+    if cythonize is None:
+        generated = [(SPEEDUPS + ".c", "refserver._speedups")] + copies
+        if all(os.path.exists(c) for c, _ in generated):  # an sdist built with Cython ships them
+            return [Extension(name, [c]) for c, name in generated]
         warnings.warn("Cython is not installed: refserver is built without its fast path")
         return []
     try:
         return cythonize(
             [Extension("refserver._speedups", [SPEEDUPS + ".pyx"])],
             compiler_directives={"language_level": "3"},
+            quiet=True,
+        ) + cythonize(
+            [Extension(name, [source]) for source, name in COMPILED_COPIES],
+            # The annotations of the reference modules document; they must not become C types
+            # that the interpreted reference does not enforce.
+            compiler_directives={"language_level": "3", "annotation_typing": False},
             quiet=True,
         )
     except Exception as exc:  # noqa: BLE001 - a Cython compile error must not break the install

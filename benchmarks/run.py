@@ -244,9 +244,9 @@ RATIOS = [
 
 
 def fast_path_unavailable(python: str) -> str | None:
-    """Why the fast path cannot be benchmarked, or None when ``refserver._speedups`` imports."""
+    """Why the fast path cannot be benchmarked, or None when its extensions import."""
     proc = subprocess.run(
-        [python, "-c", "import refserver._speedups"],
+        [python, "-c", "import refserver.impl; refserver.impl.select('fast')"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -926,7 +926,7 @@ def main(argv=None) -> int:
         if reason:
             for n in target_names:
                 if TARGETS[n].optional:
-                    skipped[n] = f"fast path not available (import refserver._speedups: {reason})"
+                    skipped[n] = f"fast path not available ({reason})"
     for n, why in skipped.items():
         print(f"skip {n}: {why}", flush=True)
     runnable = [n for n in target_names if n not in skipped]

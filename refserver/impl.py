@@ -1,7 +1,10 @@
 """The one place where the reference and the fast implementation are chosen.
 
 An implementation is a set of components behind fixed interfaces: the HTTP/1.1 request parser,
-the response-head writer, the scope builders and WebSocket unmasking. Everything else is shared.
+the response-head writer, the scope builders, WebSocket unmasking, and the HTTP/1.1 connection
+core and protocol. The fast path's connection core and protocol are not other code: they are the
+reference modules compiled by Cython as extension types (see ``setup.py``). Everything else is
+shared as it is.
 """
 
 from __future__ import annotations
@@ -21,23 +24,32 @@ class Implementation:
     rsgi_scope: object  # (stream, proto) -> refserver.rsgi.Scope
     asgi_scope: object  # (kind, stream, root_path, state, scheme, method) -> dict
     wsgi_environ: object  # (stream, base, root, wsgi_input) -> dict
+    h1_connection: object  # refserver.wire.h1.H1Connection, or its compiled copy
+    h1_protocol: object  # refserver.protocols.h1.H1Protocol, or its compiled copy: (state, impl)
     ws_unmask: object = None  # (data, key) -> bytes, WebSocket unmasking; None: the pure one
 
 
 def _pure() -> Implementation:
+    from .protocols.h1 import H1Protocol
     from .scopes import asgi_scope, rsgi_scope, wsgi_environ
-    from .wire.h1 import write_head
+    from .wire.h1 import H1Connection, write_head
     from .wire.h11_parser import H11Parser
 
-    return Implementation("pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ)
+    return Implementation(
+        "pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
+        H1Protocol,
+    )
 
 
 def _fast() -> Implementation:
-    """Raises ImportError when the extension was not built (or httptools is missing)."""
+    """Raises ImportError when the extensions were not built (or httptools is missing)."""
     from ._speedups import FastParser, asgi_scope, rsgi_scope, write_head, ws_unmask, wsgi_environ
+    from .protocols._compiled_h1 import H1Protocol
+    from .wire._compiled_h1 import H1Connection
 
     return Implementation(
-        "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, ws_unmask
+        "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
+        H1Protocol, ws_unmask,
     )
 
 

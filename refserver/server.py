@@ -19,7 +19,6 @@ from . import logs
 from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
-from .protocols.h1 import H1Protocol
 from .server_errors import StartupFailed
 from .wire.h1 import Limits
 
@@ -231,7 +230,7 @@ class Server:
         loop = state.loop
 
         def factory():
-            return H1Protocol(state, impl.make_parser, impl.head_writer)
+            return impl.h1_protocol(state, impl)
 
         if sockets is None:
             sockets = [bind_socket(self.config)]

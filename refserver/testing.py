@@ -32,7 +32,6 @@ import h11
 from .config import Config
 from .impl import select
 from .loader import detect_interface, load_app
-from .protocols.h1 import H1Protocol
 from .server import ServerState, make_gateway
 
 __all__ = ["AsyncClient", "Client", "ProtocolViolation", "Response"]
@@ -213,7 +212,7 @@ class AsyncClient:
 
     async def _exchange(self, raw: bytes, method: str) -> Response:
         state = self._state
-        protocol = H1Protocol(state, state.impl.make_parser, state.impl.head_writer)
+        protocol = state.impl.h1_protocol(state, state.impl)
         transport = _MemoryTransport(state.loop, protocol)
         protocol.connection_made(transport)
         protocol.data_received(raw)

@@ -36,6 +36,7 @@ if PURE_ONLY:
 require_fast_path()  # a build without the extension fails here, at collection (never a skip)
 from refserver._speedups import FastParser  # noqa: E402
 from refserver._speedups import write_head as fast_write_head  # noqa: E402
+from refserver.wire._compiled_h1 import H1Connection as FastH1Connection  # noqa: E402
 
 
 def _exact(max_head):
@@ -43,6 +44,8 @@ def _exact(max_head):
 
 
 PARSERS = {"h11": H11Parser, "fast": FastParser, "fast-exact": _exact}
+#: The connection core each parser runs under: the reference module, or its compiled copy.
+CONNECTIONS = {"h11": H1Connection, "fast": FastH1Connection, "fast-exact": FastH1Connection}
 MAX_EVENTS = 200
 
 
@@ -71,15 +74,16 @@ def _describe(event):
     return "closed"
 
 
-def transcript(make_parser, pieces, limits=None, eof=False, late=False):
-    """Everything observable when ``pieces`` arrive one after the other (then EOF if ``eof``).
+def transcript(name, pieces, limits=None, eof=False, late=False):
+    """Everything observable when ``pieces`` arrive one after the other (then EOF if ``eof``),
+    through the parser and the connection core of ``name`` (a key of :data:`PARSERS`).
 
     ``late``: the application answers a request only once the parser has been asked for the next
     event (as when the app is slower than the wire), which is how PAUSED is reached.
     """
     limits = limits or Limits()
-    conn = H1Connection(
-        make_parser(limits.head), limits, date_header=False, server_header=None
+    conn = CONNECTIONS[name](
+        PARSERS[name](limits.head), limits, date_header=False, server_header=None
     )
     out = []
     pending = [False]  # a complete request waits for its response
@@ -90,7 +94,7 @@ def transcript(make_parser, pieces, limits=None, eof=False, late=False):
         if not conn.keep_alive:
             out.append("close")
             return False
-        out.append(("pipelined", conn._parser.buffered()))
+        out.append(("pipelined", conn.trailing_data()))
         try:
             conn.start_next_cycle()  # checks the limits on the pipelined bytes
         except HTTPError as exc:
@@ -142,9 +146,9 @@ def split(data: bytes, cuts) -> list:
 
 def assert_same(pieces, limits=None, eof=False, late=False, bare=False):
     """Same transcript through H1Connection (and, if ``bare``, from the bare parsers too)."""
-    reference = transcript(H11Parser, pieces, limits, eof, late)
+    reference = transcript("h11", pieces, limits, eof, late)
     for name in ("fast", "fast-exact"):
-        got = transcript(PARSERS[name], pieces, limits, eof, late)
+        got = transcript(name, pieces, limits, eof, late)
         assert got == reference, (name, pieces)
     if bare:
         max_head = (limits or Limits()).head
@@ -674,3 +678,26 @@ def test_select_picks_fast_and_falls_back(monkeypatch):
     assert chosen.name == "pure" and "fast path not available" in note
     with pytest.raises(impl.ImplementationUnavailable, match="--impl fast"):
         impl.select("fast")
+
+
+def test_fast_path_runs_the_compiled_http1_modules():
+    """The fast path's connection core and protocol are the reference modules compiled as
+    extension types; the pure path's are the interpreted modules themselves."""
+    from refserver import impl
+    from refserver.protocols import h1 as reference_protocol
+    from refserver.wire import h1 as reference_wire
+
+    fast, pure = impl.select("fast")[0], impl.select("pure")[0]
+    assert pure.h1_connection is reference_wire.H1Connection
+    assert pure.h1_protocol is reference_protocol.H1Protocol
+    assert fast.h1_connection.__module__ == "refserver.wire._compiled_h1"
+    assert fast.h1_protocol.__module__ == "refserver.protocols._compiled_h1"
+    heap_type = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes, clear for static extension types
+    for cls in (fast.h1_connection, fast.h1_protocol):
+        # Compiled without its .pxd, a class stays a (slower) Python class: that must not pass.
+        assert not cls.__flags__ & heap_type, f"{cls} is not an extension type"
+    for module in ("refserver.protocols._compiled_h1", "refserver.wire._compiled_h1"):
+        sys.modules.pop(module, None)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(sys.modules, module, None)  # as if this copy were not built
+            assert impl.select("auto")[0].name == "pure"

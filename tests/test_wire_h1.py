@@ -28,7 +28,9 @@ from refserver.wire.events import (
     VersionNotSupported,
     error_for_status,
 )
-from refserver.wire.h1 import REASONS, DateCache, H1Connection, Limits
+from refserver.wire import dates
+from refserver.wire.dates import DateCache
+from refserver.wire.h1 import REASONS, H1Connection, Limits
 from refserver.wire.h11_parser import H11Parser
 
 EPOCH_DATE = b"Thu, 01 Jan 1970 00:00:00 GMT"
@@ -48,12 +50,17 @@ def parser_cls(request):
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
     """Every Date header in this module is the epoch, so response bytes compare exactly."""
-    monkeypatch.setattr(wire_h1, "DATES", DateCache(lambda: 0.0))
+    monkeypatch.setattr(dates, "DATES", DateCache(lambda: 0.0))
 
 
 def make(parser_cls, limits: Limits | None = None, **options) -> H1Connection:
+    """A connection core around ``parser_cls``: the reference one for h11, its compiled copy for
+    the fast parser (the pair each path runs)."""
     limits = limits or Limits()
-    return H1Connection(parser_cls(limits.head), limits, **options)
+    connection = H1Connection
+    if parser_cls is not H11Parser:
+        from refserver.wire._compiled_h1 import H1Connection as connection
+    return connection(parser_cls(limits.head), limits, **options)
 
 
 def merge(events: list) -> list:
@@ -684,13 +691,13 @@ def test_expect_is_ignored_on_http10(parser_cls):
 
 def test_date_comes_from_the_clock(parser_cls, monkeypatch):
     now = [86400.0 * 365]
-    monkeypatch.setattr(wire_h1, "DATES", DateCache(lambda: now[0]))
+    monkeypatch.setattr(dates, "DATES", DateCache(lambda: now[0]))
     conn = request(parser_cls)
     assert b"\r\ndate: Fri, 01 Jan 1971 00:00:00 GMT\r\n" in conn.response_head(200, [], end=True)
     now[0] += 0.5  # the same second: the cached value
-    assert wire_h1.DATES.value() == b"Fri, 01 Jan 1971 00:00:00 GMT"
+    assert dates.DATES.value() == b"Fri, 01 Jan 1971 00:00:00 GMT"
     now[0] += 1
-    assert wire_h1.DATES.value() == b"Fri, 01 Jan 1971 00:00:01 GMT"
+    assert dates.DATES.value() == b"Fri, 01 Jan 1971 00:00:01 GMT"
 
 
 @pytest.mark.parametrize(

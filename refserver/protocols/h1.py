@@ -3,6 +3,10 @@
 Thin on purpose: bytes go to :class:`refserver.wire.h1.H1Connection`, requests go to the gateway as
 :class:`H1Stream` objects, and this module adds only what needs a clock or a socket: timeouts,
 flow control in both directions, and the connection's lifetime.
+
+The fast path runs this same source compiled by Cython (``refserver.protocols._compiled_h1``,
+declared in ``h1.pxd``), with the connection core of the implementation it is given, so that the
+two paths share every rule while the fast one avoids the interpreter on the per-request path.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from ..wire.events import (
     RequestHead,
     RequestTimeout,
 )
-from ..wire.h1 import H1Connection
 from ..wire.ws import is_upgrade
 
 # Stop reading from the socket while this much request body waits for the application.
@@ -224,19 +227,23 @@ class H1Stream:
         self._proto.response_done(self)
 
 
-class H1Protocol(asyncio.Protocol):
-    """One HTTP/1.1 connection: feeds the wire core, dispatches requests, enforces timeouts."""
+class H1Protocol:
+    """One HTTP/1.1 connection: feeds the wire core, dispatches requests, enforces timeouts.
 
-    def __init__(self, server_state, make_parser, head_writer):
+    An asyncio protocol by its methods rather than by subclassing ``asyncio.Protocol``: the
+    compiled copy is an extension type, which cannot derive from a Python class.
+    """
+
+    def __init__(self, server_state, impl):
         self.state = server_state
         self.loop = server_state.loop
         config = server_state.config
-        self.conn = H1Connection(
-            make_parser(config.limit_request_head),
+        self.conn = impl.h1_connection(
+            impl.make_parser(config.limit_request_head),
             server_state.limits,
             date_header=config.date_header,
             server_header=b"refserver" if config.server_header else None,
-            head_writer=head_writer,
+            head_writer=impl.head_writer,
         )
         self.transport = None
         self.scheme = "http"
@@ -528,6 +535,15 @@ class H1Protocol(asyncio.Protocol):
             self.close()
         else:
             self.conn.keep_alive = False
+
+    def detach(self) -> None:
+        """The transport now belongs to another protocol (a WebSocket): stop the timers, never
+        write or close again, and leave the transport reading if a pause of ours held it."""
+        self._closing = True
+        self._drop_timer()
+        if self._read_paused_for:
+            self._read_paused_for.clear()
+            self.transport.resume_reading()
 
     def close(self, abort: bool = False) -> None:
         if self._closing:

@@ -90,12 +90,8 @@ class Upgrade:
         session = WebSocketSession(state, h1, self.head, self.handshake)
         proto = WSProtocol(state, transport, session)
         state.connections.discard(h1)
-        h1._closing = True  # whatever still refers to it must not write or close any more
-        h1._drop_timer()
         transport.set_protocol(proto)
-        if h1._read_paused_for:
-            h1._read_paused_for.clear()
-            transport.resume_reading()
+        h1.detach()  # whatever still refers to it must not write or close any more
         state.connections.add(proto)
         if leftover:
             session.feed(leftover)

@@ -9,10 +9,9 @@ response-head writer; every rule that decides *what* is sent lives here, once, f
 from __future__ import annotations
 
 import re
-import time
-from email.utils import formatdate
 from http import HTTPStatus
 
+from . import dates
 from .fields import TOKEN_RE, check_field
 from .events import (
     BadRequest,
@@ -71,32 +70,6 @@ class Limits:
         self.body = body  # 0: unlimited
 
 
-class DateCache:
-    """The ``Date`` header value, formatted at most once a second.
-
-    ``clock`` is injectable so that tests can compare response bytes exactly (replace
-    :data:`DATES` with ``DateCache(lambda: 0.0)``).
-    """
-
-    __slots__ = ("_second", "_value", "_clock")
-
-    def __init__(self, clock=time.time):
-        self._second = -1
-        self._value = b""
-        self._clock = clock
-
-    def value(self) -> bytes:
-        now = self._clock()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._value = formatdate(now, usegmt=True).encode("ascii")
-        return self._value
-
-
-DATES = DateCache()
-
-
 def write_head(status: int, reason: bytes, headers: list) -> bytes:
     """Serialise a status line and header block; the reference response-head writer.
 
@@ -113,8 +86,13 @@ def connection_tokens(headers: list) -> set:
     tokens = set()
     for name, value in headers:
         if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
+            tokens.update(field_tokens(value))
     return tokens
+
+
+def field_tokens(value: bytes) -> list:
+    """The lower-cased members of a comma-separated field value such as Connection."""
+    return [token.strip().lower() for token in value.split(b",")]
 
 
 def _te_unframeable(head: bytes) -> bool:
@@ -341,7 +319,7 @@ class H1Connection:
         if self._server_header:
             out.append((b"server", self._server_header))
         if self._date_header:
-            out.append((b"date", DATES.value()))
+            out.append((b"date", dates.DATES.value()))
         self.response_started = True
         self.response_complete = True
         self.keep_alive = False  # no further HTTP/1.1 request on this connection
@@ -408,7 +386,7 @@ class H1Connection:
             elif lname == b"transfer-encoding":
                 continue  # framing is the server's job (ASGI, RSGI)
             elif lname == b"connection":
-                if b"close" in (t.strip().lower() for t in value.split(b",")):
+                if b"close" in field_tokens(value):
                     self.keep_alive = False
                 continue
             elif lname == b"date":
@@ -455,7 +433,7 @@ class H1Connection:
         if self._server_header and not has_server:
             out.append((b"server", self._server_header))
         if self._date_header and not has_date:
-            out.append((b"date", DATES.value()))
+            out.append((b"date", dates.DATES.value()))
         if not self.keep_alive:
             out.append((b"connection", b"close"))
         elif self.request is not None and self.request.http_version == b"1.0":

@@ -1,0 +1,59 @@
+# Declarations of refserver.protocols._compiled_h1, the fast path's compiled copy of h1.py (built
+# by setup.py). Behaviour lives only in h1.py; this file gives the stream and the protocol C-typed
+# fields and C entry points for the calls they make to each other and to the connection core on
+# every request.
+
+from refserver.wire._compiled_h1 cimport H1Connection
+
+cdef class H1Stream:
+    cdef H1Protocol _proto
+    cdef public object method, raw_path, query_string, http_version, headers
+    cdef public object scheme, client, server, authority
+    cdef public bint body_complete, response_started, response_complete, disconnected
+    cdef public int status
+    cdef object _chunks
+    cdef Py_ssize_t _buffered
+    cdef list _body_waiters
+    cdef object _done_waiter
+    cdef bint _end_received
+
+    cpdef _feed(self, data)
+    cpdef _feed_end(self)
+    cpdef _drop_body(self)
+    cpdef _wake_body(self)
+    cpdef _finish(self, bint disconnected)
+    cpdef start_response(self, status, headers, body=*, end=*)
+    cpdef end_response(self)
+    cpdef _complete(self)
+
+cdef class H1Protocol:
+    cdef public object state, loop, transport, scheme, client, server
+    cdef public H1Connection conn
+    cdef public H1Stream stream
+    cdef public bint write_paused
+    cdef list _drain_waiters
+    cdef set _read_paused_for
+    cdef object _timer
+    cdef double _timer_at
+    cdef object _timer_kind
+    cdef double _deadline
+    cdef object _timer_callback
+    cdef bint _closing
+    cdef bint _processing
+    cdef H1Stream _waiting
+    cdef bint _shutting_down
+    cdef object _upgrade
+
+    cpdef _process(self)
+    cpdef _process_events(self)
+    cpdef _start_request(self, head)
+    cpdef _dispatch_waiting(self)
+    cpdef response_done(self, H1Stream stream)
+    cpdef _next_cycle(self)
+    cpdef _pause_reading(self, reason)
+    cpdef _resume_reading(self, reason)
+    cpdef write(self, data)
+    cpdef _arm_timer(self, double delay, callback, kind)
+    cpdef _arm_head_timer(self)
+    cpdef _cancel_timer(self)
+    cpdef _drop_timer(self)
