@@ -26,6 +26,7 @@ from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import FrameDecoder, ParseFailed
 
 from refserver.wire.events import ResponseError
+from refserver.wire.fields import is_upgrade
 from refserver.wire.ws import (
     Closed,
     DeflateParams,
@@ -39,7 +40,6 @@ from refserver.wire.ws import (
     accept_headers,
     accept_token,
     check_close_code,
-    is_upgrade,
     negotiate_deflate,
     parse_extensions,
     parse_handshake,

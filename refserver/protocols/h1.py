@@ -24,7 +24,7 @@ from ..wire.events import (
     RequestHead,
     RequestTimeout,
 )
-from ..wire.ws import is_upgrade
+from ..wire.fields import is_upgrade
 
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536

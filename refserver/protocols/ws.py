@@ -1,7 +1,7 @@
 """WebSockets over HTTP/1.1: the Upgrade handover, the session the gateways use, and its timers.
 
 :class:`refserver.protocols.h1.H1Protocol` parses the opening request like any other. For a request
-that asks for a WebSocket (:func:`refserver.wire.ws.is_upgrade`) it calls :func:`start_upgrade`
+that asks for a WebSocket (:func:`refserver.wire.fields.is_upgrade`) it calls :func:`start_upgrade`
 instead of dispatching it, and at the end of the request :meth:`Upgrade.switch` hands the transport
 and the bytes the HTTP parser had not consumed (frames a client sent right behind its handshake)
 to a :class:`WSProtocol`. Whether the parser is h11 or the fast one does not matter: both report the

@@ -18,6 +18,41 @@ TOKEN_STR_RE = re.compile(_TOKEN)
 BAD_VALUE_STR_RE = re.compile(_BAD_VALUE)
 
 
+def field_tokens(value: bytes) -> list:
+    """The lower-cased members of a comma-separated field value (RFC 9110 5.6.1), such as
+    Connection or Upgrade."""
+    return [token.strip().lower() for token in value.split(b",")]
+
+
+def header_tokens(headers: list, name: bytes) -> list:
+    """The members of every ``name`` field in ``headers``: a list field may be sent as several
+    fields, and they mean one comma-joined value (RFC 9110 5.3)."""
+    out = []
+    for field, value in headers:
+        if field == name:
+            out.extend(field_tokens(value))
+    return out
+
+
+def is_upgrade(headers: list) -> bool:
+    """True for a request that asks to switch to WebSocket: ``Upgrade: websocket`` together with
+    the ``upgrade`` connection option (RFC 9110 7.8: an Upgrade field without it means nothing).
+    Such a request is then either a valid handshake or refused with 400/426; anything else stays
+    an ordinary HTTP request.
+
+    Here rather than in :mod:`refserver.wire.ws` because every request asks it: the HTTP/1.1
+    protocol must not import the WebSocket stack (wsproto, hashlib) to find out.
+    """
+    for name, _ in headers:
+        if name == b"upgrade":
+            break
+    else:
+        return False  # the common case, decided in one pass with no allocation
+    return b"websocket" in header_tokens(headers, b"upgrade") and b"upgrade" in header_tokens(
+        headers, b"connection"
+    )
+
+
 def check_field(name: bytes, value: bytes) -> bytes:
     """The lower-case name of a valid response field; ResponseError for an invalid one. Every
     response head is checked here, HTTP/1.1 responses and WebSocket handshakes alike."""

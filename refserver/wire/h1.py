@@ -12,7 +12,7 @@ import re
 from http import HTTPStatus
 
 from . import dates
-from .fields import TOKEN_RE, check_field
+from .fields import TOKEN_RE, check_field, field_tokens, header_tokens
 from .events import (
     BadRequest,
     Body,
@@ -83,16 +83,7 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
 
 
 def connection_tokens(headers: list) -> set:
-    tokens = set()
-    for name, value in headers:
-        if name == b"connection":
-            tokens.update(field_tokens(value))
-    return tokens
-
-
-def field_tokens(value: bytes) -> list:
-    """The lower-cased members of a comma-separated field value such as Connection."""
-    return [token.strip().lower() for token in value.split(b",")]
+    return set(header_tokens(headers, b"connection"))
 
 
 def _te_unframeable(head: bytes) -> bool:

@@ -7,8 +7,9 @@ is collected for :meth:`WSConnection.data_to_send`. Nothing here knows about soc
 wsproto does the framing, the masking and the RFC 6455 checks of each frame. refserver adds, in
 this one module, the rules wsproto leaves to its user or does not bound:
 
-- the opening handshake: when a request is one (:func:`is_upgrade`), when it is a bad one (400, or
-  426 for an unknown version, RFC 6455 4.2.1/4.4), and the 101 response (:func:`accept_headers`);
+- the opening handshake: when it is a bad one (400, or 426 for an unknown version, RFC 6455
+  4.2.1/4.4), and the 101 response (:func:`accept_headers`); whether a request asks for one at all
+  is :func:`refserver.wire.fields.is_upgrade`;
 - the maximum message size (close 1009), checked on the frame header before any payload is buffered
   and on the decompressed size while inflating, so neither a huge frame nor a deflate bomb costs more
   than ``max_size`` bytes of memory;
@@ -51,7 +52,7 @@ from wsproto.frame_protocol import (
 )
 
 from .events import HTTPError, ResponseError
-from .fields import TOKEN_STR_RE, check_field
+from .fields import TOKEN_STR_RE, check_field, header_tokens
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = b"13"
@@ -96,29 +97,6 @@ class VersionNotSupported(HandshakeError):
 
     status = 426
     headers = ((b"sec-websocket-version", SUPPORTED_VERSION),)
-
-
-def _tokens(headers: list, name: bytes) -> list:
-    out = []
-    for n, v in headers:
-        if n == name:
-            out.extend(t.strip().lower() for t in v.split(b","))
-    return out
-
-
-def is_upgrade(headers: list) -> bool:
-    """True for a request that asks to switch to WebSocket: ``Upgrade: websocket`` together with
-    the ``upgrade`` connection option (RFC 9110 7.8: an Upgrade field without it means nothing).
-    Such a request is then either a valid handshake or refused with 400/426; anything else stays
-    an ordinary HTTP request."""
-    for name, _ in headers:
-        if name == b"upgrade":
-            break
-    else:
-        return False  # the common case, decided in one pass with no allocation
-    return b"websocket" in _tokens(headers, b"upgrade") and b"upgrade" in _tokens(
-        headers, b"connection"
-    )
 
 
 class Handshake:
