@@ -119,7 +119,7 @@ def wsgi_environ(stream, base, root, wsgi_input):
     environ = base.copy()
     raw_path = stream.raw_path
     uri = raw_path.decode("latin-1")
-    path = unquote_to_bytes(raw_path).decode("latin-1") if b"%" in raw_path else uri
+    path = uri if raw_path.find(b"%") < 0 else unquote_to_bytes(raw_path).decode("latin-1")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         path = path[len(root) :]
     query = stream.query_string.decode("latin-1")

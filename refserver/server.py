@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import time
 
 from . import logs

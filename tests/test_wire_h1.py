@@ -760,6 +760,23 @@ def test_remembered_response_fields_give_the_same_bytes(parser_cls):
     assert b"\r\nContent-Type: text/plain\r\nX-Id: 7\r\nx-list: 1\r\n" in first
 
 
+def test_a_content_length_beyond_64_bits_is_a_short_body_not_a_crash(parser_cls):
+    """The compiled connection core keeps the remaining length a Python int, as the reference
+    does: any declared length is carried, and the body that falls short of it is the error."""
+    conn = request(parser_cls)
+    conn.response_head(200, [(b"content-length", b"%d" % 2**70)])
+    assert conn.response_body(b"ab") == b"ab"
+    with pytest.raises(ResponseError, match="short of its Content-Length"):
+        conn.response_end()
+
+
+@pytest.mark.parametrize("value", [b"", b"1_0", b"+1", b"-1", b"0x1", b"\xd9\xa1"])
+def test_content_length_must_be_ascii_digits(parser_cls, value):
+    conn = request(parser_cls)
+    with pytest.raises(ResponseError, match="invalid Content-Length"):
+        conn.response_head(200, [(b"content-length", value)])
+
+
 def test_conflicting_content_lengths_are_rejected(parser_cls):
     conn = request(parser_cls)
     with pytest.raises(ResponseError):

@@ -5,13 +5,17 @@
 
 from refserver.wire._compiled_h1 cimport H1Connection
 
+cdef dict _NAMES
+
+cpdef tuple _split_target(bytes target)
+
 cdef class H1Stream:
     cdef H1Protocol _proto
     cdef public object method, raw_path, query_string, http_version, headers
     cdef public object scheme, client, server, authority
     cdef public bint body_complete, response_started, response_complete, disconnected
     cdef public int status
-    cdef object _chunks
+    cdef list _chunks
     cdef Py_ssize_t _buffered
     cdef list _body_waiters
     cdef object _done_waiter

@@ -12,7 +12,6 @@ two paths share every rule while the fast one avoids the interpreter on the per-
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import (
@@ -46,7 +45,7 @@ def _split_target(target: bytes):
             rest = target[scheme_end + 3 :]
             slash = rest.find(b"/")
             query_at = rest.find(b"?")
-            end = min(i for i in (slash, query_at, len(rest)) if i >= 0)
+            end = min([i for i in (slash, query_at) if i >= 0], default=len(rest))
             authority = rest[:end].decode("latin-1")
             target = rest[end:]
             if target[:1] != b"/":
@@ -97,7 +96,7 @@ class H1Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
-        self._chunks: deque = deque()
+        self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
         self._done_waiter = None

@@ -3,6 +3,13 @@
 # its per-request methods C entry points, which is where compiling the module pays (compiled as
 # plain Python classes it was slower than the interpreter).
 
+cimport cython
+
+# Module constants read on every response: C variables rather than module dict lookups.
+cdef int _LENGTH, _CHUNKED, _CLOSE_DELIMITED, _NONE
+cdef dict _CHECKED_FIELDS
+cdef Py_ssize_t _CHECKED_FIELDS_MAX, JOIN_LIMIT
+
 cdef class H1Connection:
     cdef object _parser
     cdef object _limits
@@ -23,7 +30,7 @@ cdef class H1Connection:
     cdef bint _line_checked
     cdef Py_ssize_t _body_received
     cdef int _framing
-    cdef Py_ssize_t _remaining
+    cdef object _remaining  # a Python int: an application may declare any Content-Length
     cdef bint _head_only
 
     cpdef _reset(self)
@@ -32,6 +39,7 @@ cdef class H1Connection:
     cpdef next_event(self)
     cpdef _on_head(self, head)
     cpdef start_next_cycle(self)
+    @cython.locals(out=list, checked=dict)
     cpdef response_start(self, status, headers, body=*, end=*)
     cpdef response_body(self, data)
     cpdef response_end(self)

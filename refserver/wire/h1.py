@@ -12,7 +12,7 @@ import re
 from http import HTTPStatus
 
 from . import dates
-from .fields import TOKEN_RE, check_field, field_tokens, header_tokens
+from .fields import TOKEN_RE, check_field, field_tokens
 from .events import (
     BadRequest,
     Body,
@@ -28,7 +28,6 @@ from .events import (
 
 _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
-_DIGITS_RE = re.compile(rb"[0-9]+")
 # RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
 _HOST_RE = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?"
@@ -50,6 +49,8 @@ REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 #: since values that change per response (ETags, cookies) would otherwise grow it forever.
 _CHECKED_FIELDS: dict = {}
 _CHECKED_FIELDS_MAX = 2048
+#: Host values that passed their check, bounded the same way: a server mostly sees a few.
+_CHECKED_HOSTS: set = set()
 
 
 class Limits:
@@ -80,10 +81,6 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
         parts.append(b"%s: %s\r\n" % (name, value))
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-def connection_tokens(headers: list) -> set:
-    return set(header_tokens(headers, b"connection"))
 
 
 def _te_unframeable(head: bytes) -> bool:
@@ -268,14 +265,12 @@ class H1Connection:
         headers = head.headers
         if len(headers) > self._limits.header_count:
             raise HeadersTooLarge("more than %d header fields" % self._limits.header_count)
-        tokens = connection_tokens(headers)
-        if head.http_version == b"1.1":
-            self.keep_alive = b"close" not in tokens
-        else:
-            self.keep_alive = b"keep-alive" in tokens and b"close" not in tokens
         has_length = chunked = False
+        options = []  # of the Connection fields
         for name, value in headers:
-            if name == b"expect" and head.http_version == b"1.1":
+            if name == b"connection":
+                options += field_tokens(value)
+            elif name == b"expect" and head.http_version == b"1.1":
                 self.expect_continue = value.lower() == b"100-continue"
             elif name == b"content-length":
                 has_length = True
@@ -285,8 +280,15 @@ class H1Connection:
                     )
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"host" and not _HOST_RE.fullmatch(value):
-                raise BadRequest("invalid Host header")  # RFC 9112 3.2: MUST be 400
+            elif name == b"host" and value not in _CHECKED_HOSTS:
+                if not _HOST_RE.fullmatch(value):
+                    raise BadRequest("invalid Host header")  # RFC 9112 3.2: MUST be 400
+                if len(_CHECKED_HOSTS) < _CHECKED_FIELDS_MAX:
+                    _CHECKED_HOSTS.add(value)
+        if head.http_version == b"1.1":
+            self.keep_alive = b"close" not in options
+        else:
+            self.keep_alive = b"keep-alive" in options and b"close" not in options
         if has_length and chunked:
             # RFC 9112 6.3: a sign of request smuggling, "ought to be handled as an error";
             # the parsers would silently pick one framing and the app would see the other.
@@ -369,11 +371,11 @@ class H1Connection:
                 if cacheable and len(checked) < _CHECKED_FIELDS_MAX:
                     checked[field] = lname
             if lname == b"content-length":
-                if not _DIGITS_RE.fullmatch(value.strip()) or (
-                    content_length is not None and content_length != int(value)
-                ):
+                digits = value.strip()
+                length = int(digits) if digits.isdigit() else -1  # bytes: ASCII digits only
+                if length < 0 or (content_length is not None and content_length != length):
                     raise ResponseError("invalid Content-Length %r" % (value,), "header")
-                content_length = int(value)
+                content_length = length
             elif lname == b"transfer-encoding":
                 continue  # framing is the server's job (ASGI, RSGI)
             elif lname == b"connection":

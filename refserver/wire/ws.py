@@ -52,7 +52,7 @@ from wsproto.frame_protocol import (
 )
 
 from .events import HTTPError, ResponseError
-from .fields import TOKEN_STR_RE, check_field, header_tokens
+from .fields import TOKEN_STR_RE, check_field
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = b"13"
