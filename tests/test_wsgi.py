@@ -385,6 +385,66 @@ def test_readlines_and_read_sizes(server_factory):
     assert response.json() == ["abc", ["d\n", "e\n", "f"]]
 
 
+def _count_loop_trips(monkeypatch) -> list:
+    """Records every crossing of a pool thread to the loop (Exchange.call)."""
+    from refserver.gateways import wsgi
+
+    trips = []
+    call = wsgi.Exchange.call
+
+    def counted(self, coro):
+        trips.append(getattr(coro, "__name__", "?"))
+        return call(self, coro)
+
+    monkeypatch.setattr(wsgi.Exchange, "call", counted)
+    return trips
+
+
+def test_a_body_that_came_with_its_head_is_read_without_a_trip_to_the_loop(
+    server_factory, monkeypatch
+):
+    """The body is already whole when the request is dispatched: wsgi.input hands it over
+    without asking the loop for each piece."""
+    trips = _count_loop_trips(monkeypatch)
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        data = stream.read(3) + stream.readline() + stream.read()
+        start_response("200 OK", [])
+        return [data]
+
+    body = b"abcdef\nghi" * 400
+    with server_factory(app) as srv, srv.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        status, _, received = split_response(read_response(sock))
+    assert (status, received) == (200, body)
+    assert "_next_body" not in trips
+
+
+def test_a_body_still_arriving_is_read_as_it_comes(server_factory, monkeypatch):
+    """A body that is not all here when the application starts is fetched from the loop piece
+    by piece, so the application can work on it before the client has finished sending."""
+    trips = _count_loop_trips(monkeypatch)
+    first_piece = threading.Event()
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        head = stream.read(5)
+        first_piece.set()
+        rest = stream.read()
+        start_response("200 OK", [])
+        return [head + b"|" + rest]
+
+    with server_factory(app) as srv, srv.connect() as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        assert first_piece.wait(5)
+        sock.sendall(b"world")
+        status, _, received = split_response(read_response(sock))
+    assert (status, received) == (200, b"hello|world")
+    assert "_next_body" in trips
+
+
 def test_expect_100_continue_is_sent_by_the_first_read(server_factory):
     def app(environ, start_response):
         data = environ["wsgi.input"].read()

@@ -42,6 +42,12 @@ class Stream(Protocol):
         :class:`ClientDisconnected` when the connection is lost before the body is complete.
         """
 
+    def take_body(self) -> bytes | None:
+        """The whole request body, when all of it has been received and none of it read yet;
+        otherwise ``None``, and the body is read with :meth:`receive`. Never waits and never sends
+        ``100 Continue``: it serves a gateway that would otherwise fetch, piece by piece across
+        threads, a body that is already here (WSGI)."""
+
     async def wait_disconnect(self) -> None:
         """Return once the client has gone or the exchange is over (response complete)."""
 

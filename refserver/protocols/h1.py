@@ -170,6 +170,16 @@ class H1Stream:
                 if waiter in self._body_waiters:
                     self._body_waiters.remove(waiter)
 
+    def take_body(self):
+        if not self._end_received or self.body_complete or self._body_waiters:
+            return None
+        chunks = self._chunks
+        data = (b"".join(chunks) if len(chunks) > 1 else chunks[0]) if chunks else b""
+        chunks.clear()
+        self._buffered = 0
+        self.body_complete = True
+        return data
+
     async def wait_disconnect(self) -> None:
         if self.disconnected or self.response_complete:
             return
