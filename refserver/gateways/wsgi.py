@@ -299,7 +299,6 @@ class Exchange:
         "stream",
         "loop",
         "logger",
-        "input",
         "status",
         "headers",
         "remaining",
@@ -313,7 +312,6 @@ class Exchange:
         self.stream = stream
         self.loop = loop
         self.logger = logger
-        self.input = WSGIInput(self)
         self.status = 0  # 0 until start_response() is called
         self.headers = None
         self.remaining = None  # the body bytes still allowed by the application's Content-Length
@@ -645,10 +643,13 @@ class WSGIGateway:
 
     async def __call__(self, stream) -> None:
         exchange = Exchange(stream, self.loop, self.logger)
+        # The input refers to the exchange and not the other way round: a cycle between them
+        # would leave every request to the cyclic garbage collector.
+        wsgi_input = WSGIInput(exchange)
         body = stream.take_body()
         if body is not None:
-            exchange.input.preload(body)
-        environ = self.build_environ(stream, self.base, self.root, exchange.input)
+            wsgi_input.preload(body)
+        environ = self.build_environ(stream, self.base, self.root, wsgi_input)
         async with self.slots:
             if stream.disconnected:
                 return
