@@ -1058,6 +1058,8 @@ def test_protocol_misuse_gives_500_naming_the_rule(server_factory, error_log, pa
         ("200 OK", [("A", "b\r\nInjected: 1")], "control characters"),
         ("200 OK", [("A", "snow \u2603")], "latin-1"),
         ("200 OK", [("Content-Length", "ten")], "invalid Content-Length"),
+        ("200 OK", [("Content-Length", "\xa010")], "invalid Content-Length"),  # not OWS
+        ("200 OK", [["A", "b"], ("Bad Name", "b")], "invalid response header name"),
     ],
 )
 def test_start_response_checks_its_arguments(server_factory, status, headers, message):
@@ -1075,6 +1077,24 @@ def test_start_response_checks_its_arguments(server_factory, status, headers, me
     with server_factory(app) as srv:
         assert httpx.get(srv.url).text == "checked"
     assert message in caught["message"]
+
+
+def test_response_headers_are_sent_alike_on_every_response(server_factory):
+    """Header items are remembered once checked: the tenth response carries what the first did,
+    items given as lists (unhashable, never remembered) included."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Kind", "same"), ["X-List", "item"],
+                                  ("Content-Length", "2")])
+        return [b"ok"]
+
+    with server_factory(app) as srv, httpx.Client(base_url=srv.url) as client:
+        for _ in range(10):
+            response = client.get("/")
+            assert response.text == "ok"
+            assert response.headers["x-kind"] == "same"
+            assert response.headers["x-list"] == "item"
+            assert response.headers["content-length"] == "2"
 
 
 def test_non_latin1_path_bytes_round_trip(server_factory):

@@ -508,39 +508,62 @@ def _check_head(status, headers):
         )
     out = []
     length = None
+    checked = _CHECKED_ITEMS
     for item in headers:
         try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise WSGIProtocolError(
-                f"each response header must be a (name, value) tuple (PEP 3333), got {item!r} "
-                "[WSGI-START-3]"
-            ) from None
-        if type(name) is not str or type(value) is not str:
-            raise WSGIProtocolError(
-                f"response header names and values must be str (PEP 3333), got {item!r} "
-                "[WSGI-START-3]"
-            )
-        if not TOKEN_STR_RE.fullmatch(name):
-            raise WSGIProtocolError(f"invalid response header name {name!r} [WSGI-START-3]")
-        if BAD_VALUE_STR_RE.search(value):
-            raise WSGIProtocolError(
-                f"invalid response header value {value!r} for {name!r} (control characters) "
-                "[WSGI-START-3]"
-            )
-        try:
-            raw_value = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise WSGIProtocolError(
-                f"response header {name!r} has a value that is not latin-1 (PEP 3333) [WSGI-START-3]"
-            ) from None
-        if len(name) == 14 and name.lower() == "content-length":
-            stripped = value.strip()
-            if not stripped.isdigit() or not stripped.isascii():
-                raise WSGIProtocolError(f"invalid Content-Length {value!r}")
+            field = checked.get(item)
+        except TypeError:  # unhashable: checked below, and not remembered
+            field = _field(item)
+        else:
+            if field is None:
+                field = _field(item)
+                if len(checked) < _CHECKED_ITEMS_MAX:
+                    checked[item] = field
+        name = field[0]
+        if len(name) == 14 and name.lower() == b"content-length":
+            stripped = field[1].strip()
+            if not stripped.isdigit():  # bytes: ASCII digits only
+                raise WSGIProtocolError(f"invalid Content-Length {item[1]!r}")
             length = int(stripped)
-        out.append((name.encode("ascii"), raw_value))
+        out.append(field)
     return code, out, length
+
+
+#: Response header items that passed :func:`_field`, with their wire form: an application sends
+#: the same few headers on most responses, so each is checked once. Bounded, since values that
+#: change per response would otherwise grow it forever.
+_CHECKED_ITEMS: dict = {}
+_CHECKED_ITEMS_MAX = 2048
+
+
+def _field(item) -> tuple:
+    """The ``(name, value)`` bytes of one start_response() header item, or WSGIProtocolError."""
+    try:
+        name, value = item
+    except (TypeError, ValueError):
+        raise WSGIProtocolError(
+            f"each response header must be a (name, value) tuple (PEP 3333), got {item!r} "
+            "[WSGI-START-3]"
+        ) from None
+    if type(name) is not str or type(value) is not str:
+        raise WSGIProtocolError(
+            f"response header names and values must be str (PEP 3333), got {item!r} "
+            "[WSGI-START-3]"
+        )
+    if not TOKEN_STR_RE.fullmatch(name):
+        raise WSGIProtocolError(f"invalid response header name {name!r} [WSGI-START-3]")
+    if BAD_VALUE_STR_RE.search(value):
+        raise WSGIProtocolError(
+            f"invalid response header value {value!r} for {name!r} (control characters) "
+            "[WSGI-START-3]"
+        )
+    try:
+        raw_value = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise WSGIProtocolError(
+            f"response header {name!r} has a value that is not latin-1 (PEP 3333) [WSGI-START-3]"
+        ) from None
+    return (name.encode("ascii"), raw_value)
 
 
 # ------------------------------------------------------------------------------------ thread pool
@@ -650,7 +673,10 @@ class WSGIGateway:
         if body is not None:
             wsgi_input.preload(body)
         environ = self.build_environ(stream, self.base, self.root, wsgi_input)
-        async with self.slots:
+        # acquire() and release() rather than ``async with``: the context manager adds two
+        # coroutines per request around an acquire that almost never waits.
+        await self.slots.acquire()
+        try:
             if stream.disconnected:
                 return
             future = self.pool.submit(self.loop, exchange.run, self.app, environ)
@@ -664,6 +690,8 @@ class WSGIGateway:
             except BaseException as exc:  # noqa: BLE001 - run() catches app errors; this is ours
                 self.logger.error("WSGI gateway error", exc_info=exc)
                 final = _FAIL
+        finally:
+            self.slots.release()
         self._finish(stream, final)
 
     def _finish(self, stream, final) -> None:
