@@ -36,6 +36,7 @@ import threading
 import time
 
 from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE
+from ..wire.h1 import parse_content_length
 from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
 
@@ -88,8 +89,8 @@ class WSGIInput:
     Every fetch is one piece of body from the loop, so an application can start on a large upload
     before the client has finished sending it, and flow control reaches the client: the connection
     stops reading while the application is not. A body that had all arrived when the request was
-    dispatched is handed over whole instead (:meth:`preload`). ``read(n)`` returns exactly ``n`` bytes unless the
-    body ends first, as a buffered file does (multipart parsers rely on it).
+    dispatched is handed over whole instead (:meth:`preload`). ``read(n)`` returns exactly ``n``
+    bytes unless the body ends first, as a buffered file does (multipart parsers rely on it).
     """
 
     __slots__ = ("_exchange", "_buffer", "_pos", "_eof")
@@ -521,10 +522,9 @@ def _check_head(status, headers):
                     checked[item] = field
         name = field[0]
         if len(name) == 14 and name.lower() == b"content-length":
-            stripped = field[1].strip()
-            if not stripped.isdigit():  # bytes: ASCII digits only
+            length = parse_content_length(field[1])
+            if length < 0:
                 raise WSGIProtocolError(f"invalid Content-Length {item[1]!r}")
-            length = int(stripped)
         out.append(field)
     return code, out, length
 

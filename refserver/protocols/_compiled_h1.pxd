@@ -25,6 +25,7 @@ cdef class H1Stream:
     cpdef _feed_end(self)
     cpdef _drop_body(self)
     cpdef _wake_body(self)
+    cpdef bytes _take_chunks(self)
     cpdef _finish(self, bint disconnected)
     cpdef start_response(self, status, headers, body=*, end=*)
     cpdef end_response(self)

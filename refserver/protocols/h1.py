@@ -5,7 +5,7 @@ Thin on purpose: bytes go to :class:`refserver.wire.h1.H1Connection`, requests g
 flow control in both directions, and the connection's lifetime.
 
 The fast path runs this same source compiled by Cython (``refserver.protocols._compiled_h1``,
-declared in ``h1.pxd``), with the connection core of the implementation it is given, so that the
+declared in ``_compiled_h1.pxd``), with the connection core of the implementation it is given, so that the
 two paths share every rule while the fast one avoids the interpreter on the per-request path.
 """
 
@@ -145,9 +145,7 @@ class H1Stream:
     async def receive(self) -> bytes:
         while True:
             if self._chunks:
-                data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-                self._chunks.clear()
-                self._buffered = 0
+                data = self._take_chunks()
                 if self._end_received:
                     self.body_complete = True
                 else:
@@ -173,11 +171,17 @@ class H1Stream:
     def take_body(self):
         if not self._end_received or self.body_complete or self._body_waiters:
             return None
+        self.body_complete = True
+        return self._take_chunks()
+
+    def _take_chunks(self) -> bytes:
+        """Everything buffered, as one bytes object, and the buffer emptied."""
         chunks = self._chunks
-        data = (b"".join(chunks) if len(chunks) > 1 else chunks[0]) if chunks else b""
+        if not chunks:
+            return b""
+        data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
         chunks.clear()
         self._buffered = 0
-        self.body_complete = True
         return data
 
     async def wait_disconnect(self) -> None:

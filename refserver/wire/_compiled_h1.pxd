@@ -10,6 +10,8 @@ cdef int _LENGTH, _CHUNKED, _CLOSE_DELIMITED, _NONE
 cdef dict _CHECKED_FIELDS
 cdef Py_ssize_t _CHECKED_FIELDS_MAX, JOIN_LIMIT
 
+cpdef parse_content_length(value)
+
 cdef class H1Connection:
     cdef object _parser
     cdef object _limits

@@ -83,6 +83,14 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
     return b"".join(parts)
 
 
+def parse_content_length(value: bytes) -> int:
+    """The length a Content-Length value states, or -1 when it is not one: ASCII digits, with
+    optional whitespace around them. (``bytes.isdigit`` is ASCII-only, unlike ``str.isdigit``.)
+    Here, in the module the fast path compiles, since every response with a length calls it."""
+    digits = value.strip()
+    return int(digits) if digits.isdigit() else -1
+
+
 def _te_unframeable(head: bytes) -> bool:
     """True when the Transfer-Encoding fields in this raw head do not end in one ``chunked``."""
     codings = [
@@ -371,8 +379,7 @@ class H1Connection:
                 if cacheable and len(checked) < _CHECKED_FIELDS_MAX:
                     checked[field] = lname
             if lname == b"content-length":
-                digits = value.strip()
-                length = int(digits) if digits.isdigit() else -1  # bytes: ASCII digits only
+                length = parse_content_length(value)
                 if length < 0 or (content_length is not None and content_length != length):
                     raise ResponseError("invalid Content-Length %r" % (value,), "header")
                 content_length = length
