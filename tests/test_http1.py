@@ -577,6 +577,82 @@ def test_limit_concurrency_answers_503(server_factory):
         assert httpx.get(srv.url).status_code == 200
 
 
+def test_limit_concurrency_counts_requests_read_in_the_same_batch(server_factory):
+    """Requests read in one pass of the loop are started together after it: the limit must
+    count the ones not started yet, or the whole batch would pass it."""
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/stall":
+            time.sleep(0.3)  # blocks the loop while the next two requests arrive
+        else:
+            await asyncio.sleep(0.2)
+        await respond(send, body=b"ok")
+
+    with server_factory(app, lifespan="off", limit_concurrency=1) as srv:
+        with srv.connect() as stall, srv.connect() as first, srv.connect() as second:
+            stall.sendall(get("/stall"))
+            time.sleep(0.1)
+            first.sendall(get("/a"))
+            second.sendall(get("/b"))
+            assert parse(read_response(stall))[0] == 200
+            statuses = sorted(parse(read_response(sock))[0] for sock in (first, second))
+            assert statuses == [200, 503]
+
+
+def test_each_request_has_its_own_task_and_context(server_factory):
+    """Requests that finish without waiting still run as asyncio tasks (anyio and
+    asyncio.timeout need current_task()), each in its own copy of the context."""
+    import contextvars
+
+    var = contextvars.ContextVar("request_var")
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((asyncio.current_task(), var.get(None)))
+        var.set(scope["path"])
+        await respond(send, body=b"ok")
+
+    count = 16
+    with server_factory(app, lifespan="off") as srv:
+        socks = [srv.connect() for _ in range(count)]
+        try:
+            for sock in socks:  # sent together, so that several are read in one pass
+                sock.sendall(get("/x"))
+            for sock in socks:
+                assert parse(read_response(sock))[2] == b"ok"
+        finally:
+            for sock in socks:
+                sock.close()
+    tasks = [task for task, _ in seen]
+    assert all(isinstance(task, asyncio.Task) for task in tasks)
+    assert len({id(task) for task in tasks}) == count
+    assert [value for _, value in seen] == [None] * count
+
+
+def test_a_task_factory_set_on_the_loop_creates_the_request_tasks(server_factory):
+    created, request_tasks = [], []
+
+    def factory(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        created.append(task)
+        return task
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            asyncio.get_running_loop().set_task_factory(factory)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        request_tasks.append(asyncio.current_task())
+        await respond(send, body=b"ok")
+
+    with server_factory(app) as srv:
+        assert httpx.get(srv.url).text == "ok"
+    assert request_tasks and request_tasks[0] in created
+
+
 def test_many_pipelined_requests_in_one_send(server_factory):
     count = 300
     data = b"".join(get(f"/{i}") for i in range(count))
