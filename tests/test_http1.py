@@ -583,7 +583,8 @@ def test_limit_concurrency_counts_requests_read_in_the_same_batch(server_factory
 
     async def app(scope, receive, send):
         if scope["path"] == "/stall":
-            time.sleep(0.3)  # blocks the loop while the next two requests arrive
+            # Once this request is over, the loop is blocked while the next two arrive.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
         else:
             await asyncio.sleep(0.2)
         await respond(send, body=b"ok")
@@ -591,10 +592,10 @@ def test_limit_concurrency_counts_requests_read_in_the_same_batch(server_factory
     with server_factory(app, lifespan="off", limit_concurrency=1) as srv:
         with srv.connect() as stall, srv.connect() as first, srv.connect() as second:
             stall.sendall(get("/stall"))
+            assert parse(read_response(stall))[0] == 200
             time.sleep(0.1)
             first.sendall(get("/a"))
             second.sendall(get("/b"))
-            assert parse(read_response(stall))[0] == 200
             statuses = sorted(parse(read_response(sock))[0] for sock in (first, second))
             assert statuses == [200, 503]
 
