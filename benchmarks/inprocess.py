@@ -1,13 +1,14 @@
 """CPU per request of refserver's own HTTP/1.1 path, without sockets.
 
 ``run.py`` measures whole servers under wrk, kernel and loop included; this measures what is left
-when they are taken out: keep-alive connections on an in-memory transport are fed ``GET /`` in
-rounds, the loop runs the request tasks, and the best round's time per request is reported. It is
-the figure the profile of the fast path is read against (perf and py-spy can attach to it), and
-it is steady enough to compare two builds on a shared machine.
+when they are taken out: keep-alive connections on an in-memory transport are fed ``GET /`` (or
+``POST /echo`` with 4 KiB) in rounds, the loop runs the request tasks, and the best round's time
+per request is reported. It is the figure the profile of the fast path is read against (perf and
+py-spy can attach to it), and it is steady enough to compare two builds on a shared machine.
 
     python benchmarks/inprocess.py                       # RSGI and ASGI, fast and pure
     python benchmarks/inprocess.py --interface rsgi --impl fast --rounds 2000
+    python benchmarks/inprocess.py --endpoint echo
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from refserver.config import Config  # noqa: E402
 from refserver.impl import select  # noqa: E402
 from refserver.server import ServerState, make_gateway  # noqa: E402
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+_FIELDS = b"Host: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n"
+REQUESTS = {
+    "plaintext": b"GET / HTTP/1.1\r\n" + _FIELDS + b"\r\n",
+    "echo": b"POST /echo HTTP/1.1\r\n" + _FIELDS + b"Content-Length: 4096\r\n"
+    b"Content-Type: application/octet-stream\r\n\r\n" + b"a" * 4096,
+}
 
 
 class NullTransport:
@@ -56,8 +62,8 @@ class NullTransport:
         pass
 
 
-async def measure(interface: str, impl_name: str, connections: int, rounds: int,
-                  repeat: int) -> float:
+async def measure(interface: str, impl_name: str, request: bytes, connections: int,
+                  rounds: int, repeat: int) -> float:
     """Seconds of CPU per request, best of ``repeat`` runs of ``rounds`` rounds."""
     app = importlib.import_module(f"benchmarks.apps.{interface}_app").app
     impl, _ = select(impl_name)
@@ -73,7 +79,7 @@ async def measure(interface: str, impl_name: str, connections: int, rounds: int,
     async def run(count: int) -> None:
         for _ in range(count):
             for protocol, _ in pairs:
-                protocol.data_received(REQUEST)
+                protocol.data_received(request)
             # One pass to run the request tasks, one for their completion callbacks.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -96,6 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--interface", choices=["rsgi", "asgi"], action="append")
     parser.add_argument("--impl", choices=["fast", "pure"], action="append")
+    parser.add_argument("--endpoint", choices=sorted(REQUESTS), default="plaintext")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=500)
@@ -109,10 +116,10 @@ def main() -> int:
         run = asyncio.run
     for interface in args.interface or ["rsgi", "asgi"]:
         for impl_name in args.impl or ["fast", "pure"]:
-            seconds = run(measure(interface, impl_name, args.connections, args.rounds,
-                                  args.repeat))
-            print(f"{interface} {impl_name} ({args.loop}): {seconds * 1e6:6.2f} µs of CPU per "
-                  f"request ({1 / seconds:,.0f} requests per CPU second)")
+            seconds = run(measure(interface, impl_name, REQUESTS[args.endpoint],
+                                  args.connections, args.rounds, args.repeat))
+            print(f"{interface} {impl_name} {args.endpoint} ({args.loop}): "
+                  f"{seconds * 1e6:6.2f} µs of CPU per request ({1 / seconds:,.0f} requests per CPU second)")
     return 0
 
 
