@@ -11,7 +11,6 @@ module or one of the three builders, so the include cannot clash with the parser
 
 from urllib.parse import unquote_to_bytes
 
-from .gateways.paths import decode_path
 from .rsgi import Headers, Scope
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
@@ -23,6 +22,21 @@ _ENVIRON_KEYS_MAX = 2048
 _FIRST_WINS = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
 _SERVER_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def decode_path(raw_path):
+    """Percent-decode a path as UTF-8; invalid bytes become U+FFFD (the RSGI rule, kept for ASGI).
+
+    The common case (plain ASCII, nothing escaped) skips the unquoting machinery entirely. It is
+    found with ``find``: ``b"%" in raw_path`` first tries the operand as an int and formats a
+    TypeError that it then discards, three times the cost, on every request.
+    """
+    if raw_path.find(b"%") < 0:
+        try:
+            return raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            pass
+    return unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
 
 def _host_port(addr):
