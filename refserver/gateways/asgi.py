@@ -38,6 +38,9 @@ class HTTPCycle:
     async def receive(self) -> dict:
         stream = self.stream
         if not stream.disconnected and not stream.response_complete and not stream.body_complete:
+            body = stream.take_body()
+            if body is not None:  # all here: no need to go through stream.receive()
+                return {"type": "http.request", "body": body, "more_body": False}
             try:
                 body = await stream.receive()
             except ClientDisconnected:

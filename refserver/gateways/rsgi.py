@@ -135,6 +135,9 @@ class HTTPProtocol:
         return self._read_all()
 
     async def _read_all(self) -> bytes:
+        body = self._stream.take_body()
+        if body is not None:  # all here: no need to go through stream.receive()
+            return body
         receive = self._stream.receive
         parts = []
         try:

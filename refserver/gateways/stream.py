@@ -45,8 +45,9 @@ class Stream(Protocol):
     def take_body(self) -> bytes | None:
         """The whole request body, when all of it has been received and none of it read yet;
         otherwise ``None``, and the body is read with :meth:`receive`. Never waits and never sends
-        ``100 Continue``: it serves a gateway that would otherwise fetch, piece by piece across
-        threads, a body that is already here (WSGI)."""
+        ``100 Continue``: it serves a gateway that would otherwise fetch, piece by piece (across
+        threads for WSGI, through a coroutine per piece for ASGI and RSGI), a body that is
+        already here."""
 
     async def wait_disconnect(self) -> None:
         """Return once the client has gone or the exchange is over (response complete)."""
