@@ -93,6 +93,9 @@ _init_tables()
 
 cdef object _NOTHING = object()  # a reader found no complete event in the buffer
 cdef bytes _EMPTY = b""
+# Stands in for a request body that llhttp was told of (see FastParser._end_llhttp_message).
+cdef Py_ssize_t _FILLER_SIZE = 65536
+cdef object _FILLER = memoryview(bytes(_FILLER_SIZE))
 cdef bytes _V11 = b"1.1"
 cdef bytes _V10 = b"1.0"
 cdef bytes _CONTENT_LENGTH = b"content-length"
@@ -324,6 +327,8 @@ cdef class FastParser:
     cdef _HeaderSink _sink
     #: Heads whose fields llhttp tokenised (the others went to the exact tokenizer).
     cdef readonly unsigned long long llhttp_heads
+    #: llhttp parsers made (one serves every head until a message it cannot end by itself).
+    cdef readonly unsigned long long llhttp_parsers
     # framing found by the last _normalize of a request head
     cdef bint _chunked
     cdef bint _has_length
@@ -646,6 +651,8 @@ cdef class FastParser:
         if headers is None:
             headers = _decode_lines(p, le + 1, n)
         headers = self._normalize(headers, True, version is _V11)
+        if self._ll is not None and not self._sink.message_done:
+            self._end_llhttp_message()
 
         if self._chunked:
             self._state = S_CHUNK_SIZE
@@ -656,11 +663,12 @@ cdef class FastParser:
 
     cdef list _llhttp_headers(self, bytes head):
         """The header fields as llhttp tokenises them, or None where the exact tokenizer must
-        decide. llhttp is fed exactly one head; it is reused while it ends each message itself
-        (no body), and replaced after a refusal or a head that announces a body."""
+        decide. llhttp is fed exactly one head; it is reused while each message ends (see
+        _end_llhttp_message), and replaced after an error."""
         cdef _HeaderSink sink = self._sink
         if self._ll is None:
             self._ll = HttpRequestParser(sink)
+            self.llhttp_parsers += 1
         sink.headers = []
         sink.head_done = False
         sink.message_done = False
@@ -672,12 +680,26 @@ cdef class FastParser:
         except HttpParserError:
             self._ll = None
             return None
-        if not sink.message_done:
-            self._ll = None
         if not sink.head_done or sink.refused:
+            if not sink.message_done:
+                self._ll = None
             return None
         self.llhttp_heads += 1
         return sink.headers
+
+    cdef _end_llhttp_message(self):
+        """llhttp was fed a head that announces a body, and waits for it. It never sees the
+        body (this parser frames it): a Content-Length body of up to ``_FILLER_SIZE`` bytes is
+        stood in for by as many zero bytes, so that llhttp ends the message and is reused for
+        the next head; any other is dropped (making a parser costs more than the filler)."""
+        cdef unsigned long long length = _parse_decimal(self._length) if self._has_length else 0
+        if not self._chunked and self._has_length and length <= <unsigned long long>_FILLER_SIZE:
+            try:
+                self._ll.feed_data(_FILLER[:length])
+            except HttpParserError:
+                pass
+        if not self._sink.message_done:
+            self._ll = None
 
     cdef list _normalize(self, list headers, bint request, bint http11):
         """h11's field semantics, in h11's order: Content-Length (a list of one value, duplicates

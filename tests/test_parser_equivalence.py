@@ -440,6 +440,29 @@ def test_llhttp_tokenizes_the_common_heads():
     assert parser.llhttp_heads == 6
 
 
+def test_one_llhttp_parser_serves_heads_with_bodies():
+    """llhttp never sees a body; one it was told of is stood in for so that the same llhttp
+    parser reads the next head. A chunked body, or one too long to stand in for, costs a new
+    parser, and the heads after it are still tokenized by llhttp."""
+    parser = FastParser(65536)
+
+    def exchange(data: bytes) -> None:
+        parser.feed(data)
+        while type(parser.next_event()) is not EndOfMessage:
+            pass
+        parser.start_next_cycle()
+
+    for size in (0, 1, 4096, 65536):
+        exchange(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+        exchange(GET)
+    assert (parser.llhttp_parsers, parser.llhttp_heads) == (1, 8)
+    exchange(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")
+    exchange(GET)
+    exchange(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n" + b"x" * 65537)
+    exchange(GET)
+    assert (parser.llhttp_parsers, parser.llhttp_heads) == (3, 12)
+
+
 def test_zero_copy_body():
     """A read that is all body is handed on as the same object."""
     parser = FastParser(65536)
