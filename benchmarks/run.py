@@ -636,31 +636,51 @@ def _noise_text(metrics: dict) -> str:
     return f"{metrics['noise'] * 100:.0f}/{metrics.get('client_noise', 0.0) * 100:.0f}"
 
 
-def measure(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> Cell:
-    """``--repeat`` runs of one cell; a run during which more than ``--max-noise`` of the server's
-    CPU went to other processes is run again, at most ``--noise-retries`` times per cell."""
-    cell = Cell(target.name, endpoint.name)
-    retries = args.noise_retries
-    while len(cell.runs) < args.repeat:
+def settle(cell: Cell) -> None:
+    """The run with the median throughput stands for the cell (all runs stay in the JSON); a
+    failed cell stands for nothing. Kept up to date after every run, so that an interrupted
+    benchmark reports every cell that has a run."""
+    if cell.status != "ok" or not cell.runs:
+        cell.metrics = {}
+        return
+    ordered = sorted(cell.runs, key=lambda r: r["rps"])
+    cell.metrics = ordered[(len(ordered) - 1) // 2]
+    if len(cell.runs) > 1:
+        rps = [r["rps"] for r in cell.runs]
+        cell.metrics = dict(cell.metrics, rps_runs=rps, rps_spread=(max(rps) - min(rps)) / max(rps))
+
+
+def measure_run(args, cell: Cell, target: Target, endpoint: Endpoint, script_path: str,
+                log_dir: str) -> dict | None:
+    """Add one run to ``cell`` and return it, or mark the cell failed and return None.
+
+    A run during which more than ``--max-noise`` of the server's CPU went to other processes is
+    recorded in ``cell.noisy_runs`` and run again at once, at most ``--noise-retries`` times per
+    cell over all its runs (the budget is ``noisy_runs``, so it holds across rounds)."""
+    while True:
         try:
             run = measure_once(args, target, endpoint, script_path, log_dir)
         except (ServerFailed, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
             cell.status, cell.reason = "failed", str(exc)
-            return cell
-        if _noise(run) > args.max_noise and retries > 0:
-            retries -= 1
+            settle(cell)
+            return None
+        if _noise(run) > args.max_noise and len(cell.noisy_runs) < args.noise_retries:
             cell.noisy_runs.append(
                 {k: run[k] for k in ("rps", "noise", "client_noise", "requests_per_cpu_s")}
             )
             print(f"[noise {_noise_text(run)}%, again]", end=" ", flush=True)
             continue
         cell.runs.append(run)
-    # The run with the median throughput stands for the cell.
-    ordered = sorted(cell.runs, key=lambda r: r["rps"])
-    cell.metrics = ordered[(len(ordered) - 1) // 2]
-    if len(cell.runs) > 1:
-        rps = [r["rps"] for r in cell.runs]
-        cell.metrics = dict(cell.metrics, rps_runs=rps, rps_spread=(max(rps) - min(rps)) / max(rps))
+        settle(cell)
+        return run
+
+
+def measure(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> Cell:
+    """``--repeat`` runs of one cell back to back: the second pass re-measures a noisy cell whole,
+    in a short stretch of time, to compare it with the cell as measured in the rounds."""
+    cell = Cell(target.name, endpoint.name)
+    while cell.status == "ok" and len(cell.runs) < args.repeat:
+        measure_run(args, cell, target, endpoint, script_path, log_dir)
     return cell
 
 
@@ -844,7 +864,11 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one core)")
-    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is reported")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per cell, taken in this many rounds over the whole matrix (each "
+                        "round measures every cell once): a shared machine's speed drifts over "
+                        "minutes, and interleaving spreads that drift over every server alike; "
+                        "the run with the median req/s is reported (1)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: --duration 3 --warmup 1 --repeat 1 unless given")
     p.add_argument("--max-noise", type=float, default=0.05,
@@ -941,7 +965,8 @@ def main(argv=None) -> int:
         flush=True,
     )
 
-    cells = []
+    # Every cell of the matrix, in the order measured; one not reached when interrupted is dropped.
+    matrix = {(t, e): Cell(t, e) for t in runnable for e in endpoint_names}
     with tempfile.TemporaryDirectory(prefix="refserver-bench-") as tmp:
         scripts = {}
         for name in endpoint_names:
@@ -955,30 +980,43 @@ def main(argv=None) -> int:
 
         signal.signal(signal.SIGTERM, on_sigterm)  # stop the server in hand, keep partial results
         try:
-            for tname in runnable:
-                target = TARGETS[tname]
-                for ename in endpoint_names:
-                    print(f"  {tname:22} {ename:10}", end=" ", flush=True)
-                    cell = measure(args, target, ENDPOINTS[ename], scripts[ename], tmp)
-                    cells.append(cell)
-                    if cell.status == "ok":
-                        m = cell.metrics
-                        print(
-                            f"{m['rps']:>10,.0f} req/s  p99 {m['p99_ms']:7.2f} ms  "
-                            f"cpu {m['server_cpu_util'] * 100:3.0f}%  "
-                            f"{_fmt(m['requests_per_cpu_s'], ',.0f'):>8} req/CPU-s  "
-                            f"noise {_noise_text(m)}%  errors {m['error_count']}",
-                            flush=True,
-                        )
-                    else:
+            # --repeat N: N rounds over the whole matrix, one run per cell each, so that a shared
+            # machine's drift over minutes falls on every server alike, not on whichever cells
+            # happened to be measured in a slow stretch.
+            unstartable = set()  # targets whose server exited before serving: skipped from then on
+            for round_no in range(1, args.repeat + 1):
+                prefix = f"[{round_no}/{args.repeat}] " if args.repeat > 1 else ""
+                for tname in runnable:
+                    if tname in unstartable:
+                        continue
+                    target = TARGETS[tname]
+                    for ename in endpoint_names:
+                        cell = matrix[tname, ename]
+                        if cell.status != "ok":
+                            continue  # failed in an earlier round: not measured again
+                        print(f"  {prefix}{tname:22} {ename:10}", end=" ", flush=True)
+                        m = measure_run(args, cell, target, ENDPOINTS[ename], scripts[ename], tmp)
+                        if m is not None:
+                            print(
+                                f"{m['rps']:>10,.0f} req/s  p99 {m['p99_ms']:7.2f} ms  "
+                                f"cpu {m['server_cpu_util'] * 100:3.0f}%  "
+                                f"{_fmt(m['requests_per_cpu_s'], ',.0f'):>8} req/CPU-s  "
+                                f"noise {_noise_text(m)}%  errors {m['error_count']}",
+                                flush=True,
+                            )
+                            continue
                         print(f"{cell.status}: {cell.reason}", flush=True)
-                        if cell.status == "failed" and "before serving" in cell.reason:
+                        if "before serving" in cell.reason:
                             # It will not start for the other endpoints either.
+                            unstartable.add(tname)
                             for rest in endpoint_names[endpoint_names.index(ename) + 1 :]:
-                                cells.append(Cell(tname, rest, "failed", cell.reason))
+                                other = matrix[tname, rest]
+                                if other.status == "ok" and not other.runs:  # else keeps its runs
+                                    other.status, other.reason = "failed", cell.reason
                             break
             noisy = [
-                c for c in cells if c.status == "ok" and _noise(c.metrics) > args.max_noise
+                c for c in matrix.values()
+                if c.status == "ok" and _noise(c.metrics) > args.max_noise
             ]
             if noisy and args.second_pass:
                 print(f"second pass over {len(noisy)} cell(s) measured while the server CPU "
@@ -998,18 +1036,19 @@ def main(argv=None) -> int:
                     {k: old.metrics.get(k) for k in
                      ("rps", "noise", "client_noise", "requests_per_cpu_s")}
                 ] + new.noisy_runs
-                cells[cells.index(old)] = new
+                matrix[old.target, old.endpoint] = new
                 m = new.metrics
                 print(f"{m['rps']:>10,.0f} req/s  {_fmt(m['requests_per_cpu_s'], ',.0f'):>8} "
                       f"req/CPU-s  noise {_noise_text(m)}%", flush=True)
         except KeyboardInterrupt:
             interrupted = True
             print("\ninterrupted: reporting the cells measured so far", flush=True)
+    cells = list(matrix.values())
     for n, why in skipped.items():
         cells.extend(Cell(n, e, "skipped", why) for e in endpoint_names)
 
     order = {n: i for i, n in enumerate(target_names)}
-    cells = [c for c in cells if c.status != "ok" or c.metrics]  # drop a cell cut short
+    cells = [c for c in cells if c.status != "ok" or c.metrics]  # drop a cell with no run
     cells.sort(key=lambda c: (order[c.target], endpoint_names.index(c.endpoint)))
 
     table = markdown_table(cells)
