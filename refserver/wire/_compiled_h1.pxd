@@ -20,6 +20,8 @@ cdef class H1Connection:
     cdef object _write_head
     cdef object _head_buffer
     cdef object _last_head
+    cdef Py_ssize_t _within_limits
+    cdef bint _unscanned
     cdef public object request
     cdef public bint keep_alive
     cdef public bint expect_continue

@@ -158,6 +158,9 @@ class H1Connection:
         self._write_head = head_writer
         self._head_buffer = b""
         self._last_head = b""
+        # A first read this long cannot break the request-line or head limit (see below).
+        self._within_limits = min(limits.request_line, limits.head)
+        self._unscanned = False
         self._reset()
 
     def _reset(self) -> None:
@@ -204,13 +207,26 @@ class H1Connection:
         """
         buf = self._head_buffer
         if buf:
-            scan = len(buf) - 2  # the end of the head may straddle two reads
+            # The end of the head may straddle two reads; bytes kept unscanned (below) are
+            # scanned now, once.
+            scan = 0 if self._unscanned else len(buf) - 2
+            self._unscanned = False
             buf += data  # a bytearray, extended in place
         else:
             if data[0] in _EMPTY_LINE_BYTES:
                 data = data.lstrip(b"\r\n")
                 if not data:
                     return
+            if len(data) <= self._within_limits:
+                # The usual read: however its bytes divide into head and what follows, neither
+                # limit can be broken, so they are not searched for the end of the head. The
+                # head event resets this state; should more bytes come first, the search
+                # starts at the beginning of these.
+                self._line_checked = data.find(b"\n") >= 0
+                self._head_buffer = self._last_head = data
+                self._unscanned = True
+                return
+            self._unscanned = False
             scan = 0
             buf = data
         limits = self._limits
