@@ -25,8 +25,8 @@ from .wire.h1 import Limits
 
 logger = logs.error_logger
 
-# Task() arguments that run a request's first step at once where asyncio can (3.12+).
-_EAGER = {"eager_start": True} if sys.version_info >= (3, 12) else {}
+# asyncio can run a task's first step at once (Task(eager_start=True)) from 3.12.
+EAGER_START = sys.version_info >= (3, 12)
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -92,10 +92,13 @@ class ServerState:
         loop = self.loop
         tasks = self.tasks
         held = self._semaphore is not None
-        eager = _EAGER if loop.get_task_factory() is None else None
+        eager = EAGER_START and loop.get_task_factory() is None
         for stream in pending:
             coro = self._held(stream) if held else self.handler(stream)
-            task = Task(coro, loop=loop, **eager) if eager is not None else loop.create_task(coro)
+            if eager:
+                task = Task(coro, loop=loop, eager_start=True)
+            else:
+                task = loop.create_task(coro)
             if not task.done():
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

@@ -86,9 +86,11 @@ class HTTPCycle:
                 # The start message is held until the first body message, so a single-message
                 # response can carry its Content-Length.
                 self._headers = None
-                stream.start_response(self._status, headers, bytes(body), end=not more)
+                stream.start_response(
+                    self._status, headers, body if type(body) is bytes else bytes(body), not more
+                )
             else:
-                await stream.send_body(bytes(body), end=not more)
+                await stream.send_body(body if type(body) is bytes else bytes(body), not more)
         else:
             raise ASGIProtocolError(
                 f"{kind!r} sent after the response was complete [ASGI-SEND-4]"

@@ -418,7 +418,8 @@ class H1Protocol:
     # ---------------------------------------------------------------- cycles
 
     def response_done(self, stream: H1Stream) -> None:
-        self.state.log_access(stream)
+        if self.state.access_log:
+            self.state.log_access(stream)
         if self.conn.request_complete or not self.conn.keep_alive:
             self._next_cycle()
         else:
