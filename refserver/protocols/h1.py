@@ -301,15 +301,17 @@ class H1Protocol:
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self._timer_kind != "head" and self.stream is None and self.conn.awaiting_head:
-            # Bytes of a new request: the idle keep-alive timer gives way to the head deadline.
-            self._arm_head_timer()
         try:
             self.conn.receive_data(data)
         except HTTPError as exc:
             self._reject(exc)
             return
         self._process()
+        if (self._timer_kind != "head" and self.stream is None and not self._closing
+                and self.conn.has_partial_head):
+            # Part of a new request's head: the idle keep-alive timer gives way to the head
+            # deadline. (Armed only now: a head that came whole is answered without a timer.)
+            self._arm_head_timer()
 
     def eof_received(self):
         # A client that shuts down its side has gone, as far as the application is concerned
