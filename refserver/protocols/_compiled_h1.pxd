@@ -3,6 +3,7 @@
 # fields and C entry points for the calls they make to each other and to the connection core on
 # every request.
 
+cimport cython
 from refserver.wire._compiled_h1 cimport H1Connection
 
 cdef dict _NAMES
@@ -42,7 +43,7 @@ cdef class H1Protocol:
     cdef double _timer_at
     cdef object _timer_kind
     cdef double _deadline
-    cdef object _timer_callback
+    cdef double _head_timeout, _idle_timeout
     cdef bint _closing
     cdef bint _processing
     cdef H1Stream _waiting
@@ -58,7 +59,8 @@ cdef class H1Protocol:
     cpdef _pause_reading(self, reason)
     cpdef _resume_reading(self, reason)
     cpdef write(self, data)
-    cpdef _arm_timer(self, double delay, callback, kind)
+    @cython.locals(delay=double)
+    cpdef _arm_timer(self, kind)
     cpdef _arm_head_timer(self)
     cpdef _cancel_timer(self)
     cpdef _drop_timer(self)

@@ -270,7 +270,8 @@ class H1Protocol:
         self._timer_at = 0.0
         self._timer_kind = None  # "head" (header-read deadline), "idle" (keep-alive), or None
         self._deadline = 0.0
-        self._timer_callback = None
+        self._head_timeout = config.http1_header_read_timeout
+        self._idle_timeout = config.timeout_keep_alive
         self._closing = False
         self._processing = False  # inside _process: a finished cycle must not re-enter it
         self._waiting = None  # a request whose application has not been started yet
@@ -448,7 +449,7 @@ class H1Protocol:
         if self.conn.has_partial_head:
             self._arm_head_timer()  # a pipelined request has begun: its deadline runs
         else:
-            self._arm_timer(self.state.config.timeout_keep_alive, self._on_idle_timeout, "idle")
+            self._arm_timer("idle")
         self._process()
 
     # ---------------------------------------------------------------- flow control
@@ -492,21 +493,22 @@ class H1Protocol:
     # ---------------------------------------------------------------- timers and closing
 
     def _arm_head_timer(self) -> None:
-        self._arm_timer(self.state.config.http1_header_read_timeout, self._on_head_timeout, "head")
+        self._arm_timer("head")
 
-    def _arm_timer(self, delay: float, callback, kind: str) -> None:
-        """Set the connection's one deadline.
+    def _arm_timer(self, kind: str) -> None:
+        """Set the connection's one deadline: ``"head"`` (the header-read timeout) or ``"idle"``
+        (keep-alive).
 
-        Every request moves the deadline twice (head read, then keep-alive idle), so the loop's
-        timer is not re-armed each time: it stays where it is when it fires no later than the new
-        deadline and, on firing early, re-arms itself for what is left.
+        Every response moves the deadline, so the loop's timer is not re-armed each time: it
+        stays where it is when it fires no later than the new deadline and, on firing early,
+        re-arms itself for what is left.
         """
+        delay = self._head_timeout if kind == "head" else self._idle_timeout
         self._timer_kind = kind if delay else None
         if not delay:
             return
         deadline = self.loop.time() + delay
         self._deadline = deadline
-        self._timer_callback = callback
         if self._timer is not None:
             if self._timer_at <= deadline:
                 return
@@ -522,8 +524,12 @@ class H1Protocol:
             self._timer_at = self._deadline
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
             return
+        kind = self._timer_kind
         self._timer_kind = None
-        self._timer_callback()
+        if kind == "head":
+            self._on_head_timeout()
+        else:
+            self._on_idle_timeout()
 
     def _cancel_timer(self) -> None:
         self._timer_kind = None
