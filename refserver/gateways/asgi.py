@@ -100,13 +100,16 @@ class HTTPCycle:
 def _header_list(headers) -> list:
     out = []
     try:
-        for name, value in headers:
+        for item in headers:
+            name, value = item
             if not isinstance(name, bytes) or not isinstance(value, bytes):
                 raise ASGIProtocolError(
                     f"response headers must be (bytes, bytes) pairs, got ({name!r}, {value!r}) "
                     "[ASGI-ERROR-5]"
                 )
-            out.append((name, value))
+            # The application's own tuple where it is one: the wire's table of checked fields
+            # then finds a constant header at its own key, by identity. Lists become tuples.
+            out.append(item if type(item) is tuple else (name, value))
     except (TypeError, ValueError):
         raise ASGIProtocolError(
             "response headers must be an iterable of [name, value] bytes pairs [ASGI-ERROR-5]"

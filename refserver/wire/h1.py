@@ -418,7 +418,7 @@ class H1Connection:
                 has_date = True
             elif lname == b"server":
                 has_server = True
-            out.append((name, value))
+            out.append(field if cacheable else (name, value))
 
         no_body = self._head_only or status in _NO_BODY_STATUSES
         if status == 204 and content_length is not None:
