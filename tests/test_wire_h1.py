@@ -447,6 +447,20 @@ def test_limits_apply_to_a_pipelined_request(parser_cls):
         conn.start_next_cycle()
 
 
+def test_next_cycle_says_whether_a_pipelined_request_is_waiting(parser_cls):
+    """The protocol parses again after a response only when bytes are already here."""
+    conn = make(parser_cls)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert drain(conn) == [head(), END_OF_MESSAGE, NEED_DATA]
+    conn.response_head(200, [], b"", end=True)
+    assert conn.start_next_cycle() is False
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HT")
+    assert drain(conn) == [head(), END_OF_MESSAGE, PAUSED]
+    conn.response_head(200, [], b"", end=True)
+    assert conn.start_next_cycle() is True
+    assert drain(conn) == [NEED_DATA]
+
+
 def test_request_timeout_belongs_to_the_protocol(parser_cls):
     """The core has no clock: a partial head only waits. 408 is the glue's to raise, with the
     same typed error the parsers' status hints map to."""

@@ -440,7 +440,7 @@ class H1Protocol:
             self.close()
             return
         try:
-            self.conn.start_next_cycle()
+            pipelined = self.conn.start_next_cycle()
         except HTTPError as exc:
             self._reject(exc)
             return
@@ -450,7 +450,8 @@ class H1Protocol:
             self._arm_head_timer()  # a pipelined request has begun: its deadline runs
         else:
             self._arm_timer("idle")
-        self._process()
+        if pipelined:
+            self._process()
 
     # ---------------------------------------------------------------- flow control
 

@@ -43,7 +43,7 @@ cdef class H1Connection:
     cpdef _check_head_limits(self, data)
     cpdef next_event(self)
     cpdef _on_head(self, head)
-    cpdef start_next_cycle(self)
+    cpdef bint start_next_cycle(self) except? -1
     @cython.locals(out=list, checked=dict)
     cpdef response_start(self, status, headers, body=*, end=*)
     cpdef response_body(self, data)

@@ -356,13 +356,16 @@ class H1Connection:
         protocol switch (WebSocket Upgrade), the first bytes of the new protocol."""
         return self._parser.buffered()
 
-    def start_next_cycle(self) -> None:
-        """Forget the finished exchange; pipelined bytes already received are parsed next."""
+    def start_next_cycle(self) -> bool:
+        """Forget the finished exchange; pipelined bytes already received are parsed next.
+        True when there are any: with none, the next event can only come from new bytes."""
         self._parser.start_next_cycle()
         self._reset()
         pending = self._parser.buffered()
         if pending:
             self._check_head_limits(pending)
+            return True
+        return False
 
     # ------------------------------------------------------------------ sending
 
