@@ -651,14 +651,14 @@ cdef class FastParser:
         if headers is None:
             headers = _decode_lines(p, le + 1, n)
         headers = self._normalize(headers, True, version is _V11)
-        if self._ll is not None and not self._sink.message_done:
-            self._end_llhttp_message()
 
         if self._chunked:
             self._state = S_CHUNK_SIZE
         else:
             self._state = S_LENGTH
             self._remaining = _parse_decimal(self._length) if self._has_length else 0
+        if self._ll is not None and not self._sink.message_done:
+            self._end_llhttp_message()
         return RequestHead(method, target, version, headers)
 
     cdef list _llhttp_headers(self, bytes head):
@@ -689,13 +689,13 @@ cdef class FastParser:
 
     cdef _end_llhttp_message(self):
         """llhttp was fed a head that announces a body, and waits for it. It never sees the
-        body (this parser frames it): a Content-Length body of up to ``_FILLER_SIZE`` bytes is
+        body (this parser frames it, from ``_remaining``): a Content-Length body of up to ``_FILLER_SIZE`` bytes is
         stood in for by as many zero bytes, so that llhttp ends the message and is reused for
         the next head; any other is dropped (making a parser costs more than the filler)."""
-        cdef unsigned long long length = _parse_decimal(self._length) if self._has_length else 0
-        if not self._chunked and self._has_length and length <= <unsigned long long>_FILLER_SIZE:
+        if (not self._chunked and self._has_length
+                and self._remaining <= <unsigned long long>_FILLER_SIZE):
             try:
-                self._ll.feed_data(_FILLER[:length])
+                self._ll.feed_data(_FILLER[:self._remaining])
             except HttpParserError:
                 pass
         if not self._sink.message_done:

@@ -5,8 +5,9 @@ Thin on purpose: bytes go to :class:`refserver.wire.h1.H1Connection`, requests g
 flow control in both directions, and the connection's lifetime.
 
 The fast path runs this same source compiled by Cython (``refserver.protocols._compiled_h1``,
-declared in ``_compiled_h1.pxd``), with the connection core of the implementation it is given, so that the
-two paths share every rule while the fast one avoids the interpreter on the per-request path.
+declared in ``_compiled_h1.pxd``), with the connection core of the implementation it is given,
+so that the two paths share every rule while the fast one avoids the interpreter on the
+per-request path.
 """
 
 from __future__ import annotations

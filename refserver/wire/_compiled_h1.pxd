@@ -11,7 +11,6 @@ cdef dict _CHECKED_FIELDS
 cdef Py_ssize_t _CHECKED_FIELDS_MAX, JOIN_LIMIT
 
 cpdef parse_content_length(value)
-cdef tuple _date_field()
 
 cdef class H1Connection:
     cdef object _parser

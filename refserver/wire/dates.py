@@ -15,28 +15,28 @@ class DateCache:
     """The ``Date`` header field, formatted at most once a second.
 
     ``clock`` is injectable so that tests can compare response bytes exactly (replace
-    :data:`DATES` with ``DateCache(lambda: 0.0)``). The connection core reads the attributes
-    rather than calling :meth:`value`, so that a response costs no interpreted call while the
-    second lasts (see ``wire.h1._date_field``).
+    :data:`DATES` with ``DateCache(lambda: 0.0)``). The field is kept as the ready
+    ``(b"date", value)`` pair that a response head lists.
     """
 
-    __slots__ = ("clock", "since", "until", "field")
+    __slots__ = ("_clock", "_since", "_until", "_field")
 
     def __init__(self, clock=time.time):
-        self.clock = clock
-        self.since = self.until = 0.0  # the second that ``field`` is right for
-        self.field = (b"date", b"")
+        self._clock = clock
+        self._since = self._until = 0.0  # the second that ``_field`` is right for
+        self._field = (b"date", b"")
 
-    def refresh(self, now: float) -> None:
-        self.since = float(int(now))
-        self.until = self.since + 1.0
-        self.field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+    def field(self) -> tuple:
+        """``(b"date", value)`` for the current second."""
+        now = self._clock()
+        if not self._since <= now < self._until:  # either way: the wall clock may be set back
+            self._since = float(int(now))
+            self._until = self._since + 1.0
+            self._field = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+        return self._field
 
     def value(self) -> bytes:
-        now = self.clock()
-        if not self.since <= now < self.until:  # either way: the wall clock may be set back
-            self.refresh(now)
-        return self.field[1]
+        return self.field()[1]
 
 
 DATES = DateCache()

@@ -91,15 +91,6 @@ def parse_content_length(value: bytes) -> int:
     return int(digits) if digits.isdigit() else -1
 
 
-def _date_field() -> tuple:
-    """The ``(b"date", value)`` field of this second, from the cache both paths share."""
-    cache = dates.DATES
-    now = cache.clock()
-    if not cache.since <= now < cache.until:
-        cache.refresh(now)
-    return cache.field
-
-
 def _te_unframeable(head: bytes) -> bool:
     """True when the Transfer-Encoding fields in this raw head do not end in one ``chunked``."""
     codings = [
@@ -345,7 +336,7 @@ class H1Connection:
         if self._server_header:
             out.append((b"server", self._server_header))
         if self._date_header:
-            out.append(_date_field())
+            out.append(dates.DATES.field())
         self.response_started = True
         self.response_complete = True
         self.keep_alive = False  # no further HTTP/1.1 request on this connection
@@ -461,7 +452,7 @@ class H1Connection:
         if self._server_header and not has_server:
             out.append((b"server", self._server_header))
         if self._date_header and not has_date:
-            out.append(_date_field())
+            out.append(dates.DATES.field())
         if not self.keep_alive:
             out.append((b"connection", b"close"))
         elif self.request is not None and self.request.http_version == b"1.0":
