@@ -654,6 +654,82 @@ def test_a_task_factory_set_on_the_loop_creates_the_request_tasks(server_factory
     assert request_tasks and request_tasks[0] in created
 
 
+class _RecordingTransport(asyncio.Transport):
+    """Records what the protocol hands over; keeps asyncio's own writelines, which joins."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def write(self, data):
+        self.calls.append(("write", data))
+
+    def is_closing(self):
+        return False
+
+    def close(self):
+        pass
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+class _GatheringTransport(_RecordingTransport):
+    """A transport with a writelines of its own (uvloop's; asyncio's from 3.12)."""
+
+    def writelines(self, pieces):
+        self.calls.append(("writelines", tuple(pieces)))
+
+
+@pytest.mark.parametrize("transport_cls", [_RecordingTransport, _GatheringTransport])
+def test_a_large_body_follows_its_head_uncopied(impl, transport_cls):
+    """A body too large to join to its head reaches the transport as the application's own
+    object: gathered with the head in one call where the transport can, else in a second write."""
+    from refserver.config import Config
+    from refserver.impl import select
+    from refserver.server import ServerState, make_gateway
+    from refserver.wire.h1 import JOIN_LIMIT
+
+    big = b"x" * (JOIN_LIMIT + 1)
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": big})
+
+    async def exchange():
+        chosen, _ = select(impl)
+        config = Config(app, interface="asgi", impl=impl, access_log=False, lifespan="off")
+        state = ServerState(config, asyncio.get_running_loop(), chosen)
+        state.handler = make_gateway("asgi", app, state)
+        transport = transport_cls()
+        protocol = chosen.h1_protocol(state, chosen)
+        protocol.connection_made(transport)
+        protocol.data_received(get("/"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport.calls
+
+    calls = asyncio.run(exchange())
+    if transport_cls is _GatheringTransport:
+        assert [kind for kind, _ in calls] == ["writelines"]
+        head, body = calls[0][1]
+    else:
+        assert [kind for kind, _ in calls] == ["write", "write"]
+        head, body = calls[0][1], calls[1][1]
+    assert body is big
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    assert b"\r\ncontent-length: %d\r\n" % len(big) in head
+
+
 def test_many_pipelined_requests_in_one_send(server_factory):
     count = 300
     data = b"".join(get(f"/{i}") for i in range(count))

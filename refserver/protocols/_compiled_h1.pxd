@@ -45,6 +45,7 @@ cdef class H1Protocol:
     cdef double _deadline
     cdef double _head_timeout, _idle_timeout
     cdef bint _closing
+    cdef bint _gathers
     cdef bint _processing
     cdef H1Stream _waiting
     cdef bint _shutting_down
@@ -59,6 +60,7 @@ cdef class H1Protocol:
     cpdef _pause_reading(self, reason)
     cpdef _resume_reading(self, reason)
     cpdef write(self, data)
+    cpdef write_pair(self, head, body)
     @cython.locals(delay=double)
     cpdef _arm_timer(self, kind)
     cpdef _arm_head_timer(self)

@@ -198,9 +198,10 @@ class H1Stream:
         head, rest = self._proto.conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
-        self._proto.write(head)
         if rest:
-            self._proto.write(rest)
+            self._proto.write_pair(head, rest)
+        else:
+            self._proto.write(head)
         if end:
             self._complete()
 
@@ -274,6 +275,7 @@ class H1Protocol:
         self._head_timeout = config.http1_header_read_timeout
         self._idle_timeout = config.timeout_keep_alive
         self._closing = False
+        self._gathers = False  # the transport writes several buffers in one call (write_pair)
         self._processing = False  # inside _process: a finished cycle must not re-enter it
         self._waiting = None  # a request whose application has not been started yet
         self._shutting_down = False
@@ -283,6 +285,8 @@ class H1Protocol:
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        own = getattr(type(transport), "writelines", None)
+        self._gathers = own is not None and own is not asyncio.WriteTransport.writelines
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         if transport.get_extra_info("sslcontext"):
@@ -483,6 +487,18 @@ class H1Protocol:
     def write(self, data: bytes) -> None:
         if not self._closing:
             self.transport.write(data)
+
+    def write_pair(self, head: bytes, body: bytes) -> None:
+        """A head and the large body behind it: one gathered system call where the transport
+        has its own ``writelines`` (uvloop; asyncio from 3.12), two writes where its
+        ``writelines`` would join them, copying the body."""
+        if self._closing:
+            return
+        if self._gathers:
+            self.transport.writelines((head, body))
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
 
     async def drain(self) -> None:
         if self.write_paused and not self._closing:
