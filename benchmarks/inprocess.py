@@ -7,6 +7,7 @@ per request is reported. It is the figure the profile of the fast path is read a
 py-spy can attach to it), and it is steady enough to compare two builds on a shared machine.
 
     python benchmarks/inprocess.py                       # RSGI and ASGI, fast and pure
+    python benchmarks/inprocess.py --interface wsgi      # CPU of every thread of the process
     python benchmarks/inprocess.py --interface rsgi --impl fast --rounds 2000
     python benchmarks/inprocess.py --endpoint echo
 """
@@ -38,8 +39,9 @@ REQUESTS = {
 class NullTransport:
     """Counts the writes; reading and closing are no-ops (the connections are kept alive)."""
 
-    def __init__(self):
+    def __init__(self, answered):
         self.writes = 0
+        self._answered = answered
 
     def get_extra_info(self, name, default=None):
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
@@ -48,6 +50,7 @@ class NullTransport:
 
     def write(self, data) -> None:
         self.writes += 1
+        self._answered()
 
     def is_closing(self) -> bool:
         return False
@@ -70,16 +73,31 @@ async def measure(interface: str, impl_name: str, request: bytes, connections: i
     config = Config(app, interface=interface, impl=impl_name, access_log=False)
     state = ServerState(config, asyncio.get_running_loop(), impl)
     state.handler = make_gateway(interface, app, state)
+    loop = asyncio.get_running_loop()
+    # WSGI answers from pool threads, a loop pass or more later: each round waits for its
+    # responses. ASGI and RSGI answer within two passes, which is all a round gives them.
+    waiting = {"left": 0, "done": None}
+
+    def answered() -> None:
+        waiting["left"] -= 1
+        if waiting["left"] == 0 and waiting["done"] is not None:
+            waiting["done"].set_result(None)
+
     pairs = []
     for _ in range(connections):
-        protocol, transport = impl.h1_protocol(state, impl), NullTransport()
+        protocol, transport = impl.h1_protocol(state, impl), NullTransport(answered)
         protocol.connection_made(transport)
         pairs.append((protocol, transport))
 
     async def run(count: int) -> None:
         for _ in range(count):
+            if interface == "wsgi":
+                waiting["left"], waiting["done"] = len(pairs), loop.create_future()
             for protocol, _ in pairs:
                 protocol.data_received(request)
+            if interface == "wsgi":
+                await waiting["done"]
+                continue
             # One pass to run the request tasks, one for their completion callbacks.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -100,7 +118,7 @@ async def measure(interface: str, impl_name: str, request: bytes, connections: i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interface", choices=["rsgi", "asgi"], action="append")
+    parser.add_argument("--interface", choices=["rsgi", "asgi", "wsgi"], action="append")
     parser.add_argument("--impl", choices=["fast", "pure"], action="append")
     parser.add_argument("--endpoint", choices=sorted(REQUESTS), default="plaintext")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
