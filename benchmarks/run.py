@@ -151,7 +151,7 @@ def _refserver(impl: str, interface: str) -> Target:
         return [
             python, "-m", "refserver", _app(interface),
             "--host", HOST, "--port", str(port),
-            "--interface", interface, "--impl", impl, "--loop", loop,
+            "--interface", interface, "--impl", impl, "--loop", loop, "--no-ws",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
 
@@ -160,7 +160,7 @@ def _refserver(impl: str, interface: str) -> Target:
         f"refserver-{impl}-{interface}",
         "refserver",
         interface,
-        f"refserver --impl {impl} --interface {interface} ({parser}, {loop})",
+        f"refserver --impl {impl} --interface {interface} --no-ws ({parser}, {loop})",
         argv,
         optional=impl == "fast",
     )
