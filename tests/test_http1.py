@@ -689,6 +689,18 @@ class _GatheringTransport(_RecordingTransport):
         self.calls.append(("writelines", tuple(pieces)))
 
 
+def test_only_transports_with_a_sound_writelines_get_gathered_writes():
+    from asyncio.selector_events import _SelectorSocketTransport
+
+    from refserver.protocols.h1 import gathers_writes
+
+    assert not gathers_writes(_SelectorSocketTransport)  # no flow control in 3.12, 3.13
+    assert not gathers_writes(_RecordingTransport)  # asyncio's default: joins the pieces
+    assert gathers_writes(_GatheringTransport)
+    uvloop = pytest.importorskip("uvloop")
+    assert gathers_writes(uvloop.loop.TCPTransport)
+
+
 @pytest.mark.parametrize("transport_cls", [_RecordingTransport, _GatheringTransport])
 def test_a_large_body_follows_its_head_uncopied(impl, transport_cls):
     """A body too large to join to its head reaches the transport as the application's own

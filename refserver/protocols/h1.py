@@ -285,8 +285,7 @@ class H1Protocol:
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        own = getattr(type(transport), "writelines", None)
-        self._gathers = own is not None and own is not asyncio.WriteTransport.writelines
+        self._gathers = gathers_writes(type(transport))
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         if transport.get_extra_info("sslcontext"):
@@ -490,8 +489,7 @@ class H1Protocol:
 
     def write_pair(self, head: bytes, body: bytes) -> None:
         """A head and the large body behind it: one gathered system call where the transport
-        has its own ``writelines`` (uvloop; asyncio from 3.12), two writes where its
-        ``writelines`` would join them, copying the body."""
+        can (:func:`gathers_writes`), else two writes."""
         if self._closing:
             return
         if self._gathers:
@@ -603,6 +601,20 @@ def start_upgrade(h1, head):
     from .ws import start_upgrade as start
 
     return start(h1, head)
+
+
+def gathers_writes(transport_cls) -> bool:
+    """Whether ``writelines`` of this transport class sends its pieces in one system call, with
+    flow control: uvloop's does (one writev). asyncio's transports get two writes instead: before
+    3.12 (and over TLS) their writelines joins the pieces, copying the body, and the 3.12 and
+    3.13 socket transport's skips flow control (gh-127655) and the lost-connection check
+    (gh-136234) in the releases made before those were fixed."""
+    own = getattr(transport_cls, "writelines", None)
+    return (
+        own is not None
+        and own is not asyncio.WriteTransport.writelines
+        and not transport_cls.__module__.startswith("asyncio.")
+    )
 
 
 def _address(addr):
