@@ -598,6 +598,22 @@ def test_invalid_responses_are_500_and_the_server_keeps_serving(server_factory, 
     assert "ProtocolError: invalid response: invalid response status 1000" in logged
 
 
+def test_header_items_are_checked_on_every_response(server_factory):
+    """Encoded header items are remembered; whether they are valid is still decided each time."""
+
+    async def app(scope, protocol):
+        if scope.path == "/bad":
+            protocol.response_empty(200, [("bad name", "v")])
+        else:
+            protocol.response_str(200, [("x-a", "b"), ["x-list", "c"]], scope.path)
+
+    with server_factory(app) as srv, httpx.Client() as client:
+        for i in range(3):
+            assert client.get(srv.url + "/bad").status_code == 500
+            r = client.get(srv.url + f"/ok{i}")
+            assert (r.text, r.headers["x-a"], r.headers["x-list"]) == (f"/ok{i}", "b", "c")
+
+
 def test_app_failures_give_500(server_factory, error_log):
     async def app(scope, protocol):
         if scope.path == "/raise":

@@ -1042,6 +1042,25 @@ def test_protocol_misuse_gives_500_naming_the_rule(server_factory, error_log, pa
     assert message in error_log.text()
 
 
+def test_a_status_line_is_checked_on_every_response(server_factory):
+    """Valid status lines are remembered; an invalid one is refused however often it is sent."""
+    refused = []
+
+    def app(environ, start_response):
+        try:
+            start_response("100 Continue", [])
+        except WSGIProtocolError:
+            refused.append(environ["PATH_INFO"])
+        start_response("201 Made", [])
+        return [b"made"]
+
+    with server_factory(app) as srv, httpx.Client() as client:
+        for i in range(3):
+            r = client.get(f"{srv.url}/{i}")
+            assert (r.status_code, r.text) == (201, "made")
+    assert refused == ["/0", "/1", "/2"]
+
+
 @pytest.mark.parametrize(
     "status, headers, message",
     [

@@ -56,14 +56,23 @@ def _encode_headers(headers) -> list:
         )
     out = []
     append = out.append
+    encoded = _ENCODED
     for item in headers:
-        if type(item) is not tuple and type(item) is not list:
+        if type(item) is tuple:
+            try:
+                field = encoded.get(item)
+            except TypeError:  # unhashable inside: encoded below, and not remembered
+                field = None
+            if field is not None:
+                append(field)
+                continue
+        elif type(item) is not list:
             raise ProtocolError(
                 f"response header {item!r} is not a (name, value) tuple [RSGI-HTTP-ERROR-6]"
             )
         try:
             name, value = item
-            append((name.encode("latin-1"), value.encode("latin-1")))
+            field = (name.encode("latin-1"), value.encode("latin-1"))
         except UnicodeEncodeError:
             raise ProtocolError(
                 f"response header {item!r} has characters outside latin-1; HTTP fields carry "
@@ -73,7 +82,18 @@ def _encode_headers(headers) -> list:
             raise ProtocolError(
                 f"response header {item!r} must be a (str, str) tuple [RSGI-HTTP-ERROR-6]"
             ) from None
+        if (type(item) is tuple and type(name) is str and type(value) is str
+                and len(encoded) < _ENCODED_MAX):
+            encoded[item] = field
+        append(field)
     return out
+
+
+#: ``(str, str)`` header items with their encoded pair. An application sends the same few headers
+#: on most responses: each is encoded once, and the wire core then finds the very same pair in its
+#: table of checked fields. Bounded, since values that change per response would grow it forever.
+_ENCODED: dict = {}
+_ENCODED_MAX = 2048
 
 
 def _status(status) -> int:
