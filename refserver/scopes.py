@@ -12,13 +12,12 @@ module or one of the three builders, so the include cannot clash with the parser
 from urllib.parse import unquote_to_bytes
 
 from .rsgi import Headers, Scope
+from .wire.fields import CHECKED_TABLE_MAX
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 
-#: Environ keys of request header names; ``""`` marks a header that is dropped. Bounded, so that
-#: clients cannot grow it without limit by inventing header names.
+#: Environ keys of request header names; ``""`` marks a header that is dropped.
 _ENVIRON_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
-_ENVIRON_KEYS_MAX = 2048
 _FIRST_WINS = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
 _SERVER_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -118,7 +117,7 @@ def _environ_key(name):
         key = ""
     else:
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_MAX:
+    if len(_ENVIRON_KEYS) < CHECKED_TABLE_MAX:
         _ENVIRON_KEYS[name] = key
     return key
 

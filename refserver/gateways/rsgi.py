@@ -18,6 +18,7 @@ import os
 
 from ..rsgi import ProtocolClosed, ProtocolError
 from ..wire.events import ResponseError
+from ..wire.fields import CHECKED_TABLE_MAX
 from .stream import ClientDisconnected
 
 #: File bodies are read and written in pieces of this size (Granian's read size).
@@ -83,17 +84,15 @@ def _encode_headers(headers) -> list:
                 f"response header {item!r} must be a (str, str) tuple [RSGI-HTTP-ERROR-6]"
             ) from None
         if (type(item) is tuple and type(name) is str and type(value) is str
-                and len(encoded) < _ENCODED_MAX):
+                and len(encoded) < CHECKED_TABLE_MAX):
             encoded[item] = field
         append(field)
     return out
 
 
-#: ``(str, str)`` header items with their encoded pair. An application sends the same few headers
-#: on most responses: each is encoded once, and the wire core then finds the very same pair in its
-#: table of checked fields. Bounded, since values that change per response would grow it forever.
+#: ``(str, str)`` header items with their encoded pair: the wire core then finds the very same
+#: pair in its table of checked fields.
 _ENCODED: dict = {}
-_ENCODED_MAX = 2048
 
 
 def _status(status) -> int:

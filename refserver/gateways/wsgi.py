@@ -36,7 +36,7 @@ import stat
 import threading
 import time
 
-from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE
+from ..wire.fields import BAD_VALUE_STR_RE, CHECKED_TABLE_MAX, TOKEN_STR_RE
 from ..wire.h1 import parse_content_length
 from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
@@ -494,7 +494,7 @@ def _check_head(status, headers):
     code = _CHECKED_STATUSES.get(status)
     if code is None:
         code = _status_code(status)
-        if len(_CHECKED_STATUSES) < _CHECKED_ITEMS_MAX:
+        if len(_CHECKED_STATUSES) < CHECKED_TABLE_MAX:
             _CHECKED_STATUSES[status] = code
     if type(headers) is not list:
         raise WSGIProtocolError(
@@ -512,7 +512,7 @@ def _check_head(status, headers):
         else:
             if field is None:
                 field = _field(item)
-                if len(checked) < _CHECKED_ITEMS_MAX:
+                if len(checked) < CHECKED_TABLE_MAX:
                     checked[item] = field
         name = field[0]
         if len(name) == 14 and name.lower() == b"content-length":
@@ -540,14 +540,11 @@ def _status_code(status: str) -> int:
     return code
 
 
-#: Status lines that passed :func:`_status_code`, with their code (bounded like the next one).
+#: Status lines that passed :func:`_status_code`, with their code.
 _CHECKED_STATUSES: dict = {}
 
-#: Response header items that passed :func:`_field`, with their wire form: an application sends
-#: the same few headers on most responses, so each is checked once. Bounded, since values that
-#: change per response would otherwise grow it forever.
+#: Response header items that passed :func:`_field`, with their wire form.
 _CHECKED_ITEMS: dict = {}
-_CHECKED_ITEMS_MAX = 2048
 
 
 def _field(item) -> tuple:

@@ -17,6 +17,13 @@ BAD_VALUE_RE = re.compile(_BAD_VALUE.encode("ascii"))
 TOKEN_STR_RE = re.compile(_TOKEN)
 BAD_VALUE_STR_RE = re.compile(_BAD_VALUE)
 
+#: The most entries a table of values checked once may hold: response fields and Host values
+#: (wire), WSGI status lines and header items, RSGI header items, environ keys. Applications and
+#: clients send the same few values over and over, so each is checked (or converted) once and
+#: remembered; the bound keeps values that change per request (ETags, cookies, invented header
+#: names) from growing a table forever.
+CHECKED_TABLE_MAX = 2048
+
 
 def field_tokens(value: bytes) -> list:
     """The lower-cased members of a comma-separated field value (RFC 9110 5.6.1), such as

@@ -12,7 +12,7 @@ import re
 from http import HTTPStatus
 
 from . import dates
-from .fields import TOKEN_RE, check_field, field_tokens
+from .fields import CHECKED_TABLE_MAX, TOKEN_RE, check_field, field_tokens
 from .events import (
     BadRequest,
     Body,
@@ -44,12 +44,10 @@ _HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF 
 _EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
-#: Response fields that passed the name and value checks, with their lower-case names. An
-#: application sends the same few fields on most responses, so each is checked once. Bounded,
-#: since values that change per response (ETags, cookies) would otherwise grow it forever.
+#: Response fields that passed the name and value checks, with their lower-case names.
 _CHECKED_FIELDS: dict = {}
-_CHECKED_FIELDS_MAX = 2048
-#: Host values that passed their check, bounded the same way: a server mostly sees a few.
+_CHECKED_FIELDS_MAX = CHECKED_TABLE_MAX
+#: Host values that passed their check: a server mostly sees a few.
 _CHECKED_HOSTS: set = set()
 
 
