@@ -928,6 +928,18 @@ def test_slow_app_does_not_block_another_request(server_factory):
     assert slow["r"].text == "/slow"
 
 
+def test_an_idle_thread_is_reused_before_the_pool_grows(server_factory):
+    """One request after another needs one thread, however large the pool may grow."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [threading.current_thread().name.encode()]
+
+    with server_factory(app, blocking_threads=8) as srv, httpx.Client() as client:
+        names = {client.get(srv.url, timeout=DEADLINE).text for _ in range(10)}
+    assert len(names) == 1 and names.pop().startswith("refserver-wsgi")
+
+
 def test_pool_runs_at_most_blocking_threads_apps(server_factory):
     entered = []
     release = threading.Event()
