@@ -694,7 +694,11 @@ def test_only_transports_with_a_sound_writelines_get_gathered_writes():
 
     from refserver.protocols.h1 import gathers_writes
 
+    class Derived(_SelectorSocketTransport):
+        pass
+
     assert not gathers_writes(_SelectorSocketTransport)  # no flow control in 3.12, 3.13
+    assert not gathers_writes(Derived)  # the method decides, not the class that inherits it
     assert not gathers_writes(_RecordingTransport)  # asyncio's default: joins the pieces
     assert gathers_writes(_GatheringTransport)
     uvloop = pytest.importorskip("uvloop")

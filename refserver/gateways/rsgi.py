@@ -59,35 +59,39 @@ def _encode_headers(headers) -> list:
     append = out.append
     encoded = _ENCODED
     for item in headers:
-        if type(item) is tuple:
-            try:
-                field = encoded.get(item)
-            except TypeError:  # unhashable inside: encoded below, and not remembered
-                field = None
-            if field is not None:
-                append(field)
-                continue
-        elif type(item) is not list:
+        # Only a pair of plain str is looked up: its hash and equality are str's own, so the
+        # remembered encoding is exactly what encoding it again would give.
+        if (type(item) is tuple and len(item) == 2 and type(item[0]) is str
+                and type(item[1]) is str):
+            field = encoded.get(item)
+            if field is None:
+                field = _encode_field(item)
+                if len(encoded) < CHECKED_TABLE_MAX:
+                    encoded[item] = field
+        elif type(item) is tuple or type(item) is list:
+            field = _encode_field(item)
+        else:
             raise ProtocolError(
                 f"response header {item!r} is not a (name, value) tuple [RSGI-HTTP-ERROR-6]"
             )
-        try:
-            name, value = item
-            field = (name.encode("latin-1"), value.encode("latin-1"))
-        except UnicodeEncodeError:
-            raise ProtocolError(
-                f"response header {item!r} has characters outside latin-1; HTTP fields carry "
-                "bytes, encode the value first (e.g. percent- or RFC 8187-encoding) [RSGI-HTTP-ERROR-6]"
-            ) from None
-        except (AttributeError, ValueError, TypeError):
-            raise ProtocolError(
-                f"response header {item!r} must be a (str, str) tuple [RSGI-HTTP-ERROR-6]"
-            ) from None
-        if (type(item) is tuple and type(name) is str and type(value) is str
-                and len(encoded) < CHECKED_TABLE_MAX):
-            encoded[item] = field
         append(field)
     return out
+
+
+def _encode_field(item) -> tuple:
+    """One header item as the wire's ``(bytes, bytes)`` pair, or ProtocolError naming it."""
+    try:
+        name, value = item
+        return (name.encode("latin-1"), value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            f"response header {item!r} has characters outside latin-1; HTTP fields carry "
+            "bytes, encode the value first (e.g. percent- or RFC 8187-encoding) [RSGI-HTTP-ERROR-6]"
+        ) from None
+    except (AttributeError, ValueError, TypeError):
+        raise ProtocolError(
+            f"response header {item!r} must be a (str, str) tuple [RSGI-HTTP-ERROR-6]"
+        ) from None
 
 
 #: ``(str, str)`` header items with their encoded pair: the wire core then finds the very same

@@ -491,10 +491,11 @@ def _check_head(status, headers):
             f"status must be a str like '200 OK' (PEP 3333), got {type(status).__name__} "
             "[WSGI-START-2]"
         )
-    code = _CHECKED_STATUSES.get(status)
+    # Only a plain str is looked up: a subclass may hash or compare in its own way.
+    code = _CHECKED_STATUSES.get(status) if type(status) is str else None
     if code is None:
         code = _status_code(status)
-        if len(_CHECKED_STATUSES) < CHECKED_TABLE_MAX:
+        if type(status) is str and len(_CHECKED_STATUSES) < CHECKED_TABLE_MAX:
             _CHECKED_STATUSES[status] = code
     if type(headers) is not list:
         raise WSGIProtocolError(

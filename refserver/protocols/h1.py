@@ -605,16 +605,13 @@ def start_upgrade(h1, head):
 
 def gathers_writes(transport_cls) -> bool:
     """Whether ``writelines`` of this transport class sends its pieces in one system call, with
-    flow control: uvloop's does (one writev). asyncio's transports get two writes instead: before
-    3.12 (and over TLS) their writelines joins the pieces, copying the body, and the 3.12 and
-    3.13 socket transport's skips flow control (gh-127655) and the lost-connection check
-    (gh-136234) in the releases made before those were fixed."""
+    flow control: uvloop's does (one writev). A ``writelines`` written in asyncio gets two writes
+    instead, whatever class inherits it: before 3.12 (and over TLS) it joins the pieces, copying
+    the body, and the 3.12 and 3.13 socket transport's skips flow control (gh-127655) and the
+    lost-connection check (gh-136234) in the releases made before those were fixed."""
     own = getattr(transport_cls, "writelines", None)
-    return (
-        own is not None
-        and own is not asyncio.WriteTransport.writelines
-        and not transport_cls.__module__.startswith("asyncio.")
-    )
+    module = getattr(own, "__module__", None) or ""
+    return own is not None and module != "asyncio" and not module.startswith("asyncio.")
 
 
 def _address(addr):
