@@ -12,7 +12,7 @@ module or one of the three builders, so the include cannot clash with the parser
 from urllib.parse import unquote_to_bytes
 
 from .rsgi import Headers, Scope
-from .wire.fields import CHECKED_TABLE_MAX
+from .wire.fields import remember
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 
@@ -117,9 +117,7 @@ def _environ_key(name):
         key = ""
     else:
         key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    if len(_ENVIRON_KEYS) < CHECKED_TABLE_MAX:
-        _ENVIRON_KEYS[name] = key
-    return key
+    return remember(_ENVIRON_KEYS, name, key)
 
 
 def wsgi_environ(stream, base, root, wsgi_input):

@@ -18,7 +18,7 @@ import os
 
 from ..rsgi import ProtocolClosed, ProtocolError
 from ..wire.events import ResponseError
-from ..wire.fields import CHECKED_TABLE_MAX
+from ..wire.fields import remember
 from .stream import ClientDisconnected
 
 #: File bodies are read and written in pieces of this size (Granian's read size).
@@ -65,9 +65,7 @@ def _encode_headers(headers) -> list:
                 and type(item[1]) is str):
             field = encoded.get(item)
             if field is None:
-                field = _encode_field(item)
-                if len(encoded) < CHECKED_TABLE_MAX:
-                    encoded[item] = field
+                field = remember(encoded, item, _encode_field(item))
         elif type(item) is tuple or type(item) is list:
             field = _encode_field(item)
         else:

@@ -36,7 +36,7 @@ import stat
 import threading
 import time
 
-from ..wire.fields import BAD_VALUE_STR_RE, CHECKED_TABLE_MAX, TOKEN_STR_RE
+from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE, remember
 from ..wire.h1 import parse_content_length
 from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
@@ -495,8 +495,8 @@ def _check_head(status, headers):
     code = _CHECKED_STATUSES.get(status) if type(status) is str else None
     if code is None:
         code = _status_code(status)
-        if type(status) is str and len(_CHECKED_STATUSES) < CHECKED_TABLE_MAX:
-            _CHECKED_STATUSES[status] = code
+        if type(status) is str:
+            remember(_CHECKED_STATUSES, status, code)
     if type(headers) is not list:
         raise WSGIProtocolError(
             f"response_headers must be a list (PEP 3333), got {type(headers).__name__} "
@@ -512,9 +512,7 @@ def _check_head(status, headers):
             field = _field(item)
         else:
             if field is None:
-                field = _field(item)
-                if len(checked) < CHECKED_TABLE_MAX:
-                    checked[item] = field
+                field = remember(checked, item, _field(item))
         name = field[0]
         if len(name) == 14 and name.lower() == b"content-length":
             length = parse_content_length(field[1])

@@ -8,7 +8,7 @@ cimport cython
 # Module constants read on every response: C variables rather than module dict lookups.
 cdef int _LENGTH, _CHUNKED, _CLOSE_DELIMITED, _NONE
 cdef dict _CHECKED_FIELDS
-cdef Py_ssize_t _CHECKED_FIELDS_MAX, JOIN_LIMIT
+cdef Py_ssize_t JOIN_LIMIT
 
 cpdef parse_content_length(value)
 

@@ -25,6 +25,14 @@ BAD_VALUE_STR_RE = re.compile(_BAD_VALUE)
 CHECKED_TABLE_MAX = 2048
 
 
+def remember(table: dict, key, value):
+    """``table[key] = value`` while the table holds fewer than :data:`CHECKED_TABLE_MAX`
+    entries; returns ``value``. The one way a table of values checked once grows."""
+    if len(table) < CHECKED_TABLE_MAX:
+        table[key] = value
+    return value
+
+
 def field_tokens(value: bytes) -> list:
     """The lower-cased members of a comma-separated field value (RFC 9110 5.6.1), such as
     Connection or Upgrade."""

@@ -12,7 +12,7 @@ import re
 from http import HTTPStatus
 
 from . import dates
-from .fields import CHECKED_TABLE_MAX, TOKEN_RE, check_field, field_tokens
+from .fields import TOKEN_RE, check_field, field_tokens, remember
 from .events import (
     BadRequest,
     Body,
@@ -46,9 +46,8 @@ REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 #: Response fields that passed the name and value checks, with their lower-case names.
 _CHECKED_FIELDS: dict = {}
-_CHECKED_FIELDS_MAX = CHECKED_TABLE_MAX
-#: Host values that passed their check: a server mostly sees a few.
-_CHECKED_HOSTS: set = set()
+#: Host values that passed their check (the keys): a server mostly sees a few.
+_CHECKED_HOSTS: dict = {}
 
 
 class Limits:
@@ -305,8 +304,7 @@ class H1Connection:
             elif name == b"host" and value not in _CHECKED_HOSTS:
                 if not _HOST_RE.fullmatch(value):
                     raise BadRequest("invalid Host header")  # RFC 9112 3.2: MUST be 400
-                if len(_CHECKED_HOSTS) < _CHECKED_FIELDS_MAX:
-                    _CHECKED_HOSTS.add(value)
+                remember(_CHECKED_HOSTS, value, None)
         if head.http_version == b"1.1":
             self.keep_alive = b"close" not in options
         else:
@@ -393,8 +391,8 @@ class H1Connection:
             lname = checked.get(field) if cacheable else None
             if lname is None:
                 lname = check_field(name, value)
-                if cacheable and len(checked) < _CHECKED_FIELDS_MAX:
-                    checked[field] = lname
+                if cacheable:
+                    remember(checked, field, lname)
             if lname == b"content-length":
                 length = parse_content_length(value)
                 if length < 0 or (content_length is not None and content_length != length):
