@@ -37,9 +37,10 @@ REQUESTS = {
 
 
 class NullTransport:
-    """Counts the writes; reading and closing are no-ops (the connections are kept alive)."""
+    """Counts the writes, and calls ``answered`` (if given) on each; reading and closing are
+    no-ops (the connections are kept alive)."""
 
-    def __init__(self, answered):
+    def __init__(self, answered=None):
         self.writes = 0
         self._answered = answered
 
@@ -50,7 +51,8 @@ class NullTransport:
 
     def write(self, data) -> None:
         self.writes += 1
-        self._answered()
+        if self._answered is not None:
+            self._answered()
 
     def is_closing(self) -> bool:
         return False
@@ -74,33 +76,39 @@ async def measure(interface: str, impl_name: str, request: bytes, connections: i
     state = ServerState(config, asyncio.get_running_loop(), impl)
     state.handler = make_gateway(interface, app, state)
     loop = asyncio.get_running_loop()
-    # WSGI answers from pool threads, a loop pass or more later: each round waits for its
-    # responses. ASGI and RSGI answer within two passes, which is all a round gives them.
-    waiting = {"left": 0, "done": None}
+    # WSGI answers from pool threads, a loop pass or more later: each of its rounds waits for the
+    # responses. ASGI and RSGI answer within two passes, which is all a round gives them (and
+    # their writes then cost no callback here).
+    waits = interface == "wsgi"
+    left = 0
+    round_done = None
 
     def answered() -> None:
-        waiting["left"] -= 1
-        if waiting["left"] == 0 and waiting["done"] is not None:
-            waiting["done"].set_result(None)
+        nonlocal left
+        left -= 1
+        if left == 0:
+            round_done.set_result(None)
 
     pairs = []
     for _ in range(connections):
-        protocol, transport = impl.h1_protocol(state, impl), NullTransport(answered)
+        protocol = impl.h1_protocol(state, impl)
+        transport = NullTransport(answered if waits else None)
         protocol.connection_made(transport)
         pairs.append((protocol, transport))
 
     async def run(count: int) -> None:
+        nonlocal left, round_done
         for _ in range(count):
-            if interface == "wsgi":
-                waiting["left"], waiting["done"] = len(pairs), loop.create_future()
+            if waits:
+                left, round_done = len(pairs), loop.create_future()
             for protocol, _ in pairs:
                 protocol.data_received(request)
-            if interface == "wsgi":
-                await waiting["done"]
-                continue
-            # One pass to run the request tasks, one for their completion callbacks.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
+            if waits:
+                await round_done
+            else:
+                # One pass to run the request tasks, one for their completion callbacks.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
 
     await run(max(1, rounds // 5))  # warm-up
     best = float("inf")
@@ -109,9 +117,9 @@ async def measure(interface: str, impl_name: str, request: bytes, connections: i
         start = time.process_time()
         await run(rounds)
         elapsed = time.process_time() - start
-        answered = sum(t.writes for _, t in pairs) - sum(before)
-        if answered < rounds * connections:
-            raise SystemExit(f"only {answered} of {rounds * connections} requests were answered")
+        written = sum(t.writes for _, t in pairs) - sum(before)
+        if written < rounds * connections:
+            raise SystemExit(f"only {written} of {rounds * connections} requests were answered")
         best = min(best, elapsed / (rounds * connections))
     return best
 

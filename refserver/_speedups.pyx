@@ -689,9 +689,10 @@ cdef class FastParser:
 
     cdef _end_llhttp_message(self):
         """llhttp was fed a head that announces a body, and waits for it. It never sees the
-        body (this parser frames it, from ``_remaining``): a Content-Length body of up to ``_FILLER_SIZE`` bytes is
-        stood in for by as many zero bytes, so that llhttp ends the message and is reused for
-        the next head; any other is dropped (making a parser costs more than the filler)."""
+        body (this parser frames it, from ``_remaining``): a Content-Length body of up to
+        ``_FILLER_SIZE`` bytes is stood in for by as many zero bytes, so that llhttp ends the
+        message and is reused for the next head; any other is dropped (making a parser costs
+        more than the filler)."""
         if (not self._chunked and self._has_length
                 and self._remaining <= <unsigned long long>_FILLER_SIZE):
             try:

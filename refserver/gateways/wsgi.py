@@ -491,12 +491,12 @@ def _check_head(status, headers):
             f"status must be a str like '200 OK' (PEP 3333), got {type(status).__name__} "
             "[WSGI-START-2]"
         )
-    # Only a plain str is looked up: a subclass may hash or compare in its own way.
-    code = _CHECKED_STATUSES.get(status) if type(status) is str else None
-    if code is None:
+    if type(status) is str:
+        code = _CHECKED_STATUSES.get(status)
+        if code is None:
+            code = remember(_CHECKED_STATUSES, status, _status_code(status))
+    else:  # a str subclass may hash or compare in its own way: checked each time
         code = _status_code(status)
-        if type(status) is str:
-            remember(_CHECKED_STATUSES, status, code)
     if type(headers) is not list:
         raise WSGIProtocolError(
             f"response_headers must be a list (PEP 3333), got {type(headers).__name__} "
