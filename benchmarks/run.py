@@ -208,6 +208,22 @@ def _hypercorn() -> Target:
     return Target("hypercorn", "hypercorn", "asgi", "hypercorn --workers 1 -k asyncio", argv)
 
 
+def _floor(interface: str) -> Target:
+    def argv(python, port):
+        return [
+            python, "-m", "benchmarks.floor", "--interface", interface,
+            "--host", HOST, "--port", str(port),
+        ]  # fmt: skip
+
+    return Target(
+        f"floor-{interface}",
+        "floor",
+        interface.partition("-")[0],
+        f"python -m benchmarks.floor --interface {interface}: no HTTP rules (context)",
+        argv,
+    )
+
+
 TARGETS = {
     t.name: t
     for t in (
@@ -223,6 +239,9 @@ TARGETS = {
         _granian("asgi"),
         _granian("wsgi"),
         _hypercorn(),
+        _floor("rsgi"),
+        _floor("wsgi"),
+        _floor("wsgi-blocking"),
     )
 }
 
@@ -240,6 +259,11 @@ RATIOS = [
     ("refserver-pure-asgi", "hypercorn"),
     ("refserver-pure-asgi", "granian-asgi"),
     ("refserver-fast-asgi", "granian-asgi"),
+    ("refserver-fast-rsgi", "floor-rsgi"),
+    ("granian-rsgi", "floor-rsgi"),
+    ("refserver-fast-wsgi", "floor-wsgi"),
+    ("granian-wsgi", "floor-wsgi"),
+    ("granian-wsgi", "floor-wsgi-blocking"),
 ]
 
 
@@ -942,6 +966,8 @@ def main(argv=None) -> int:
         return 0
     check_prerequisites(args)
     target_names = _select(args.targets, TARGETS, "target")
+    if not args.targets:  # the floors are context, measured when named
+        target_names = [n for n in target_names if TARGETS[n].server != "floor"]
     endpoint_names = _select(args.endpoints, ENDPOINTS, "endpoint")
 
     skipped = {}
@@ -1059,7 +1085,7 @@ def main(argv=None) -> int:
     if big:
         print("\nGET /big, server CPU per 1 MiB response:")
         print("\n".join(big))
-    print("\nRatios (refserver / peer; above 1.00x means refserver is faster or cheaper):")
+    print("\nRatios (first / second; above 1.00x means the first is faster or cheaper):")
     print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
     if any("†" in line for line in ratios):
         print(f"  († a cell of this pair had more than {args.max_noise * 100:.0f}% noise: "
