@@ -142,6 +142,9 @@ class BlockingDispatcher:
 
 
 class Connection(asyncio.Protocol):
+    """Collects each request through httptools' callbacks and hands it to the dispatcher, with
+    its ``transport``: the loop's transport, or for a blocking thread the list it sends from."""
+
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
         self.parser = httptools.HttpRequestParser(self)
