@@ -881,8 +881,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="refserver vs Granian, uvicorn and hypercorn: one run, one table, ratios.",
     )
-    p.add_argument("--targets", help="comma-separated target names or globs (default: all; "
-                   "refserver-fast-* is skipped with a reason when the fast path is not built)")
+    p.add_argument("--targets", help="comma-separated target names or globs (default: all but "
+                   "floor-*; refserver-fast-* is skipped with a reason when the fast path is not built)")
     p.add_argument("--endpoints", help="comma-separated: " + ", ".join(ENDPOINTS) + " (default: all)")
     p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
