@@ -9,7 +9,8 @@ rules: no validation of the request, no limits, no timeouts, no keep-alive decis
 header, no error responses, no flow control. It is not a server to use. It answers what the ratios
 against Granian cannot: how much of a request's CPU goes to the event loop, the parser's callbacks,
 the task or the thread hop and the application's call, which every design on this stack pays in
-some form, and how much is what refserver's rules add on top of them.
+some form, and how much is what refserver's rules add on top of them. Hence it imports nothing
+of refserver's: its scope, response head and environ are its own, the least that serves the apps.
 
     python -m benchmarks.floor --interface rsgi --host 127.0.0.1 --port 8000
 """
