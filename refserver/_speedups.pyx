@@ -21,8 +21,9 @@ And httptools' Python API cannot say where in a buffer a message ended, which pi
 
 So the work is split:
 
-- framing is ours: where a head ends, Content-Length and chunked bodies (with h11's exact event
-  granularity), trailers, pipelining (PAUSED), end of input, the incomplete-event size limit;
+- framing is ours: where a head ends, Content-Length bodies (with h11's exact event granularity),
+  pipelining (PAUSED), end of input, the incomplete-event size limit; a chunked body goes to the
+  compiled copy of :class:`refserver.wire.chunked.ChunkedReader`, the framing both paths share;
 - the request line is ours (one short line; llhttp would normalise away what h11 refuses);
 - the header block is tokenised and validated by llhttp, in C, in the common case; our checks on
   its tokens are cheap (name alphabet, trailing whitespace). Whenever llhttp refuses a head, or
@@ -56,13 +57,18 @@ from .wire.events import (
     NotImplementedByServer,
     RequestHead,
 )
+from .wire._compiled_chunked import ChunkedReader
+from .wire.fields import BAD_VALUE_RE
 from .wire.h1 import write_head as _reference_write_head
 
 # ---------------------------------------------------------------------------------------- tables
 
 cdef unsigned char TCHAR[256]    # RFC 9110 token characters
 cdef unsigned char VCHAR[256]    # %x21-7E, h11's request-target alphabet
-cdef unsigned char BADVAL[256]   # refused in a field value by h11: NUL and \n \r \v \f
+# Refused in a field value (refserver.wire.fields' rule): 1 for what h11 refuses while it reads a
+# field line (NUL, LF, VT, FF, CR), 2 for the other controls, which the reference path refuses once
+# the framing fields have been read -- so a head with both faults gets the same status on both paths.
+cdef unsigned char BADVAL[256]
 cdef unsigned char HEXVAL[256]   # hex digit value, 255 for anything else
 
 
@@ -85,8 +91,9 @@ cdef void _init_tables() noexcept:
         HEXVAL[ord("A") + c] = 10 + c
     for c in extra:
         TCHAR[c] = 1
-    for c in (0, 10, 11, 12, 13):
-        BADVAL[c] = 1
+    for c in range(256):
+        if BAD_VALUE_RE.match(bytes((c,))) is not None:
+            BADVAL[c] = 1 if c in (0, 10, 11, 12, 13) else 2
 
 
 _init_tables()
@@ -108,11 +115,8 @@ cdef tuple _METHODS = (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"PATCH", b"
 cdef enum:
     S_HEAD = 0
     S_LENGTH = 1
-    S_CHUNK_SIZE = 2
-    S_CHUNK_DATA = 3
-    S_CHUNK_CRLF = 4
-    S_TRAILER = 5
-    S_DONE = 6
+    S_CHUNKED = 2
+    S_DONE = 3
 
 cdef unsigned long long _SATURATED = 0xFFFFFFFFFFFFFFFFULL
 
@@ -168,9 +172,9 @@ cdef unsigned long long _parse_decimal(bytes digits) noexcept:
     return v
 
 
-cdef tuple _header_line(const unsigned char* p, Py_ssize_t n):
-    """One header line, h11's grammar: ``token ":" OWS field-value OWS``; the value keeps every
-    byte but NUL, CR, LF, VT and FF (RFC 9110 5.5 lets a recipient retain other controls)."""
+cdef tuple _header_line(const unsigned char* p, Py_ssize_t n, bint* control):
+    """One header line, h11's grammar: ``token ":" OWS field-value OWS``; sets ``control`` for a
+    value with a control that is refused only after the framing fields (see BADVAL)."""
     cdef Py_ssize_t i = 0, vs, ve
     while i < n and TCHAR[p[i]]:
         i += 1
@@ -180,7 +184,9 @@ cdef tuple _header_line(const unsigned char* p, Py_ssize_t n):
     ve = n
     for j in range(vs, n):
         if BADVAL[p[j]]:
-            raise BadRequest("illegal header line: %r" % (<bytes>p[:n],))
+            if BADVAL[p[j]] == 1:
+                raise BadRequest("illegal header line: %r" % (<bytes>p[:n],))
+            control[0] = True
     while vs < ve and _is_ows(p[vs]):
         vs += 1
     while ve > vs and _is_ows(p[ve - 1]):
@@ -188,7 +194,21 @@ cdef tuple _header_line(const unsigned char* p, Py_ssize_t n):
     return (_lower(p, i), PyBytes_FromStringAndSize(<const char*>p + vs, ve - vs))
 
 
-cdef list _decode_lines(const unsigned char* p, Py_ssize_t i, Py_ssize_t end):
+cdef bint _has_bare_lf(const unsigned char* p, Py_ssize_t n) noexcept:
+    """Whether a LF in ``p[:n]`` is not preceded by CR (refserver.wire.fields.BARE_LF_RE)."""
+    cdef const unsigned char* q = p
+    cdef const unsigned char* end = p + n
+    while q < end:
+        q = <const unsigned char*>memchr(q, 10, end - q)
+        if q == NULL:
+            return False
+        if q == p or q[-1] != 13:
+            return True
+        q += 1
+    return False
+
+
+cdef list _decode_lines(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, bint* control):
     """The header lines in ``p[i:end]`` up to the first empty line, folded and validated as h11
     does: a line that starts with SP/HTAB continues the previous one, joined by one SP."""
     cdef list out = []
@@ -219,17 +239,17 @@ cdef list _decode_lines(const unsigned char* p, Py_ssize_t i, Py_ssize_t end):
             continue
         if folded is not None:
             out.append(_header_line(<const unsigned char*>PyByteArray_AS_STRING(folded),
-                                    PyByteArray_GET_SIZE(folded)))
+                                    PyByteArray_GET_SIZE(folded), control))
             folded = None
         elif ps >= 0:
-            out.append(_header_line(p + ps, pe - ps))
+            out.append(_header_line(p + ps, pe - ps, control))
         ps = ls
         pe = le
     if folded is not None:
         out.append(_header_line(<const unsigned char*>PyByteArray_AS_STRING(folded),
-                                PyByteArray_GET_SIZE(folded)))
+                                PyByteArray_GET_SIZE(folded), control))
     elif ps >= 0:
-        out.append(_header_line(p + ps, pe - ps))
+        out.append(_header_line(p + ps, pe - ps, control))
     return out
 
 
@@ -320,7 +340,7 @@ cdef class FastParser:
     cdef bint _eof
     cdef bint _failed
     cdef unsigned long long _remaining
-    cdef int _discard  # bytes of the CRLF after chunk data still to check
+    cdef object _reader  # the ChunkedReader of a chunked body
     cdef Py_ssize_t _max_head
     cdef bint _use_llhttp
     cdef object _ll
@@ -346,7 +366,7 @@ cdef class FastParser:
         self._eof = False
         self._failed = False
         self._remaining = 0
-        self._discard = 0
+        self._reader = None
         self._max_head = max_head_size
         self._use_llhttp = llhttp
         self._sink = _HeaderSink()
@@ -437,6 +457,9 @@ cdef class FastParser:
         n = PyBytes_GET_SIZE(data)
         if n == 0:
             return  # end of input is feed_eof()
+        if self._reader is not None:
+            self._reader.feed(data)
+            return
         if self._at_start:
             # RFC 9112 2.2: empty lines before a request line are ignored (as the reference does).
             p = <const unsigned char*>PyBytes_AS_STRING(data)
@@ -451,9 +474,13 @@ cdef class FastParser:
 
     def feed_eof(self):
         self._eof = True
+        if self._reader is not None:
+            self._reader.feed_eof()
 
     def buffered(self):
         """Bytes received but not parsed yet (the start of a pipelined request)."""
+        if self._reader is not None:
+            return self._reader.leftover()
         if not self._owned and self._pos == 0:
             return self._data
         return PyBytes_FromStringAndSize(<const char*>self._ptr() + self._pos,
@@ -474,7 +501,10 @@ cdef class FastParser:
             elif self._state == S_LENGTH:
                 event = self._read_length()
             else:
-                event = self._read_chunked()
+                event = self._reader.next_event()
+                if event is END_OF_MESSAGE:
+                    self._end_chunked()
+                return event
             if event is not _NOTHING:
                 return event
             have = self._size() - self._pos
@@ -494,10 +524,11 @@ cdef class FastParser:
     def start_next_cycle(self):
         cdef const unsigned char* p
         cdef Py_ssize_t have, skip = 0
+        if self._reader is not None:
+            self._end_chunked()
         self._state = S_HEAD
         self._failed = False
         self._remaining = 0
-        self._discard = 0
         self._scan = 0
         self._at_start = True
         have = self._size() - self._pos
@@ -523,80 +554,15 @@ cdef class FastParser:
         self._remaining -= n
         return Body(self._take(n))
 
-    cdef object _read_chunked(self):
-        cdef const unsigned char* p
-        cdef Py_ssize_t have, n, i, j, end
-        cdef const unsigned char* q
-        cdef unsigned long long size
-        cdef bytes block
-        while True:
-            p = self._ptr() + self._pos
-            have = self._size() - self._pos
-            if self._state == S_TRAILER:
-                if have == 0:
-                    return _NOTHING
-                if p[0] == 10:
-                    self._consume(1)
-                elif have >= 2 and p[0] == 13 and p[1] == 10:
-                    self._consume(2)
-                else:
-                    end = self._find_blank_line()
-                    if end < 0:
-                        return _NOTHING
-                    block = self._take(end)
-                    # Trailers are validated like a head (h11 does) and then dropped.
-                    self._normalize(
-                        _decode_lines(<const unsigned char*>PyBytes_AS_STRING(block), 0, end),
-                        False, False)
-                self._state = S_DONE
-                return END_OF_MESSAGE
-            if self._state == S_CHUNK_CRLF:
-                if have == 0:
-                    return _NOTHING
-                n = have if have < self._discard else self._discard
-                for i in range(n):
-                    if p[i] != (13 if self._discard - i == 2 else 10):
-                        raise BadRequest("malformed chunk footer: %r (expected b'\\r\\n')"
-                                         % (<bytes>(<const char*>p)[:n],))
-                self._consume(n)
-                self._discard -= n
-                if self._discard:
-                    return _NOTHING
-                self._state = S_CHUNK_SIZE
-                continue
-            if self._state == S_CHUNK_SIZE:
-                # The chunk-size line ends at the first CRLF (a bare LF does not end it).
-                i = self._scan - 1 if self._scan > 1 else 0
-                j = -1
-                while i < have:
-                    q = <const unsigned char*>memchr(p + i, 13, have - i)
-                    if q == NULL:
-                        break
-                    i = q - p
-                    if i + 1 < have and p[i + 1] == 10:
-                        j = i
-                        break
-                    i += 1
-                if j < 0:
-                    self._scan = have
-                    return _NOTHING
-                size = _chunk_size(p, j)
-                self._consume(j + 2)
-                if size == 0:
-                    self._state = S_TRAILER
-                    continue
-                self._state = S_CHUNK_DATA
-                self._remaining = size
-                continue
-            # S_CHUNK_DATA
-            if have == 0:
-                return _NOTHING
-            n = have if <unsigned long long>have < self._remaining else <Py_ssize_t>self._remaining
-            self._remaining -= n
-            if self._remaining == 0:
-                self._state = S_CHUNK_CRLF
-                self._discard = 2
-            return Body(self._take(n))
+    cdef _end_chunked(self):
+        """Take back from the chunked reader the bytes after its body (a pipelined request)."""
+        rest = self._reader.leftover()
+        self._reader = None
+        self._data = rest
+        self._pos = 0
+        self._owned = False
+        self._scan = 0
+        self._state = S_DONE
 
     cdef object _read_head(self):
         cdef Py_ssize_t have = self._size() - self._pos
@@ -619,6 +585,7 @@ cdef class FastParser:
         cdef bytes method, target, version
         cdef list headers = None
         cdef const unsigned char* v
+        cdef bint control = False
         le = (<const unsigned char*>memchr(p, 10, n)) - p
         line_end = le - 1 if le > 0 and p[le - 1] == 13 else le
         # request-line = token SP 1*%x21-7E SP "HTTP/" DIGIT "." DIGIT  (h11's grammar)
@@ -647,13 +614,21 @@ cdef class FastParser:
             version = PyBytes_FromStringAndSize(<const char*>v + 5, 3)
 
         if self._use_llhttp:
-            headers = self._llhttp_headers(head)
+            headers = self._llhttp_headers(head)  # refuses every control: then the exact rules
         if headers is None:
-            headers = _decode_lines(p, le + 1, n)
-        headers = self._normalize(headers, True, version is _V11)
+            headers = _decode_lines(p, le + 1, n, &control)
+        headers = self._normalize(headers, version is _V11)
+        # Refused after the framing fields, in the order the reference path finds them.
+        if _has_bare_lf(p, n):
+            raise BadRequest("bare LF in the request head: lines end with CRLF")
+        if control:
+            raise BadRequest("illegal header value: a control character")
 
         if self._chunked:
-            self._state = S_CHUNK_SIZE
+            self._state = S_CHUNKED
+            self._reader = ChunkedReader(self._take(self._size() - self._pos), self._max_head)
+            if self._eof:
+                self._reader.feed_eof()
         else:
             self._state = S_LENGTH
             self._remaining = _parse_decimal(self._length) if self._has_length else 0
@@ -702,10 +677,10 @@ cdef class FastParser:
         if not self._sink.message_done:
             self._ll = None
 
-    cdef list _normalize(self, list headers, bint request, bint http11):
+    cdef list _normalize(self, list headers, bint http11):
         """h11's field semantics, in h11's order: Content-Length (a list of one value, duplicates
         dropped, 400 on conflict), Transfer-Encoding (only one, only ``chunked``, else 501), then
-        for a request exactly one Host (none allowed before HTTP/1.1)."""
+        exactly one Host (none allowed before HTTP/1.1)."""
         cdef Py_ssize_t i, n = PyList_GET_SIZE(headers)
         cdef list out = headers
         cdef bint copied = False, keep
@@ -745,45 +720,14 @@ cdef class FastParser:
                 copied = True
                 if keep:
                     out.append((name, new))
-        if request:
-            if http11 and hosts == 0:
-                raise BadRequest("Missing mandatory Host: header")
-            if hosts > 1:
-                raise BadRequest("Found multiple Host: headers")
-            self._chunked = saw_te
-            self._has_length = seen_length is not None
-            self._length = seen_length
+        if http11 and hosts == 0:
+            raise BadRequest("Missing mandatory Host: header")
+        if hosts > 1:
+            raise BadRequest("Found multiple Host: headers")
+        self._chunked = saw_te
+        self._has_length = seen_length is not None
+        self._length = seen_length
         return out
-
-
-cdef unsigned long long _chunk_size(const unsigned char* p, Py_ssize_t n) except? 0:
-    """A chunk-size line without its CRLF, h11's grammar: 1 to 20 hex digits, then either optional
-    whitespace or ``;`` and anything but LF (extensions are ignored, RFC 9112 7.1.1).
-
-    h11 refuses whitespace between the size and the ``;`` although that is the BWS of RFC 9112's
-    ``chunk-ext = *( BWS ";" ...)``, which RFC 9110 5.6.3 says a recipient MUST accept. The
-    refserver spec records this as an open deviation (H1-CHUNKED-3, case chunk-ext-bws) and its
-    pure-vs-fast differential requires both paths to agree, so it is kept here until it is lifted
-    on both. (Whitespace after a size without an extension is h11's own leniency, also kept.)"""
-    cdef Py_ssize_t i = 0, k
-    cdef unsigned long long v = 0
-    cdef bint huge = False
-    while i < n and HEXVAL[p[i]] != 255:
-        if v >> 60:
-            huge = True  # more than 64 bits: nobody sends that much; saturate
-        v = (v << 4) | HEXVAL[p[i]]
-        i += 1
-    if i == 0 or i > 20:
-        raise BadRequest("illegal chunk header: %r" % (<bytes>(<const char*>p)[:n],))
-    if i < n:
-        if p[i] == 59:  # ';'
-            if memchr(p + i, 10, n - i) != NULL:
-                raise BadRequest("illegal chunk header: %r" % (<bytes>(<const char*>p)[:n],))
-        else:
-            for k in range(i, n):
-                if not _is_ows(p[k]):
-                    raise BadRequest("illegal chunk header: %r" % (<bytes>(<const char*>p)[:n],))
-    return _SATURATED if huge else v
 
 
 # ----------------------------------------------------------------------------- response heads

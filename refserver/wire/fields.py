@@ -6,13 +6,19 @@ strings), compiled from the same source text so the two can never drift apart.
 
 import re
 
-from .events import ResponseError
+from .events import BadRequest, ResponseError
 
 _TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 # Field values may hold HTAB, SP, visible ASCII and obs-text; never CR, LF, NUL or other controls.
+# The same rule for requests and responses: RFC 9110 5.5 lets a recipient keep controls other than
+# CR, LF and NUL only "within a safe context", which a server handing values to any application
+# cannot know it is in.
 _BAD_VALUE = r"[\x00-\x08\x0a-\x1f\x7f]"
 
 TOKEN_RE = re.compile(_TOKEN.encode("ascii"))
+#: A LF that does not end a CRLF. RFC 9112 2.2 lets a recipient accept it as a line end; refserver
+#: does not (spec/http1.md H1-HEADER-4).
+BARE_LF_RE = re.compile(rb"(?<!\r)\n")
 BAD_VALUE_RE = re.compile(_BAD_VALUE.encode("ascii"))
 TOKEN_STR_RE = re.compile(_TOKEN)
 BAD_VALUE_STR_RE = re.compile(_BAD_VALUE)
@@ -31,6 +37,43 @@ def remember(table: dict, key, value):
     if len(table) < CHECKED_TABLE_MAX:
         table[key] = value
     return value
+
+
+_FIELD_LINE_RE = re.compile(rb"(%s):[ \t]*(.*?)[ \t]*" % _TOKEN.encode("ascii"), re.DOTALL)
+
+
+def parse_field_lines(block: bytes) -> list:
+    """The ``(lower-case name, value)`` fields of a block of field lines, up to its first empty
+    line: the request head's grammar (RFC 9112 5), for the fields no parser library reads.
+
+    A line ends with CRLF; a line that starts with SP or HTAB continues the previous one and is
+    joined to it with one SP (obs-fold, RFC 9112 5.2). Each line is ``token ":" OWS value OWS``
+    with a value free of controls other than HTAB (a bare CR or LF is one); anything else is 400.
+    """
+    lines: list = []
+    for line in block.split(b"\r\n"):
+        if not line:
+            break
+        if line[0] in b" \t":
+            if not lines:
+                raise BadRequest("continuation line at start of the field section")
+            lines[-1] += b" " + line.lstrip(b" \t")
+        else:
+            lines.append(line)
+    fields = []
+    for line in lines:
+        match = _FIELD_LINE_RE.fullmatch(line)
+        if match is None or BAD_VALUE_RE.search(match.group(2)):
+            raise BadRequest("illegal field line: %r" % (line[:64],))
+        fields.append((match.group(1).lower(), match.group(2)))
+    return fields
+
+
+def check_request_values(headers: list) -> None:
+    """400 for a request field value with a control character that its parser let through."""
+    for _, value in headers:
+        if BAD_VALUE_RE.search(value):
+            raise BadRequest("illegal header value: %r" % (value[:64],))
 
 
 def field_tokens(value: bytes) -> list:
