@@ -34,6 +34,7 @@ _HOST_RE = re.compile(
 )
 _ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
 _TE_FIELD_RE = re.compile(rb"^transfer-encoding[ \t]*:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_CL_FIELD_RE = re.compile(rb"^content-length[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 
 _NO_BODY_STATUSES = frozenset((204, 304))
@@ -255,9 +256,12 @@ class H1Connection:
         except NotImplementedByServer:
             # The parsers refuse every Transfer-Encoding but one "chunked" with 501. RFC 9112 6.3
             # makes it 400 when chunked is not the final coding or comes twice: then the body
-            # length cannot be known at all. 501 stays for an unknown coding before chunked.
+            # length cannot be known at all; and with a Content-Length beside it, whatever the
+            # codings (H1-FRAMING-6). 501 stays for an unknown coding before chunked.
             if self._awaiting_head and _te_unframeable(self._last_head):
                 raise BadRequest("Transfer-Encoding does not end in a single chunked") from None
+            if self._awaiting_head and _CL_FIELD_RE.search(self._last_head or b""):
+                raise BadRequest("both Content-Length and Transfer-Encoding") from None
             raise
         kind = type(event)
         if kind is Body:
