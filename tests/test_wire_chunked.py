@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import IMPLS, require_fast_path
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from refserver.wire import chunked as reference
 from refserver.wire.events import (
@@ -19,6 +21,7 @@ from refserver.wire.events import (
     HeadersTooLarge,
     HTTPError,
 )
+from refserver.wire.fields import parse_field_lines
 
 
 @pytest.fixture(params=IMPLS)
@@ -209,3 +212,49 @@ def test_chunk_size_reports_extension_bytes():
     assert reference.chunk_size(b"1f ; a=b") == (31, 6)
     with pytest.raises(BadRequest):
         reference.chunk_size(b"1f ")
+
+
+# ------------------------------------------------------------- the trailer grammar is the head's
+
+_piece = st.sampled_from(
+    [b"a", b"X-T", b" ", b"\t", b"\r", b"\n", b"\x01", b"\x7f", b"\xe9", b"v", b'"', b";",
+     b"=", b"@", b"\x00", b":"]
+)
+_line = st.tuples(
+    st.sampled_from([b"", b" ", b"\t", b"a", b"X-Trailer", b"t t", b"@"]),  # name, or a fold
+    st.sampled_from([b":", b": ", b":\t", b" :", b""]),
+    st.lists(_piece, max_size=6).map(b"".join),
+    st.sampled_from([b"", b" ", b"\t "]),
+    st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r"]),
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_line, min_size=1, max_size=5).map(b"".join))
+def test_trailer_fields_follow_the_head_grammar(block):
+    """The trailer section is read with the head's field grammar (spec/http1.md H1-CHUNKED-5):
+    whatever the bytes, ``parse_field_lines`` accepts exactly the field blocks that each path's
+    head parser accepts, with the same fields."""
+    block += b"\r\n\r\n"
+    try:
+        trailers = ("ok", parse_field_lines(block))
+    except BadRequest:
+        trailers = ("error",)
+    for impl in IMPLS:
+        if impl == "fast":
+            require_fast_path()
+            from refserver._speedups import FastParser as parser_cls
+        else:
+            from refserver.wire.h11_parser import H11Parser as parser_cls
+        parser = parser_cls(65536)
+        parser.feed(b"GET / HTTP/1.0\r\n" + block)
+        try:
+            event = parser.next_event()
+        except HTTPError as exc:
+            # A field the head parser also reads for framing (none of these names is one) or a
+            # field line it refuses: either way not a valid block.
+            assert trailers == ("error",), (impl, block, exc)
+            continue
+        if event is NEED_DATA:  # the block ended the head early: its empty line came first
+            continue
+        assert trailers == ("ok", event.headers), (impl, block)
