@@ -44,6 +44,8 @@ from cpython.list cimport PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.string cimport memchr, memcmp, memcpy
 
+from .wire._compiled_chunked cimport ChunkedReader
+
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from .wire.events import (
@@ -57,7 +59,6 @@ from .wire.events import (
     NotImplementedByServer,
     RequestHead,
 )
-from .wire._compiled_chunked import ChunkedReader
 from .wire.fields import BAD_VALUE_RE
 from .wire.h1 import write_head as _reference_write_head
 
@@ -340,7 +341,7 @@ cdef class FastParser:
     cdef bint _eof
     cdef bint _failed
     cdef unsigned long long _remaining
-    cdef object _reader  # the ChunkedReader of a chunked body
+    cdef ChunkedReader _reader  # the reader of a chunked body
     cdef Py_ssize_t _max_head
     cdef bint _use_llhttp
     cdef object _ll

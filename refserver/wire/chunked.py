@@ -46,6 +46,7 @@ _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _EXT = rb"[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?" % (_TOKEN, _TOKEN, _QUOTED)
 _CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]{1,%d})((?:%s)*)" % (SIZE_DIGITS, _EXT))
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]*")
 _BARE_CR_RE = re.compile(rb"\r(?!\n)")
 
@@ -66,9 +67,24 @@ def _has_bare_cr_or_lf(buf: bytearray, start: int) -> bool:
     return cr is not None and cr.start() < len(buf) - 1
 
 
+def _take(buf: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buf``, removed from it. All of it (a large chunk spanning
+    reads) is copied once; a part is copied twice, which costs less than a view for the short
+    pieces it usually is (a chunk line, a chunk within one read)."""
+    if n == len(buf):
+        data = bytes(buf)
+        buf.clear()
+    else:
+        data = bytes(buf[:n])
+        del buf[:n]
+    return data
+
+
 def chunk_size(line: bytes) -> tuple:
     """The size a chunk-size line (without its CRLF) announces and the number of bytes of its
     extensions; BadRequest when the line breaks the grammar."""
+    if line and len(line) <= SIZE_DIGITS and not line.strip(_HEX_DIGITS):
+        return int(line, 16), 0  # the usual line: digits only, no extensions
     match = _CHUNK_LINE_RE.fullmatch(line)
     if match is None:
         raise BadRequest("illegal chunk line: %r" % (line[:64],))
@@ -118,8 +134,7 @@ class ChunkedReader:
                 if not buf:
                     return self._need_data()
                 n = min(len(buf), self._remaining)
-                data = bytes(buf[:n])
-                del buf[:n]
+                data = _take(buf, n)
                 self._remaining -= n
                 if not self._remaining:
                     self._state = _DATA_END
@@ -159,8 +174,8 @@ class ChunkedReader:
                 self._too_many_extensions()
             self._scan = len(buf)
             return False
-        line = bytes(buf[:end])
-        del buf[: end + 2]
+        line = _take(buf, end)
+        del buf[:2]
         self._scan = 0
         size, extensions = chunk_size(line)
         self._extensions += extensions
