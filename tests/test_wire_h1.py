@@ -842,3 +842,14 @@ def test_a_large_body_is_handed_on_uncopied(parser_cls):
     assert request(parser_cls).response_head(200, [], body, end=True) == b"".join(
         request(parser_cls).response_start(200, [], body, end=True)
     )
+
+
+def test_framing_refusal_reads_only_its_own_head(parser_cls):
+    """The fields of a pipelined request (or a body) that came in the same read must not decide
+    the status of the request before it: 501 for an unknown coding, however the bytes arrive."""
+    first = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    later = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    assert type(first_error(parser_cls, first)) is NotImplementedByServer
+    assert type(first_error(parser_cls, first + later)) is NotImplementedByServer
+    with_length = first.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\n", 1)
+    assert type(first_error(parser_cls, with_length + later)) is BadRequest

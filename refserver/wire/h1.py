@@ -89,6 +89,14 @@ def parse_content_length(value: bytes) -> int:
     return int(digits) if digits.isdigit() else -1
 
 
+def _raw_head(data: bytes) -> bytes:
+    """The head at the start of ``data``: the read that brought it may have brought its body or
+    the next pipelined request too, whose fields must not count."""
+    data = data or b""
+    end = _HEAD_END_RE.search(data)
+    return data if end is None else data[: end.start()]
+
+
 def _te_unframeable(head: bytes) -> bool:
     """True when the Transfer-Encoding fields in this raw head do not end in one ``chunked``."""
     codings = [
@@ -258,10 +266,12 @@ class H1Connection:
             # makes it 400 when chunked is not the final coding or comes twice: then the body
             # length cannot be known at all; and with a Content-Length beside it, whatever the
             # codings (H1-FRAMING-6). 501 stays for an unknown coding before chunked.
-            if self._awaiting_head and _te_unframeable(self._last_head):
-                raise BadRequest("Transfer-Encoding does not end in a single chunked") from None
-            if self._awaiting_head and _CL_FIELD_RE.search(self._last_head or b""):
-                raise BadRequest("both Content-Length and Transfer-Encoding") from None
+            if self._awaiting_head:
+                head = _raw_head(self._last_head)
+                if _te_unframeable(head):
+                    raise BadRequest("Transfer-Encoding does not end in a single chunked") from None
+                if _CL_FIELD_RE.search(head):
+                    raise BadRequest("both Content-Length and Transfer-Encoding") from None
             raise
         kind = type(event)
         if kind is Body:
