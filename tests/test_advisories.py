@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from h1_helpers import read_body, respond
-from support import read_until_closed
+from support import read_response, read_until_closed
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -37,6 +37,15 @@ def attack(server_factory, data: bytes) -> tuple[int, bytes, list]:
         raw = read_until_closed(sock)
     status = int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else 0
     return status, raw, seen
+
+
+def served(server_factory, data: bytes) -> tuple[bytes, list]:
+    """(the one response to ``data``, paths the application saw), for a request that is valid."""
+    app, seen = recording_app()
+    with server_factory(app, lifespan="off") as srv, srv.connect() as sock:
+        sock.sendall(data)
+        raw = read_response(sock)
+    return raw, seen
 
 
 def assert_refused(result, status: int) -> None:
@@ -77,16 +86,7 @@ def test_chunk_line_leniency_is_refused(server_factory, line):
 
 def test_chunk_extension_bws_is_accepted(server_factory):
     """RFC 9110 5.6.3: a recipient MUST accept BWS, so whitespace before ';' is not an error."""
-    data = chunked(b"5 \t; a = b\r\nhello\r\n0\r\n\r\n")
-    app, seen = recording_app()
-    with server_factory(app, lifespan="off") as srv, srv.connect() as sock:
-        sock.sendall(data)
-        sock.settimeout(5)
-        raw = b""
-        while b"hello" not in raw:
-            piece = sock.recv(4096)
-            assert piece, raw
-            raw += piece
+    raw, seen = served(server_factory, chunked(b"5 \t; a = b\r\nhello\r\n0\r\n\r\n"))
     assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"/upload hello"), raw
 
 
@@ -224,18 +224,12 @@ def test_llhttp_cve_2022_32215_folded_transfer_encoding(server_factory, fields, 
 
 def test_llhttp_cve_2022_32215_folded_chunked_alone_is_chunked(server_factory):
     """The same fold with nothing to conflict with is a plain chunked request on both paths."""
-    data = (b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
-            b"5\r\nhello\r\n0\r\n\r\n")
-    app, seen = recording_app()
-    with server_factory(app, lifespan="off") as srv, srv.connect() as sock:
-        sock.sendall(data)
-        sock.settimeout(5)
-        raw = b""
-        while not raw.endswith(b"hello"):
-            piece = sock.recv(4096)
-            assert piece, raw
-            raw += piece
-    assert raw.startswith(b"HTTP/1.1 200 ") and seen == ["/upload"]
+    raw, seen = served(
+        server_factory,
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 200 ") and seen == ["/upload"], raw
 
 
 @pytest.mark.parametrize("value", [b"a\x01b", b"\x1b[2J\x1b[H", b"a\x7f", b"a\x0bb"])
