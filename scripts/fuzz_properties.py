@@ -326,7 +326,8 @@ def _kind(item) -> str:
         return f"{item[0]} {item[1]}" if item[0] == "error" else str(item[0])
     if item in ("eom", "close", "closed", "need", "paused"):
         return item
-    return type(item).__name__
+    code = getattr(item, "code", None)  # the WebSocket core's ends
+    return type(item).__name__ if code is None else f"{type(item).__name__} {code}"
 
 
 def difference(a: list, b: list) -> str:
