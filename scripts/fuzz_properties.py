@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from refserver.wire.events import (
+from refserver.wire.events import (  # noqa: F401 -- EndOfMessage, Body: for the tests too
     NEED_DATA,
     PAUSED,
     Body,

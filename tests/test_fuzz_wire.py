@@ -66,6 +66,75 @@ def test_an_untyped_exception_is_a_failure(monkeypatch):
         fuzz.check_h1(data, [5])
 
 
+class _Wrapped:
+    """The pure parser with one behaviour changed, to show that a property notices it."""
+
+    def __init__(self, max_head):
+        from refserver.wire.h11_parser import H11Parser
+
+        self.inner = H11Parser(max_head)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_lost_bytes_endless_events_and_differences_are_failures(monkeypatch):
+    partial = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HT"
+    fuzz.check_h1(partial, [])
+    connection = fuzz._PATHS["pure"][1:]
+
+    class Forgets(_Wrapped):
+        def buffered(self):
+            return self.inner.buffered()[:-1]
+
+    monkeypatch.setitem(fuzz._PATHS, "pure", (Forgets, *connection))
+    with pytest.raises(PropertyFailure, match="are not the end of what was fed"):
+        fuzz.check_h1(partial, [])  # the pipelined bytes at the end of the first request
+    with pytest.raises(PropertyFailure, match="was fed but"):
+        fuzz.check_h1(b"GET /x HT", [])  # bytes that gave no event yet
+
+    class Endless(_Wrapped):
+        ended = False
+
+        def next_event(self):  # a body that never ends
+            if not self.ended:
+                event = self.inner.next_event()
+                self.ended = type(event) is fuzz.EndOfMessage
+                if not self.ended:
+                    return event
+            return fuzz.Body(b"x")
+
+    post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+    monkeypatch.setitem(fuzz._PATHS, "pure", (Endless, *connection))
+    with pytest.raises(PropertyFailure, match="no end to the events"):
+        fuzz.check_h1(post, [])
+
+    class DropsAField(_Wrapped):
+        def next_event(self):
+            event = self.inner.next_event()
+            if type(event) is fuzz.RequestHead:
+                event.headers = event.headers[:-1]
+            return event
+
+    if len(IMPLS) > 1:
+        monkeypatch.setitem(fuzz._PATHS, "pure", (DropsAField, *connection))
+        with pytest.raises(PropertyFailure, match="differ"):
+            fuzz.check_h1(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n", [])
+
+
+def test_ws_paths_that_unmask_differently_are_a_failure(monkeypatch):
+    data = fuzz.client_frame(fuzz.BINARY, b"hello")
+    fuzz.check_ws(data, [3], False, 1024)
+    parser, connection, unmask = fuzz._PATHS["pure"]
+    monkeypatch.setitem(fuzz._PATHS, "pure",
+                        (parser, connection, lambda data, key: unmask(data, key)[::-1]))
+    if len(IMPLS) > 1:
+        with pytest.raises(PropertyFailure, match="differ"):
+            fuzz.check_ws(data, [3], False, 1024)
+    with pytest.raises(PropertyFailure, match="split changes the outcome"):
+        fuzz.check_ws(data, [8], False, 1024)  # the payload reversed in two pieces
+
+
 def test_a_split_dependent_outcome_is_a_failure():
     assert fuzz.normalised([("body", b"a"), "need", ("body", b"b"), "eom"]) == [
         ("body", b"ab"), "eom"]
