@@ -285,7 +285,9 @@ async def phase(port: int, requests: int, args, deadline: float, websocket: bool
     return {
         "http": wrk["responses"], "ws_echoes": ws.done, "ws_sessions": ws.sessions,
         "requests": wrk["responses"] + ws.done, "seconds": elapsed,
-        "errors": wrk["bad"] + wrk.get("status", 0) + socket_errors + len(ws.errors),
+        # "bad" counts every response that was not a 200 with an expected body (wrk's "status"
+        # errors among them), and the socket errors are the requests that got no response.
+        "errors": wrk["bad"] + socket_errors + len(ws.errors),
         "error_detail": (wrk.get("complaints") or [])[:3] + ws.errors[:3],
         "p99_ms": wrk.get("p99_us", 0) / 1000,
     }
