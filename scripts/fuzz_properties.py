@@ -307,11 +307,11 @@ def check_h1(data: bytes, cuts, eof: bool = False, late: bool = False) -> list:
     for path in _PATHS:
         split = h1_transcript(path, pieces, eof, late)
         at_once = h1_transcript(path, whole, eof, late)
-        if normalised(split) != normalised(at_once):
+        one, other = normalised(split), normalised(at_once)
+        if one != other:
             raise PropertyFailure(
-                f"{path}: the split changes the outcome ({difference(normalised(split), normalised(at_once))})\n"
-                f"  split {pieces!r} gives\n  {normalised(split)!r}\n"
-                f"  whole gives\n  {normalised(at_once)!r}")
+                f"{path}: the split changes the outcome ({difference(one, other)})\n"
+                f"  split {pieces!r} gives\n  {one!r}\n  whole gives\n  {other!r}")
         if reference is None:
             reference = (path, split)
         elif split != reference[1]:
