@@ -368,6 +368,8 @@ def _deflated(data: bytes) -> bytes:
     return out[:-4]
 
 
+#: 256 KiB of zeros in a few hundred bytes: inflating must stop at the size limit.
+_BOMB = _deflated(bytes(256 * 1024))
 #: Long enough for each length encoding (7-bit, 16-bit); 64-bit lengths come from ``length=``.
 _WS_TEXTS = ("", "hello", "héllo wörld", "€" * 20, "x" * 130)
 _WS_INSERTS = (b"\x00", b"\xff", b"\x80", b"\x81", b"\x88", b"\x89", b"\x7f", b"\x7e\xff\xff",
@@ -384,11 +386,13 @@ def ws_input(rng) -> tuple:
         mask = rng.randbytes(4)
         text = rng.choice(_WS_TEXTS)
         data = text.encode() if rng.random() < 0.5 else rng.randbytes(rng.choice((0, 1, 5, 126)))
-        opcode = TEXT if type(text) is str and rng.random() < 0.5 else BINARY
+        opcode = TEXT if rng.random() < 0.5 else BINARY
         payload = text.encode() if opcode == TEXT else data
         rsv = 0
         if deflate and rng.random() < 0.5:
             payload, rsv = _deflated(payload), 4
+            if rng.random() < 0.1:
+                payload = _BOMB
         if kind <= 3:
             frames.append(client_frame(opcode, payload, rsv=rsv, mask=mask))
         elif kind == 4:  # a fragmented message, with a ping in between
