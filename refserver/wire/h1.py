@@ -98,15 +98,8 @@ def _raw_head(data: bytes) -> bytes:
 
 
 def _te_unframeable(head: bytes) -> bool:
-    """True when the Transfer-Encoding fields in this raw head do not end in one ``chunked``.
-
-    The read that brought the head may have brought the next pipelined request too: only the
-    fields before the blank line count, or the answer would depend on how the bytes arrived.
-    """
-    head = head or b""
-    end = _HEAD_END_RE.search(head)
-    if end is not None:
-        head = head[: end.start()]
+    """True when the Transfer-Encoding fields in this raw head (see :func:`_raw_head`) do not
+    end in one ``chunked``."""
     codings = [
         coding.strip().lower()
         for match in _TE_FIELD_RE.finditer(_FOLD_RE.sub(b" ", head))
