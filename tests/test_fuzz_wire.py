@@ -162,8 +162,6 @@ def test_te_refusal_does_not_depend_on_a_pipelined_request(path):
     fuzz.check_h1(data, [head_end])
 
 
-@pytest.mark.xfail(strict=True, reason="the close code of a data frame that breaks the "
-                   "fragmentation order depends on whether its payload arrived with its header")
 def test_ws_out_of_order_frame_is_refused_on_its_header():
     """A compressed message's first fragment, then a new data frame instead of a continuation,
     carrying data that does not inflate in that stream: RFC 6455 5.4 makes the frame a protocol

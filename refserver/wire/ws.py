@@ -433,6 +433,7 @@ class MessageRules(Extension):
         self._size = 0  # bytes of the current inbound message so far (decompressed)
         self._compressed = False  # the current inbound message is compressed
         self._control = False  # the frame being read is a control frame
+        self._fragmented = False  # a data message has begun and its final frame is still to come
         self._inflater = None
         self._deflater = None
         self.too_big = False
@@ -452,6 +453,11 @@ class MessageRules(Extension):
                 return CloseReason.PROTOCOL_ERROR  # RFC 7692 6.1: never on control frames
             return self._claim
         self._control = False
+        # RFC 6455 5.4: a continuation only inside a fragmented message, a new message only
+        # outside one. Decided here, on the header, so that the close code never depends on
+        # whether the payload (which may fail to inflate or to decode) arrived with it.
+        if (opcode is Opcode.CONTINUATION) != self._fragmented:
+            return CloseReason.PROTOCOL_ERROR
         if opcode is Opcode.CONTINUATION:
             if rsv.rsv1 and self.deflate is not None:
                 return CloseReason.PROTOCOL_ERROR  # RFC 7692 6.1: only on a message's first frame
@@ -476,6 +482,8 @@ class MessageRules(Extension):
         return self._inflate(data)
 
     def frame_inbound_complete(self, proto, fin):
+        if not self._control:
+            self._fragmented = not fin
         if self._control or not fin or not self._compressed:
             return None
         # RFC 7692 7.2.2: the message's deflate data ends with an empty stored block, which the
