@@ -43,7 +43,8 @@ cdef class H1Protocol:
     cdef double _timer_at
     cdef object _timer_kind
     cdef double _deadline
-    cdef double _head_timeout, _idle_timeout
+    cdef double _head_timeout, _body_timeout, _idle_timeout, _write_timeout
+    cdef object _write_deadline
     cdef bint _closing
     cdef bint _gathers
     cdef bint _processing
