@@ -9,14 +9,18 @@ uvicorn).
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import selectors
 import socket
+import subprocess
+import sys
 import time
 import tracemalloc
 
-from h1_helpers import echo, get
-from support import serve
+import pytest
+from h1_helpers import echo, get, wait_for
+from support import ROOT, free_port, serve, wait_for_port
 
 RESPONSE_END = b"GET / 1:"  # the body echo() gives GET /
 
@@ -97,3 +101,81 @@ def test_a_thousand_idle_connections_cost_little_and_are_all_served_again(impl):
                     sock.close()
         finally:
             tracemalloc.stop()
+
+
+# ----------------------------------------------------------------------- out of descriptors
+
+FD_LIMIT = 64  # the server's RLIMIT_NOFILE: reached with a few dozen connections
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines(path: str, text: str) -> int:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return sum(text in line for line in fh)
+
+
+def _limited_server(impl: str, loop: str, port: int, log_path: str):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (FD_LIMIT, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    log = open(log_path, "w")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "refserver", "--app-dir", "tests", "cli_apps:slow",
+             "--host", "127.0.0.1", "--port", str(port), "--impl", impl, "--loop", loop,
+             "--lifespan", "off", "--no-access-log", "--timeout-keep-alive", "60"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit,
+        )
+    finally:
+        log.close()
+
+
+def _get(port: int, timeout: float) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(get())
+        return sock.recv(4096)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_out_of_file_descriptors_pauses_accepting_and_logs_once(impl, loop, tmp_path):
+    pytest.importorskip(loop)
+    port = free_port()
+    log_path = str(tmp_path / "server.log")
+    proc = _limited_server(impl, loop, port, log_path)
+    clients = []
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        # Past the limit: the server holds what it could accept, the rest wait in the backlog.
+        for _ in range(2 * FD_LIMIT):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        wait_for(lambda: _lines(log_path, "cannot accept connections") > 0, timeout=10,
+                 what="the log line")
+        cpu = _cpu_seconds(proc.pid)
+        time.sleep(1.5)  # the condition under test: three retries' worth of being out of fds
+        assert _cpu_seconds(proc.pid) - cpu < 0.5, "the accept loop spins"
+        assert proc.poll() is None, "the server died"
+        assert _lines(log_path, "cannot accept connections") == 1
+        # No waiting client was dropped: each is still connected, none has been answered.
+        for sock in clients:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
+        for sock in clients:
+            sock.close()
+        clients.clear()
+        assert _get(port, timeout=10).startswith(b"HTTP/1.1 200 ")
+        wait_for(lambda: _lines(log_path, "accepting connections again") == 1,
+                 what="the resume line")
+        assert _lines(log_path, "cannot accept connections") == 1
+        assert _lines(log_path, "Traceback") == 0
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.terminate()
+        proc.wait(10)
