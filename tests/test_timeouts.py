@@ -202,6 +202,24 @@ def test_a_body_the_app_has_not_read_yet_is_not_timed(server_factory):
         assert (status, body) == (200, b"%d" % total)
 
 
+def test_a_client_waiting_for_100_continue_is_not_timed(server_factory):
+    """Until the application asks for the body (and 100 Continue is sent), the client is right
+    to send nothing."""
+    async def app(scope, receive, send):
+        await asyncio.sleep(1.0)  # three body timeouts before the body is asked for
+        await echo(scope, receive, send)
+
+    with server_factory(app, lifespan="off", http1_body_read_timeout=0.3) as srv, \
+            srv.connect() as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        sock.sendall(b"hello")
+        status, _, body = parse(read_response(sock))
+        assert status == 200 and body.endswith(b":hello")
+
+
 def test_a_body_that_stalls_after_the_response_began_closes_the_connection(server_factory):
     outcome = []
 

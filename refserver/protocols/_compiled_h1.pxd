@@ -65,5 +65,6 @@ cdef class H1Protocol:
     @cython.locals(delay=double)
     cpdef _arm_timer(self, kind)
     cpdef _arm_head_timer(self)
+    cpdef _time_body(self)
     cpdef _cancel_timer(self)
     cpdef _drop_timer(self)

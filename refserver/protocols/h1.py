@@ -387,12 +387,8 @@ class H1Protocol:
                     elif stream.response_complete:
                         self._next_cycle()  # this loop goes on with a pipelined request
             elif event is NEED_DATA:
-                stream = self.stream
-                if (stream is not None and not stream._end_received and self._body_timeout
-                        and not self._read_paused_for):
-                    # Waiting for the client's body: every read moves the deadline (a rate
-                    # limit would cut slow uploads; a stall is what is refused).
-                    self._arm_timer("body")
+                if self.stream is not None:
+                    self._time_body()  # every read moves the deadline
                 return
             elif event is PAUSED:
                 self._pause_reading("pipeline")
@@ -480,7 +476,21 @@ class H1Protocol:
         conn = self.conn
         if conn.expect_continue and not conn.sent_continue and not conn.response_started:
             self.write(conn.continue_response())
+            self._time_body()  # the client was waiting for us until now
         self._resume_reading("body")
+
+    def _time_body(self) -> None:
+        """Run the body-read timeout if the client is the one being waited for: not while the
+        application has not taken what is buffered (reading is paused), nor while a client that
+        asked for 100 Continue has not been sent it. It limits a stall, not a rate: every call
+        moves the deadline, and a slow upload that keeps coming is never cut."""
+        stream = self.stream
+        conn = self.conn
+        if (stream is None or stream._end_received or not self._body_timeout
+                or self._read_paused_for or self._closing
+                or (conn.expect_continue and not conn.sent_continue)):
+            return
+        self._arm_timer("body")
 
     def pause_reading_for_body(self) -> None:
         self._pause_reading("body")
@@ -500,9 +510,8 @@ class H1Protocol:
             self._read_paused_for.discard(reason)
             if not self._read_paused_for and not self._closing:
                 self.transport.resume_reading()
-                stream = self.stream
-                if stream is not None and not stream._end_received and self._body_timeout:
-                    self._arm_timer("body")  # the client is waited for again
+                if self.stream is not None:
+                    self._time_body()  # the client is waited for again
 
     def write(self, data: bytes) -> None:
         if not self._closing:
