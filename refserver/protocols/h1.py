@@ -30,6 +30,11 @@ from .flow import WriteDeadline
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536
 
+# Why reading is paused: bits of H1Protocol._read_paused (an int: an empty set would cost each
+# connection 216 bytes).
+PAUSED_FOR_BODY = 1  # the application has not taken the body already buffered
+PAUSED_FOR_PIPELINE = 2  # a complete request waits for the one before it to be answered
+
 # The str forms of the usual methods and versions, decoded once (others are decoded per request).
 _NAMES = {name: name.decode("ascii") for name in (
     b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
@@ -268,7 +273,7 @@ class H1Protocol:
         self.stream: H1Stream | None = None
         self.write_paused = False
         self._drain_waiters: list = []
-        self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
+        self._read_paused = 0  # PAUSED_FOR_* bits; reading is paused while any is set
         self._timer = None  # the loop's timer handle, due at _timer_at
         self._timer_at = 0.0
         # "head" (header-read deadline), "body" (body-read timeout), "idle" (keep-alive), or None
@@ -391,7 +396,7 @@ class H1Protocol:
                     self._time_body()  # every read moves the deadline
                 return
             elif event is PAUSED:
-                self._pause_reading("pipeline")
+                self._pause_reading(PAUSED_FOR_PIPELINE)
                 return
             else:  # the peer closed its side
                 if self.stream is None or self.stream.response_complete:
@@ -445,7 +450,7 @@ class H1Protocol:
             # The rest of the body is read and dropped; EndOfMessage finishes the cycle. Reading
             # may have been paused for a body nobody will consume now.
             stream._drop_body()
-            self._resume_reading("body")
+            self._resume_reading(PAUSED_FOR_BODY)
 
     def _next_cycle(self) -> None:
         stream = self.stream
@@ -460,8 +465,8 @@ class H1Protocol:
         except HTTPError as exc:
             self._reject(exc)
             return
-        self._resume_reading("pipeline")
-        self._resume_reading("body")
+        self._resume_reading(PAUSED_FOR_PIPELINE)
+        self._resume_reading(PAUSED_FOR_BODY)
         if self.conn.has_partial_head:
             self._arm_head_timer()  # a pipelined request has begun: its deadline runs
         else:
@@ -477,7 +482,7 @@ class H1Protocol:
         if conn.expect_continue and not conn.sent_continue and not conn.response_started:
             self.write(conn.continue_response())
             self._time_body()  # the client was waiting for us until now
-        self._resume_reading("body")
+        self._resume_reading(PAUSED_FOR_BODY)
 
     def _time_body(self) -> None:
         """Run the body-read timeout if the client is the one being waited for: not while the
@@ -487,28 +492,28 @@ class H1Protocol:
         stream = self.stream
         conn = self.conn
         if (stream is None or stream._end_received or not self._body_timeout
-                or self._read_paused_for or self._closing
+                or self._read_paused or self._closing
                 or (conn.expect_continue and not conn.sent_continue)):
             return
         self._arm_timer("body")
 
     def pause_reading_for_body(self) -> None:
-        self._pause_reading("body")
+        self._pause_reading(PAUSED_FOR_BODY)
 
     def resume_reading_for_body(self) -> None:
-        self._resume_reading("body")
+        self._resume_reading(PAUSED_FOR_BODY)
 
-    def _pause_reading(self, reason: str) -> None:
-        if not self._read_paused_for and self.transport is not None:
+    def _pause_reading(self, reason: int) -> None:
+        if not self._read_paused and self.transport is not None:
             self.transport.pause_reading()
-        self._read_paused_for.add(reason)
+        self._read_paused |= reason
         if self._timer_kind == "body":
             self._timer_kind = None  # the application is slow, not the client
 
-    def _resume_reading(self, reason: str) -> None:
-        if reason in self._read_paused_for:
-            self._read_paused_for.discard(reason)
-            if not self._read_paused_for and not self._closing:
+    def _resume_reading(self, reason: int) -> None:
+        if self._read_paused & reason:
+            self._read_paused &= ~reason
+            if not self._read_paused and not self._closing:
                 self.transport.resume_reading()
                 if self.stream is not None:
                     self._time_body()  # the client is waited for again
@@ -601,7 +606,7 @@ class H1Protocol:
 
     def _on_body_timeout(self) -> None:
         stream = self.stream
-        if stream is not None and not stream._end_received and not self._read_paused_for:
+        if stream is not None and not stream._end_received and not self._read_paused:
             # 408 if no response has begun; either way the application sees a disconnect.
             self._reject(RequestTimeout("request body not received in time"))
 
@@ -624,8 +629,8 @@ class H1Protocol:
         self._drop_timer()
         if self._write_deadline is not None:
             self._write_deadline.stop()
-        if self._read_paused_for:
-            self._read_paused_for.clear()
+        if self._read_paused:
+            self._read_paused = 0
             self.transport.resume_reading()
 
     def close(self, abort: bool = False) -> None:
