@@ -382,22 +382,45 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut(server_factory):
             sock.close()
 
 
-def test_a_websocket_client_that_never_reads_is_dropped(server_factory, server_logs):
-    progress = {"sent": 0, "error": None, "disconnect": None}
+def _flooding_ws_app(interface, progress):
+    """A WebSocket application that sends 64 KiB messages until a send fails, then records what
+    the failed send raised and what receiving says afterwards."""
+    if interface == "asgi":
+        async def app(scope, receive, send):
+            assert (await receive())["type"] == "websocket.connect"
+            await send({"type": "websocket.accept"})
+            try:
+                while True:
+                    await send({"type": "websocket.send", "bytes": b"m" * CHUNK})
+                    progress["sent"] += CHUNK
+            except OSError as exc:
+                progress["error"] = type(exc).__name__
+            message = await receive()
+            progress["disconnect"] = (message["type"], message.get("code"))
+        return app
 
-    async def app(scope, receive, send):
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
+    from refserver.rsgi import ProtocolClosed
+
+    async def rsgi_app(scope, protocol):
+        transport = await protocol.accept()
         try:
             while True:
-                await send({"type": "websocket.send", "bytes": b"m" * CHUNK})
+                await transport.send_bytes(b"m" * CHUNK)
                 progress["sent"] += CHUNK
-        except OSError as exc:
+        except ProtocolClosed as exc:
             progress["error"] = type(exc).__name__
-        message = await receive()
-        progress["disconnect"] = message.get("code")
+        try:
+            await transport.receive()
+        except ProtocolClosed:
+            progress["disconnect"] = ("ProtocolClosed", None)
+    return rsgi_app
 
-    with server_factory(app, lifespan="off", timeout_write=0.5,
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_a_websocket_client_that_never_reads_is_dropped(server_factory, server_logs, interface):
+    progress = {"sent": 0, "error": None, "disconnect": None}
+    app = _flooding_ws_app(interface, progress)
+    with server_factory(app, interface=interface, lifespan="off", timeout_write=0.5,
                         ws_per_message_deflate=False) as srv:
         client = RawClient(srv.host, srv.port)
         try:
@@ -409,10 +432,12 @@ def test_a_websocket_client_that_never_reads_is_dropped(server_factory, server_l
             while progress["error"] is None and time.monotonic() - start < 5:
                 samples.extend(_buffered(srv))
                 time.sleep(0.02)
-            assert progress["error"] is not None
+            assert progress["error"] in ("ClientDisconnected", "ProtocolClosed")
             assert 0.45 <= time.monotonic() - start < 3
             assert samples and max(samples) <= HIGH_WATER + CHUNK + 64, max(samples)
-            wait_for(lambda: progress["disconnect"] == 1006, what="the disconnect")
+            expected = ("websocket.disconnect", 1006) if interface == "asgi" else (
+                "ProtocolClosed", None)
+            wait_for(lambda: progress["disconnect"] == expected, what="the disconnect")
         finally:
             client.close()
         wait_for(lambda: any("took no WebSocket bytes" in r.getMessage() for r in server_logs),
