@@ -134,6 +134,20 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds a client has to send a complete request head (408 after that).",
     ),
     Option(
+        "http1_body_read_timeout",
+        float,
+        30.0,
+        "Seconds a request body may go without a byte arriving while the server reads it "
+        "(408, or a close once the response has begun); 0 for no limit.",
+    ),
+    Option(
+        "timeout_write",
+        float,
+        30.0,
+        "Close a connection whose client takes no byte of a full write buffer for N seconds "
+        "(HTTP/1.1 responses, WebSocket sends); 0 for no limit.",
+    ),
+    Option(
         "limit_concurrency",
         int,
         None,

@@ -17,6 +17,7 @@ import time
 from asyncio import Task
 
 from . import logs
+from .accept import Acceptor
 from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
@@ -27,6 +28,8 @@ logger = logs.error_logger
 
 # asyncio can run a task's first step at once (Task(eager_start=True)) from 3.12.
 EAGER_START = sys.version_info >= (3, 12)
+
+BACKLOG = 2048  # the listen queue: where clients wait while accepting is paused
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -279,11 +282,12 @@ class Server:
             sockets = [bind_socket(self.config)]
         self.sockets = sockets
         for sock in sockets:
-            if sock.family == getattr(socket, "AF_UNIX", None):
-                server = await loop.create_unix_server(factory, sock=sock)
-            else:
-                server = await loop.create_server(factory, sock=sock)
-            self._servers.append(server)
+            # Not the loop's create_server: out of file descriptors, asyncio's logs every retry
+            # and uvloop's drops the waiting clients; the Acceptor pauses, on both (accept.py).
+            sock.listen(BACKLOG)
+            acceptor = Acceptor(loop, sock, factory, logger)
+            acceptor.start()
+            self._servers.append(acceptor)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; a second call while shutting down closes everything now."""
@@ -376,7 +380,7 @@ def bind_socket(config: Config) -> socket.socket:
         except OSError as exc:
             sock.close()
             raise ConfigError(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 

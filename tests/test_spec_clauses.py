@@ -160,3 +160,18 @@ def test_sync_writes_cases_lines_and_index(tmp_path):
 def test_case_format_errors_are_reported(data, message):
     with pytest.raises(CaseError, match=message):
         Case(data, {}, "test.json")
+
+
+def test_a_clause_may_name_tests_instead_of_cases_and_each_must_exist(tmp_path):
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (tmp_path / "tests").mkdir()
+    _write(str(tmp_path / "tests"), "test_t.py", "def test_there():\n    pass\n")
+    _write(str(spec), "x.md", "### X-ONE-1 — one\n\nText.\n\nTests: `tests/test_t.py::test_there`\n\n"
+           "### X-ONE-2 — two\n\nText.\n\nTests: `tests/test_t.py::test_gone`\n")
+    index = str(tmp_path / "index.json")
+    sync(str(spec), [], index)
+    text = (spec / "x.md").read_text(encoding="utf-8")
+    assert text.count("Cases: (none: checked by the tests named above)") == 2
+    found = problems(str(spec), [], index)
+    assert found == ["x: clause X-ONE-2 names tests/test_t.py::test_gone, which is no test"]

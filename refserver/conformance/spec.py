@@ -5,6 +5,10 @@ A clause is a heading ``### AREA-TOPIC-N — title``, then its normative text, t
 clauses it checks), so it is generated, never typed: :func:`sync` rewrites those lines and the
 clause index shipped with the package (``clauses.json``), and the test suite fails when either is
 stale, when a clause has no case, or when a case names a clause that does not exist.
+
+A behaviour no wire-level case can check against a server started with its defaults (a timeout
+counted in seconds, a server out of file descriptors) names the tests that check it instead, on a
+line ``Tests: `tests/test_x.py::test_name`, ...``; each named test must exist.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from .report import CLAUSE_INDEX
 HEADING_RE = re.compile(r"^(#{2,4}) (" + CLAUSE_ID_RE.pattern + r") — (.+?)\s*$")
 CASES_LINE_RE = re.compile(r"^Cases: (.*)$")
 CASE_REF_RE = re.compile(r"`([a-z0-9][a-z0-9-]*)`")
+TESTS_LINE_RE = re.compile(r"^Tests: (.*)$")
+TEST_REF_RE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 ANY_HEADING_RE = re.compile(r"^#{1,6} ")
 
 
 class Clause:
-    __slots__ = ("id", "title", "document", "line", "cases", "cases_line")
+    __slots__ = ("id", "title", "document", "line", "cases", "cases_line", "tests")
 
     def __init__(self, clause_id: str, title: str, document: str, line: int):
         self.id = clause_id
@@ -32,6 +38,7 @@ class Clause:
         self.line = line
         self.cases: list = []  # as listed in the document
         self.cases_line = None  # index of the "Cases:" line, if present
+        self.tests: list = []  # (path, test name) from a "Tests:" line
 
     def __repr__(self) -> str:
         return f"Clause({self.id!r})"
@@ -64,6 +71,9 @@ def parse_document(path: str) -> list:
         if match and current is not None and current.cases_line is None:
             current.cases = CASE_REF_RE.findall(match.group(1))
             current.cases_line = number
+        match = TESTS_LINE_RE.match(line)
+        if match and current is not None:
+            current.tests.extend(TEST_REF_RE.findall(match.group(1)))
     return clauses
 
 
@@ -85,9 +95,9 @@ def cases_by_clause(cases: list) -> dict:
     return out
 
 
-def format_cases_line(case_ids: list) -> str:
+def format_cases_line(case_ids: list, tests: bool = False) -> str:
     if not case_ids:
-        return "Cases: (none yet)"
+        return "Cases: (none: checked by the tests named above)" if tests else "Cases: (none yet)"
     return "Cases: " + ", ".join(f"`{cid}`" for cid in case_ids)
 
 
@@ -111,9 +121,14 @@ def problems(spec_dir: str, cases: list | None = None, index_path: str = CLAUSE_
             found.append(f"{clause.id} is defined twice ({seen[clause.id]} and {clause.document})")
         seen[clause.id] = clause.document
     derived = cases_by_clause(cases)
+    root = os.path.dirname(os.path.abspath(spec_dir))
     for clause in clauses:
-        if not derived.get(clause.id):
+        if not derived.get(clause.id) and not clause.tests:
             found.append(f"{clause.document}: clause {clause.id} has no case")
+        for path, name in clause.tests:
+            if not _defines(os.path.join(root, path), name):
+                found.append(f"{clause.document}: clause {clause.id} names {path}::{name}, "
+                             "which is no test")
         if clause.cases_line is None:
             found.append(f"{clause.document}: clause {clause.id} has no 'Cases:' line")
         elif clause.cases != derived.get(clause.id, []):
@@ -156,7 +171,7 @@ def sync(spec_dir: str, cases: list | None = None, index_path: str = CLAUSE_INDE
         all_clauses.extend(clauses)
         inserts = []
         for index, clause in enumerate(clauses):
-            line = format_cases_line(derived.get(clause.id, []))
+            line = format_cases_line(derived.get(clause.id, []), bool(clause.tests))
             if clause.cases_line is not None:
                 lines[clause.cases_line] = line
             else:
@@ -183,3 +198,11 @@ def sync(spec_dir: str, cases: list | None = None, index_path: str = CLAUSE_INDE
             fh.write(index)
         written.append(index_path)
     return written
+
+
+def _defines(path: str, name: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return re.search(r"^def " + re.escape(name) + r"\(", fh.read(), re.M) is not None
+    except OSError:
+        return False

@@ -7,6 +7,7 @@ cimport cython
 from refserver.wire._compiled_h1 cimport H1Connection
 
 cdef dict _NAMES
+cdef int PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE
 
 cpdef tuple _split_target(bytes target)
 
@@ -38,12 +39,13 @@ cdef class H1Protocol:
     cdef public H1Stream stream
     cdef public bint write_paused
     cdef list _drain_waiters
-    cdef set _read_paused_for
+    cdef int _read_paused
     cdef object _timer
     cdef double _timer_at
     cdef object _timer_kind
     cdef double _deadline
-    cdef double _head_timeout, _idle_timeout
+    cdef double _head_timeout, _body_timeout, _idle_timeout, _write_timeout
+    cdef object _write_deadline
     cdef bint _closing
     cdef bint _gathers
     cdef bint _processing
@@ -57,12 +59,13 @@ cdef class H1Protocol:
     cpdef _dispatch_waiting(self)
     cpdef response_done(self, H1Stream stream)
     cpdef _next_cycle(self)
-    cpdef _pause_reading(self, reason)
-    cpdef _resume_reading(self, reason)
+    cpdef _pause_reading(self, int reason)
+    cpdef _resume_reading(self, int reason)
     cpdef write(self, data)
     cpdef write_pair(self, head, body)
     @cython.locals(delay=double)
     cpdef _arm_timer(self, kind)
     cpdef _arm_head_timer(self)
+    cpdef _time_body(self)
     cpdef _cancel_timer(self)
     cpdef _drop_timer(self)

@@ -25,9 +25,15 @@ from ..wire.events import (
     RequestTimeout,
 )
 from ..wire.fields import is_upgrade
+from .flow import WriteDeadline
 
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536
+
+# Why reading is paused: bits of H1Protocol._read_paused (an int: an empty set would cost each
+# connection 216 bytes).
+PAUSED_FOR_BODY = 1  # the application has not taken the body already buffered
+PAUSED_FOR_PIPELINE = 2  # a complete request waits for the one before it to be answered
 
 # The str forms of the usual methods and versions, decoded once (others are decoded per request).
 _NAMES = {name: name.decode("ascii") for name in (
@@ -267,13 +273,17 @@ class H1Protocol:
         self.stream: H1Stream | None = None
         self.write_paused = False
         self._drain_waiters: list = []
-        self._read_paused_for = set()  # reasons: "body", "pipeline", "close"
+        self._read_paused = 0  # PAUSED_FOR_* bits; reading is paused while any is set
         self._timer = None  # the loop's timer handle, due at _timer_at
         self._timer_at = 0.0
-        self._timer_kind = None  # "head" (header-read deadline), "idle" (keep-alive), or None
+        # "head" (header-read deadline), "body" (body-read timeout), "idle" (keep-alive), or None
+        self._timer_kind = None
         self._deadline = 0.0
         self._head_timeout = config.http1_header_read_timeout
+        self._body_timeout = config.http1_body_read_timeout
         self._idle_timeout = config.timeout_keep_alive
+        self._write_timeout = config.timeout_write
+        self._write_deadline = None  # a WriteDeadline, made when writes first have to wait
         self._closing = False
         self._gathers = False  # the transport writes several buffers in one call (write_pair)
         self._processing = False  # inside _process: a finished cycle must not re-enter it
@@ -296,6 +306,8 @@ class H1Protocol:
     def connection_lost(self, exc) -> None:
         self._closing = True
         self._drop_timer()
+        if self._write_deadline is not None:
+            self._write_deadline.stop()
         self.state.connections.discard(self)
         stream = self.stream
         if stream is not None:
@@ -327,9 +339,12 @@ class H1Protocol:
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._watch_writes()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._write_deadline is not None and not self._closing:
+            self._write_deadline.stop()
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -377,9 +392,11 @@ class H1Protocol:
                     elif stream.response_complete:
                         self._next_cycle()  # this loop goes on with a pipelined request
             elif event is NEED_DATA:
+                if self.stream is not None:
+                    self._time_body()  # every read moves the deadline
                 return
             elif event is PAUSED:
-                self._pause_reading("pipeline")
+                self._pause_reading(PAUSED_FOR_PIPELINE)
                 return
             else:  # the peer closed its side
                 if self.stream is None or self.stream.response_complete:
@@ -433,7 +450,7 @@ class H1Protocol:
             # The rest of the body is read and dropped; EndOfMessage finishes the cycle. Reading
             # may have been paused for a body nobody will consume now.
             stream._drop_body()
-            self._resume_reading("body")
+            self._resume_reading(PAUSED_FOR_BODY)
 
     def _next_cycle(self) -> None:
         stream = self.stream
@@ -448,8 +465,8 @@ class H1Protocol:
         except HTTPError as exc:
             self._reject(exc)
             return
-        self._resume_reading("pipeline")
-        self._resume_reading("body")
+        self._resume_reading(PAUSED_FOR_PIPELINE)
+        self._resume_reading(PAUSED_FOR_BODY)
         if self.conn.has_partial_head:
             self._arm_head_timer()  # a pipelined request has begun: its deadline runs
         else:
@@ -464,24 +481,42 @@ class H1Protocol:
         conn = self.conn
         if conn.expect_continue and not conn.sent_continue and not conn.response_started:
             self.write(conn.continue_response())
-        self._resume_reading("body")
+            self._time_body()  # the client was waiting for us until now
+        self._resume_reading(PAUSED_FOR_BODY)
+
+    def _time_body(self) -> None:
+        """Run the body-read timeout if the client is the one being waited for: not while the
+        application has not taken what is buffered (reading is paused), nor while a client that
+        asked for 100 Continue has not been sent it. It limits a stall, not a rate: every call
+        moves the deadline, and a slow upload that keeps coming is never cut."""
+        stream = self.stream
+        conn = self.conn
+        if (stream is None or stream._end_received or not self._body_timeout
+                or self._read_paused or self._closing
+                or (conn.expect_continue and not conn.sent_continue)):
+            return
+        self._arm_timer("body")
 
     def pause_reading_for_body(self) -> None:
-        self._pause_reading("body")
+        self._pause_reading(PAUSED_FOR_BODY)
 
     def resume_reading_for_body(self) -> None:
-        self._resume_reading("body")
+        self._resume_reading(PAUSED_FOR_BODY)
 
-    def _pause_reading(self, reason: str) -> None:
-        if not self._read_paused_for and self.transport is not None:
+    def _pause_reading(self, reason: int) -> None:
+        if not self._read_paused and self.transport is not None:
             self.transport.pause_reading()
-        self._read_paused_for.add(reason)
+        self._read_paused |= reason
+        if self._timer_kind == "body":
+            self._timer_kind = None  # the application is slow, not the client
 
-    def _resume_reading(self, reason: str) -> None:
-        if reason in self._read_paused_for:
-            self._read_paused_for.discard(reason)
-            if not self._read_paused_for and not self._closing:
+    def _resume_reading(self, reason: int) -> None:
+        if self._read_paused & reason:
+            self._read_paused &= ~reason
+            if not self._read_paused and not self._closing:
                 self.transport.resume_reading()
+                if self.stream is not None:
+                    self._time_body()  # the client is waited for again
 
     def write(self, data: bytes) -> None:
         if not self._closing:
@@ -512,14 +547,19 @@ class H1Protocol:
         self._arm_timer("head")
 
     def _arm_timer(self, kind: str) -> None:
-        """Set the connection's one deadline: ``"head"`` (the header-read timeout) or ``"idle"``
-        (keep-alive).
+        """Set the connection's one deadline: ``"head"`` (the header-read timeout), ``"body"``
+        (the body-read timeout) or ``"idle"`` (keep-alive).
 
         Every response moves the deadline, so the loop's timer is not re-armed each time: it
         stays where it is when it fires no later than the new deadline and, on firing early,
         re-arms itself for what is left.
         """
-        delay = self._head_timeout if kind == "head" else self._idle_timeout
+        if kind == "head":
+            delay = self._head_timeout
+        elif kind == "body":
+            delay = self._body_timeout
+        else:
+            delay = self._idle_timeout
         self._timer_kind = kind if delay else None
         if not delay:
             return
@@ -544,6 +584,8 @@ class H1Protocol:
         self._timer_kind = None
         if kind == "head":
             self._on_head_timeout()
+        elif kind == "body":
+            self._on_body_timeout()
         else:
             self._on_idle_timeout()
 
@@ -562,6 +604,12 @@ class H1Protocol:
         else:
             self.close()
 
+    def _on_body_timeout(self) -> None:
+        stream = self.stream
+        if stream is not None and not stream._end_received and not self._read_paused:
+            # 408 if no response has begun; either way the application sees a disconnect.
+            self._reject(RequestTimeout("request body not received in time"))
+
     def _on_idle_timeout(self) -> None:
         if self.stream is None:
             self.close()
@@ -579,8 +627,10 @@ class H1Protocol:
         write or close again, and leave the transport reading if a pause of ours held it."""
         self._closing = True
         self._drop_timer()
-        if self._read_paused_for:
-            self._read_paused_for.clear()
+        if self._write_deadline is not None:
+            self._write_deadline.stop()
+        if self._read_paused:
+            self._read_paused = 0
             self.transport.resume_reading()
 
     def close(self, abort: bool = False) -> None:
@@ -588,11 +638,34 @@ class H1Protocol:
             return
         self._closing = True
         self._drop_timer()
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             if abort:
-                self.transport.abort()
+                transport.abort()
             else:
-                self.transport.close()
+                transport.close()
+                if transport.get_write_buffer_size():
+                    self._watch_writes()  # the flush must not wait for ever either
+
+    def _watch_writes(self) -> None:
+        """The client must take bytes from the write buffer within ``--timeout-write``."""
+        if not self._write_timeout or self.transport is None:
+            return
+        if self._write_deadline is None:
+            self._write_deadline = WriteDeadline(
+                self.loop, self.transport, self._write_timeout, self._on_write_timeout
+            )
+        self._write_deadline.start()
+
+    def _on_write_timeout(self) -> None:
+        self.state.logger.info(
+            "%s: the client took no response bytes for %gs; closing",
+            _peer(self.client),
+            self._write_timeout,
+        )
+        self._closing = True
+        self._drop_timer()
+        self.transport.abort()
 
 
 def start_upgrade(h1, head):

@@ -31,6 +31,7 @@ from ..wire.ws import (
     negotiate_deflate,
     parse_handshake,
 )
+from .flow import WriteDeadline
 from .h1 import _split_target
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.
@@ -112,6 +113,7 @@ class WSProtocol(asyncio.Protocol):
         self._drain_waiters: list = []
         self._read_paused = False
         self._abort_timer = None
+        self._write_deadline = None  # a WriteDeadline, made when sends first have to wait
         session.channel = self
 
     # ---------------------------------------------------------------- asyncio callbacks
@@ -131,15 +133,36 @@ class WSProtocol(asyncio.Protocol):
             self._abort_timer.cancel()
             self._abort_timer = None
         self.state.connections.discard(self)
+        if self._write_deadline is not None:
+            self._write_deadline.stop()
         self._wake_drain()
         self.session.connection_lost()
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        timeout = self.state.config.timeout_write
+        if timeout:
+            if self._write_deadline is None:
+                self._write_deadline = WriteDeadline(
+                    self.loop, self.transport, timeout, self._on_write_timeout
+                )
+            self._write_deadline.start()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._write_deadline is not None:
+            self._write_deadline.stop()
         self._wake_drain()
+
+    def _on_write_timeout(self) -> None:
+        """The client has taken nothing of a full buffer for ``--timeout-write``: it is not
+        reading, so no close frame would reach it either; the connection is dropped (1006)."""
+        self.state.logger.info(
+            "%s: the client took no WebSocket bytes for %gs; closing",
+            _peer(self.session.client),
+            self.state.config.timeout_write,
+        )
+        self.abort()
 
     def _wake_drain(self) -> None:
         for waiter in self._drain_waiters:

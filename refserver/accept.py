@@ -1,0 +1,112 @@
+"""Accepting connections, the same on asyncio and uvloop, including when file descriptors run out.
+
+The loops' own servers part ways exactly when a process reaches its descriptor limit (EMFILE):
+asyncio's logs a traceback through the loop's exception handler for every failed ``accept()``
+and schedules one retry per failure, so a full backlog gives hundreds of log lines a second;
+libuv, under uvloop, accepts the waiting connections with a descriptor it keeps in reserve and
+closes them at once, so those clients are dropped, with no log at all. :class:`Acceptor` does one
+thing on both: it stops accepting, logs one line saying why, and tries again every
+:data:`RETRY_DELAY` seconds, so waiting clients stay in the kernel's backlog and are served once
+descriptors are free. The transports are still the loop's own (``connect_accepted_socket``).
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import socket
+
+#: How often accepting is tried again after it failed for want of a resource.
+RETRY_DELAY = 0.5
+#: Connections accepted per readiness event before the loop runs other callbacks.
+BATCH = 64
+
+_SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM)  # one connection failed; go on
+
+
+class Acceptor:
+    """Accepts on one listening socket and hands each connection to a protocol from
+    ``factory``. Shaped like the ``asyncio.Server`` it replaces where the server uses one
+    (:meth:`close`, :meth:`wait_closed`)."""
+
+    def __init__(self, loop, sock: socket.socket, factory, logger):
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._factory = factory
+        self._logger = logger
+        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._retry = None
+        self._paused = False  # accepting failed for want of a resource; logged once
+        self._closed = False
+        self._tasks: set = set()
+        sock.setblocking(False)
+
+    def start(self) -> None:
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        for _ in range(BATCH):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                if self._paused:
+                    # The backlog is empty: caught up. (Not at the first accept that succeeds:
+                    # descriptors freed one at a time would make a line each.)
+                    self._paused = False
+                    self._logger.info("accepting connections again")
+                return
+            except OSError as exc:
+                if exc.errno in _SKIP:
+                    continue
+                self._pause(exc)
+                return
+            self._connect(conn)
+
+    def _connect(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        if self._tcp:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._logger.debug("a connection failed before it started: %s", task.exception())
+
+    def _pause(self, exc: OSError) -> None:
+        """Out of descriptors (or another resource): stop accepting for a while; waiting clients
+        stay in the backlog. Logged once per episode, not once per retry."""
+        self._loop.remove_reader(self._fd)
+        if not self._paused:
+            self._paused = True
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._logger.warning(
+                "cannot accept connections: %s (file descriptor limit %d); new connections "
+                "wait until descriptors are free",
+                exc.strerror or exc,
+                limit,
+            )
+        self._retry = self._loop.call_later(RETRY_DELAY, self._resume)
+
+    def _resume(self) -> None:
+        self._retry = None
+        if not self._closed:
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        else:
+            self._loop.remove_reader(self._fd)
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        """Closed as soon as :meth:`close` returns (connections are the server's to close)."""
