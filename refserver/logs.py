@@ -22,21 +22,19 @@ access_logger = logging.getLogger("refserver.access")
 
 def printable(text: str) -> str:
     """``text`` with every character that is not printable (C0 and C1 controls, DEL, line and
-    paragraph separators...) and the backslash written as a Python escape, so that a log line shows
-    what was received and cannot contain anything a terminal or a log reader would interpret.
+    paragraph separators...) written as a Python escape (``\\x1b``), so that a log line shows what
+    was received and cannot contain anything a terminal or a log reader would interpret.
 
-    Printable text without a backslash, the usual case, is returned as it is, after one C-speed
-    scan.
+    Printable text, the usual case, is returned as it is after one C-speed scan. A backslash is
+    left alone: messages quote request bytes with ``repr()``, whose escapes would be doubled.
     """
-    if text.isprintable() and "\\" not in text:
+    if text.isprintable():
         return text
-    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 def _escape(char: str) -> str:
     code = ord(char)
-    if char == "\\":
-        return "\\\\"
     if code <= 0xFF:
         return "\\x%02x" % code
     if code <= 0xFFFF:
