@@ -54,8 +54,6 @@ class ServerState:
         # so that what is cut at shutdown or blocks the loop can be named, with its age.
         self.tasks: dict = {}
         self._pending: list = []
-        self._starting = None  # the stream whose task is taking its first step
-        self._starting_at = 0.0
         self.lifespan_state: dict = {}
         self.handler = None  # async callable(stream), set once the app is loaded
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
@@ -100,18 +98,16 @@ class ServerState:
         tasks = self.tasks
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
-        self._starting_at = now = loop.time()
+        now = loop.time()
         for stream in pending:
             coro = self._held(stream) if held else self.handler(stream)
             if eager:
-                self._starting = stream
                 task = Task(coro, loop=loop, eager_start=True)
             else:
                 task = loop.create_task(coro)
             if not task.done():
                 tasks[task] = (stream, now)
                 task.add_done_callback(tasks.pop)
-        self._starting = None
 
     def dispatch_ws(self, session):
         """Start the gateway for one WebSocket; denied with 503 past ``--limit-concurrency``.
@@ -155,10 +151,16 @@ class ServerState:
         if entry is not None:
             request, started = entry
             return describe_request(request, self.loop.time() - started)
-        starting = self._starting
-        if starting is not None:
-            return describe_request(starting, self.loop.time() - self._starting_at)
         coro = task.get_coro()
+        # A task blocking in its first, eager step is not in ``tasks`` yet (it is added once
+        # that step returns): its request is then the argument of its coroutine, the gateway's
+        # ``__call__(stream)``. Read from the frame here, on this rare path, rather than recorded
+        # for every request.
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None and getattr(coro, "__name__", "") == "__call__":
+            request = frame.f_locals.get("stream")
+            if request is not None:
+                return describe_request(request, None)
         name = getattr(coro, "__qualname__", None) or type(coro).__name__
         return f"task {task.get_name()} running {logs.printable(name)} (not a request)"
 
@@ -174,11 +176,10 @@ def _target(request) -> str:
     return logs.printable(target)
 
 
-def describe_request(request, age: float) -> str:
+def describe_request(request, age: float | None) -> str:
     """``GET /path?q from 127.0.0.1:51234, started 1.25 s ago``: a request in a log line."""
-    return "%s %s from %s, started %.2f s ago" % (
-        logs.printable(request.method), _target(request), _client(request.client), age
-    )
+    text = "%s %s from %s" % (logs.printable(request.method), _target(request), _client(request.client))
+    return text if age is None else "%s, started %.2f s ago" % (text, age)
 
 
 def make_ws_gateway(interface: str, app, state: ServerState):

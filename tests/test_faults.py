@@ -250,8 +250,8 @@ def blocked_loop_warnings(records) -> list:
 def test_a_blocked_event_loop_is_reported_naming_the_request_and_how_long(
     interface, path, server_factory, server_logs
 ):
-    """/block blocks in the task's first step (an eager step on Python 3.12+), /block-later after
-    an await: both are named."""
+    """/block blocks in the task's first step (an eager step on Python 3.12+, where the age of
+    the request is not known yet), /block-later after an await: both are named."""
     with server_factory(APPS[interface](Release()), interface=interface,
                         warn_blocked_loop=0.2) as srv:
         assert ok(srv)
@@ -263,7 +263,7 @@ def test_a_blocked_event_loop_is_reported_naming_the_request_and_how_long(
         wait_for(lambda: len(blocked_loop_warnings(server_logs)) == 2, what="the two warnings")
         during, after = blocked_loop_warnings(server_logs)
         assert re.search(r"has been blocked for 0\.[2-9]\d s \(--warn-blocked-loop 0\.2\) by "
-                         rf"GET {path} from {client}, started 0\.\d\d s ago", during), during
+                         rf"GET {path} from {client}(, started 0\.\d\d s ago)?$", during), during
         match = re.search(rf"was blocked for ([\d.]+) s by GET {path} from {client}", after)
         assert match, after
         # The heartbeat measures to within its period (0.05 s here).
