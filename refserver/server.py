@@ -157,12 +157,18 @@ class ServerState:
         # ``__call__(stream)``. Read from the frame here, on this rare path, rather than recorded
         # for every request.
         frame = getattr(coro, "cr_frame", None)
-        if frame is not None and getattr(coro, "__name__", "") == "__call__":
+        if frame is not None and getattr(coro, "__qualname__", "") in _REQUEST_COROUTINES:
             request = frame.f_locals.get("stream")
             if request is not None:
                 return describe_request(request, None)
         name = getattr(coro, "__qualname__", None) or type(coro).__name__
         return f"task {task.get_name()} running {logs.printable(name)} (not a request)"
+
+
+#: The coroutines a request task starts with, whose argument ``stream`` is the request.
+_REQUEST_COROUTINES = frozenset(
+    ("ASGIGateway.__call__", "RSGIGateway.__call__", "WSGIGateway.__call__", "ServerState._held")
+)
 
 
 def _client(client) -> str:

@@ -84,10 +84,9 @@ class LoopWatchdog:
             if stalled >= self.threshold and not self._stop.is_set():
                 blocked_at = beat
                 try:
-                    task = asyncio.current_task(self.loop)
-                except RuntimeError:
-                    task = None
-                culprit = self.describe(task)
+                    culprit = self.describe(asyncio.current_task(self.loop))
+                except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any request
+                    culprit = f"a task that could not be described ({type(exc).__name__})"
                 self.logger.warning(
                     "the event loop has been blocked for %.2f s (--warn-blocked-loop %g) by %s",
                     stalled,
