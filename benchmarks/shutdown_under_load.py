@@ -44,7 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HOST = "127.0.0.1"  # loopback only
 
-CUT_LINE = re.compile(r"cut at shutdown: GET /work\?ms=\d+&id=(\S+) from (\S+), started ([\d.]+) s ago")
+CUT_LINE = re.compile(
+    r"cut at shutdown: GET /work\?ms=\d+&id=(\S+) from (\S+), started ([\d.]+) s ago"
+)
 
 
 def free_port() -> int:
@@ -303,7 +305,8 @@ def check(result: dict, args) -> list:
         problems.append(f"exit code {result['exit_code']}")
     if result["exit_time"] > args.timeout_graceful_shutdown + 1.5:
         problems.append(
-            f"exit after {result['exit_time']} s (graceful timeout {args.timeout_graceful_shutdown} s)"
+            f"exit after {result['exit_time']} s "
+            f"(graceful timeout {args.timeout_graceful_shutdown} s)"
         )
     return problems
 

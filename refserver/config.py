@@ -200,7 +200,7 @@ OPTIONS: tuple[Option, ...] = (
         "warn_blocked_loop",
         float,
         1.0,
-        "Log a warning naming the request when the event loop is blocked for N seconds, 0 for never.",
+        "Warn, naming the request, when the event loop is blocked for N seconds; 0 for never.",
     ),
 )
 

@@ -43,7 +43,8 @@ def _escape(char: str) -> str:
 
 
 class PrintableFormatter(logging.Formatter):
-    """Escapes what is not printable in the message; a traceback, added after it, keeps its lines."""
+    """Escapes what is not printable in the message; a traceback, added after it, keeps its
+    lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message)

@@ -184,7 +184,8 @@ def _target(request) -> str:
 
 def describe_request(request, age: float | None) -> str:
     """``GET /path?q from 127.0.0.1:51234, started 1.25 s ago``: a request in a log line."""
-    text = "%s %s from %s" % (logs.printable(request.method), _target(request), _client(request.client))
+    method = logs.printable(request.method)
+    text = "%s %s from %s" % (method, _target(request), _client(request.client))
     return text if age is None else "%s, started %.2f s ago" % (text, age)
 
 

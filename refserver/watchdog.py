@@ -25,7 +25,7 @@ MAX_PERIOD = 0.25
 
 class LoopWatchdog:
     def __init__(self, loop, threshold: float, describe, logger):
-        """``describe(task)`` names what ``task`` (or ``None``: no task, a plain callback) is doing."""
+        """``describe(task)`` names what ``task`` (``None``: a plain callback) is doing."""
         self.loop = loop
         self.threshold = threshold
         self.period = min(threshold / 4, MAX_PERIOD)

@@ -399,7 +399,8 @@ HOSTILE = [
     b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\x1b]0;title\x07b\r\n\r\n",
     b"GET /a HTTP/1.1\r\nHost: t\r\nX\x1b[2J: b\r\n\r\n",
     b"\x1b[2J\x1b[H\r\nINFO:  fake\r\n\r\n",
-    b"GET /%1b%5b2J%0d%0aINFO:%20%20fake HTTP/1.1\r\nHost: t\r\n\r\n",  # encoded: served, logged encoded
+    # Percent-encoded: served, and logged as it was received.
+    b"GET /%1b%5b2J%0d%0aINFO:%20%20fake HTTP/1.1\r\nHost: t\r\n\r\n",
 ]
 
 
