@@ -22,7 +22,7 @@ drain at most the graceful timeout, and every socket has a timeout.
 
     python benchmarks/shutdown_under_load.py                          # ASGI, fast path
     python benchmarks/shutdown_under_load.py --interface wsgi --impl pure
-    python benchmarks/shutdown_under_load.py --all                    # 3 interfaces x 2 paths
+    python benchmarks/shutdown_under_load.py --all --runs 3           # 3 interfaces x 2 paths
     python benchmarks/shutdown_under_load.py --max-ms 3000 --timeout-graceful-shutdown 1  # cuts
 """
 
@@ -319,6 +319,7 @@ def parse_args(argv=None):
     parser.add_argument("--interface", choices=("asgi", "rsgi", "wsgi"), default="asgi")
     parser.add_argument("--impl", choices=("pure", "fast"), default="fast")
     parser.add_argument("--all", action="store_true", help="every interface on both paths")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each interface and path (1)")
     parser.add_argument("--connections", type=int, default=64, help="busy connections (64)")
     parser.add_argument("--idle", type=int, default=8, help="idle keep-alive connections (8)")
     parser.add_argument("--min-ms", type=int, default=500, help="shortest request (500 ms)")
@@ -335,6 +336,8 @@ def parse_args(argv=None):
         args.signal_after = 3 * args.connections
     if not 1 <= args.connections <= 1000 or not 0 <= args.idle <= 1000:
         parser.error("--connections 1..1000, --idle 0..1000")
+    if not 1 <= args.runs <= 100:
+        parser.error("--runs 1..100")
     if not 0 <= args.min_ms <= args.max_ms <= 60000:
         parser.error("0 <= --min-ms <= --max-ms <= 60000")
     return args
@@ -349,7 +352,9 @@ def main(argv=None) -> int:
     )
     failed = False
     results = []
-    for interface, impl in runs:
+    first_seed = args.seed
+    for run, (interface, impl) in enumerate(runs * args.runs):
+        args.seed = first_seed + run  # other request durations in each run
         result = run_once(args, interface, impl)
         problems = check(result, args)
         failed = failed or bool(problems)
@@ -369,6 +374,13 @@ def main(argv=None) -> int:
         for result in results:
             result.pop("stderr")
         print(json.dumps(results, indent=1))
+    else:
+        print(
+            f"total: {len(results)} run(s), {sum(r['seen_by_app'] for r in results)} requests read "
+            f"by the server, {sum(r['lost'] for r in results)} lost, "
+            f"{sum(r['cut'] for r in results)} cut; longest exit "
+            f"{max(r['exit_time'] for r in results)} s after SIGTERM"
+        )
     return 1 if failed else 0
 
 
