@@ -50,8 +50,9 @@ class ServerState:
             config.limit_request_body,
         )
         self.connections: set = set()
-        # The request (or WebSocket) tasks in flight: {task: (stream or session, start time)},
-        # so that what is cut at shutdown or blocks the loop can be named, with its age.
+        # The request (or WebSocket) tasks in flight: {task: (stream or session, start time by
+        # time.monotonic())}, so that what is cut at shutdown or blocks the loop can be named,
+        # with its age.
         self.tasks: dict = {}
         self._pending: list = []
         self.lifespan_state: dict = {}
@@ -98,7 +99,7 @@ class ServerState:
         tasks = self.tasks
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
-        now = loop.time()
+        now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
         for stream in pending:
             coro = self._held(stream) if held else self.handler(stream)
             if eager:
@@ -120,7 +121,7 @@ class ServerState:
             session.deny(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
             return None
         task = self.loop.create_task(self._run_ws(session))
-        self.tasks[task] = (session, self.loop.time())
+        self.tasks[task] = (session, time.monotonic())
         task.add_done_callback(self.tasks.pop)
         return task
 
@@ -150,7 +151,7 @@ class ServerState:
         entry = self.tasks.get(task)
         if entry is not None:
             request, started = entry
-            return describe_request(request, self.loop.time() - started)
+            return describe_request(request, time.monotonic() - started)
         coro = task.get_coro()
         # A task blocking in its first, eager step is not in ``tasks`` yet (it is added once
         # that step returns): its request is then the argument of its coroutine, the gateway's
@@ -413,7 +414,7 @@ class Server:
             else "after the graceful timeout (--timeout-graceful-shutdown %g)"
             % self.config.timeout_graceful_shutdown,
         )
-        now = state.loop.time()
+        now = time.monotonic()
         for request, started in list(state.tasks.values()):
             logger.warning("cut at shutdown: %s", describe_request(request, now - started))
 

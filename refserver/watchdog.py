@@ -81,6 +81,8 @@ class LoopWatchdog:
                 continue
             stalled = time.monotonic() - beat
             wait = max(self.threshold - stalled, self.period)
+            if not self.loop.is_running():
+                continue  # stopped (between runs, or ended without a shutdown): not blocked
             if stalled >= self.threshold and not self._stop.is_set():
                 blocked_at = beat
                 try:
