@@ -7,6 +7,7 @@ in a response header from the application) and CVE-2020-7694 (escape sequences i
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -16,7 +17,14 @@ import time
 
 import pytest
 from h1_helpers import get, parse, wait_for
-from support import free_port, read_response, read_until_closed, start_cli, wait_for_port
+from support import (
+    free_port,
+    read_response,
+    read_until_closed,
+    serve,
+    start_cli,
+    wait_for_port,
+)
 
 from refserver import logs
 from refserver.config import Config
@@ -462,3 +470,51 @@ def test_cve_2020_7694_the_server_handler_escapes_every_message():
     formatter = logs.PrintableFormatter("%(levelname)s:  %(message)s")
     assert formatter.format(record) == "INFO:  peer: a\\x1b[31m\\x0d\\x0aINFO: fake\\u2028x"
     assert logs.printable("/plain/path?x=1") == "/plain/path?x=1"
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_an_application_that_ignores_its_cancellation_does_not_hold_the_shutdown(
+    interface, impl, server_logs
+):
+    """Cut at the graceful timeout, an application that swallows the cancellation and carries on
+    gets one second for its cleanup, then is left behind: the shutdown ends all the same."""
+    entered = threading.Event()
+
+    async def stubborn():
+        entered.set()
+        never = asyncio.Event()  # no timer: nothing of the closed loop keeps this task alive
+        for _ in range(100):
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                pass  # carries on regardless
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http":
+            await stubborn()
+
+    async def rsgi(scope, protocol):
+        await stubborn()
+
+    app = asgi if interface == "asgi" else rsgi
+    # Each path on its usual loop: the second of grace is the same on both loops.
+    loop = "uvloop" if impl == "fast" else "asyncio"
+    with serve(app, impl=impl, loop=loop, interface=interface, timeout_graceful_shutdown=0.3) as srv:
+        sock = srv.connect()
+        sock.sendall(get("/stubborn"))
+        assert entered.wait(5)
+        started = time.monotonic()
+        srv.loop.call_soon_threadsafe(srv.server.request_shutdown)
+        assert read_until_closed(sock, 5) == b""  # cut: no response at all
+        sock.close()
+    assert time.monotonic() - started < 0.3 + 1.0 + 1.0
+    # What the end of the process would do to the task left behind, done here: finalised later
+    # by the garbage collector, in the middle of some other test, it could disturb that test.
+    leftover = list(srv.server.state.tasks)
+    assert len(leftover) == 1
+    leftover[0].get_coro().close()
+    srv.server.state.tasks.clear()
+    del leftover, srv
+    gc.collect()
+    cut = [r.getMessage() for r in server_logs if "cut at shutdown" in r.getMessage()]
+    assert len(cut) == 1 and "GET /stubborn from 127.0.0.1:" in cut[0], cut
