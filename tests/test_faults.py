@@ -518,3 +518,38 @@ def test_an_application_that_ignores_its_cancellation_does_not_hold_the_shutdown
     gc.collect()
     cut = [r.getMessage() for r in server_logs if "cut at shutdown" in r.getMessage()]
     assert len(cut) == 1 and "GET /stubborn from 127.0.0.1:" in cut[0], cut
+
+
+def test_when_every_wsgi_thread_hangs_new_requests_wait_and_one_given_up_never_runs(
+    server_factory,
+):
+    release = Release()
+    called = []
+
+    def app(environ, start_response):
+        called.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/hang":
+            release.wait_thread()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    try:
+        with server_factory(app, interface="wsgi", blocking_threads=1) as srv:
+            hung = srv.connect()
+            hung.sendall(get("/hang"))
+            assert release.entered.wait(5)
+            waiting = srv.connect()
+            waiting.sendall(get("/given-up"))
+            queued = srv.connect()
+            queued.sendall(get("/queued"))
+            wait_for(lambda: in_flight(srv) == 3, what="three requests in flight")
+            waiting.close()  # gives up while no thread is free
+            wait_for(lambda: connections(srv) == 2, what="its connection to be released")
+            release.event.set()
+            assert parse(read_response(hung))[0] == 200
+            assert parse(read_response(queued))[0] == 200
+            hung.close()
+            queued.close()
+    finally:
+        release.event.set()
+    assert called == ["/hang", "/queued"]
