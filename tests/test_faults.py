@@ -38,6 +38,7 @@ INTERFACES = ["asgi", "rsgi", "wsgi"]
 #   /ok              200 "ok"
 #   /raise-before    raises before anything of the response was sent
 #   /raise-mid       sends the head and 5 bytes of a 10-byte body, then raises
+#   /raise-mid-unframed  the same without a Content-Length
 #   /header-crlf     a response header value holding CR LF and a second field (CVE-2020-7695)
 #   /header-lf       ... a bare LF
 #   /header-nul      ... a NUL
@@ -95,7 +96,7 @@ def asgi_app(release: Release):
             time.sleep(BLOCK)
         headers = [(b"content-length", b"10")] if path == "/raise-mid" else []
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if path == "/raise-mid":
+        if path in ("/raise-mid", "/raise-mid-unframed"):
             await send({"type": "http.response.body", "body": b"12345", "more_body": True})
             raise RuntimeError("failed in the middle of the body")
         if path == "/never":
@@ -119,8 +120,9 @@ def rsgi_app(release: Release):
             await asyncio.sleep(0)
         if path in ("/block", "/block-later"):
             time.sleep(BLOCK)
-        if path == "/raise-mid":
-            transport = protocol.response_stream(200, [("content-length", "10")])
+        if path in ("/raise-mid", "/raise-mid-unframed"):
+            headers = [("content-length", "10")] if path == "/raise-mid" else []
+            transport = protocol.response_stream(200, headers)
             await transport.send_bytes(b"12345")
             raise RuntimeError("failed in the middle of the body")
         if path == "/never":
@@ -143,8 +145,9 @@ def wsgi_app(release: Release):
             return [b"should not be sent"]
         if path == "/block":
             time.sleep(BLOCK)
-        if path == "/raise-mid":
-            start_response("200 OK", [("Content-Length", "10")])
+        if path in ("/raise-mid", "/raise-mid-unframed"):
+            headers = [("Content-Length", "10")] if path == "/raise-mid" else []
+            start_response("200 OK", headers)
             return _raise_mid()
         if path == "/never":
             start_response("200 OK", [])
@@ -223,6 +226,25 @@ def test_exception_after_the_response_started_truncates_it_never_completes_it(
         assert errors(server_logs)
         assert ok(srv)
         wait_for(lambda: in_flight(srv) == 0 and connections(srv) == 0, what="resources freed")
+
+
+@pytest.mark.parametrize("interface", INTERFACES)
+def test_a_cut_response_delimited_by_the_close_is_reset_not_ended(interface, server_factory):
+    """HTTP/1.0 without a Content-Length: the end of the connection is the end of the body, so a
+    plain close would make the 5 bytes sent look like a complete response. A TCP reset says it is
+    not one."""
+    with server_factory(APPS[interface](Release()), interface=interface) as srv:
+        with srv.connect() as sock:
+            sock.sendall(b"GET /raise-mid-unframed HTTP/1.0\r\n\r\n")
+            received = b""
+            with pytest.raises(ConnectionResetError):
+                while True:
+                    data = sock.recv(65536)
+                    assert data, f"the connection ended normally after {received!r}"
+                    received += data
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"\r\n\r\n12345")
+        assert b"content-length" not in received.lower()
+        assert ok(srv)
 
 
 # ------------------------------------------------------------------------- CVE-2020-7695

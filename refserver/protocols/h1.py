@@ -13,6 +13,8 @@ per-request path.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import (
@@ -590,9 +592,23 @@ class H1Protocol:
         self._drop_timer()
         if self.transport is not None:
             if abort:
+                if self.conn.response_close_delimited:
+                    # A plain close would end this response as if it were complete (HTTP/1.0,
+                    # no Content-Length): a reset is the only way left to say it was cut short.
+                    _reset_on_close(self.transport)
                 self.transport.abort()
             else:
                 self.transport.close()
+
+
+def _reset_on_close(transport) -> None:
+    """Make the transport's close send a TCP reset (SO_LINGER on, timeout 0) instead of a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
 
 def start_upgrade(h1, head):
