@@ -9,8 +9,9 @@ once the loop runs again, for how long it was held.
 
 What it costs is one timer callback on the loop per period (a quarter of the threshold, at most
 0.25 s) and about one wake-up of the thread per threshold, whatever the request rate: nothing is
-done per request. Measured idle with the default threshold of 1 s, it is 0.05 % of a core (0.5 ms
-of CPU a second, on a shared 2-core VM where a wake-up costs some 80 µs).
+done per request. Measured idle with the default threshold of 1 s (benchmarks/watchdog_cost.py), it
+is about 0.05 % of a core: 0.4 to 0.5 ms of CPU a second, on a shared 2-core VM where a wake-up
+costs some 80 µs.
 """
 
 from __future__ import annotations
