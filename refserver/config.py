@@ -210,6 +210,12 @@ OPTIONS: tuple[Option, ...] = (
         20.0,
         "Close a WebSocket (1011) whose ping is not answered within N seconds, 0 to wait forever.",
     ),
+    Option(
+        "warn_blocked_loop",
+        float,
+        1.0,
+        "Warn, naming the request, when the event loop is blocked for N seconds; 0 for never.",
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}

@@ -1,4 +1,12 @@
-"""Logging setup: ``refserver.error`` for the server, ``refserver.access`` for one line a request."""
+"""Logging setup: ``refserver.error`` for the server, ``refserver.access`` for one line a request.
+
+Request data reaches the logs (the path in the access log, the request named in a warning), and a
+client chooses those bytes: control characters in them would let a client move a terminal's cursor,
+recolour or erase what an operator reads, or start a line that looks like one of the server's own
+(uvicorn CVE-2020-7694). :func:`printable` is the one rule that prevents it; the server applies it
+to request data wherever it logs some, and the handler installed by :func:`configure` applies it to
+every message as well, for the messages that quote request data in other words.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +20,43 @@ error_logger = logging.getLogger("refserver.error")
 access_logger = logging.getLogger("refserver.access")
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (C0 and C1 controls, DEL, line and
+    paragraph separators...) written as a Python escape (``\\x1b``), so that a log line shows what
+    was received and cannot contain anything a terminal or a log reader would interpret.
+
+    Printable text, the usual case, is returned as it is after one C-speed scan. A backslash is
+    left alone: messages quote request bytes with ``repr()``, whose escapes would be doubled.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFF:
+        return "\\x%02x" % code
+    if code <= 0xFFFF:
+        return "\\u%04x" % code
+    return "\\U%08x" % code
+
+
+class PrintableFormatter(logging.Formatter):
+    """Escapes what is not printable in the message; a traceback, added after it, keeps its
+    lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure(level_name: str) -> None:
     level = TRACE if level_name == "trace" else getattr(logging, level_name.upper())
     root = logging.getLogger("refserver")
     if not any(getattr(h, "_refserver", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s:  %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(levelname)s:  %(message)s"))
         handler._refserver = True
         root.addHandler(handler)
         root.propagate = False

@@ -30,6 +30,8 @@ logger = logs.error_logger
 EAGER_START = sys.version_info >= (3, 12)
 
 BACKLOG = 2048  # the listen queue: where clients wait while accepting is paused
+#: Seconds cancelled requests have, after the graceful timeout, to run their cleanup.
+CANCEL_GRACE = 1.0
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -50,7 +52,10 @@ class ServerState:
             config.limit_request_body,
         )
         self.connections: set = set()
-        self.tasks: set = set()
+        # The request (or WebSocket) tasks in flight: {task: (stream or session, start time by
+        # time.monotonic())}, so that what is cut at shutdown or blocks the loop can be named,
+        # with its age.
+        self.tasks: dict = {}
         self._pending: list = []
         self.lifespan_state: dict = {}
         self.handler = None  # async callable(stream), set once the app is loaded
@@ -96,6 +101,7 @@ class ServerState:
         tasks = self.tasks
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
+        now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
         for stream in pending:
             coro = self._held(stream) if held else self.handler(stream)
             if eager:
@@ -103,8 +109,8 @@ class ServerState:
             else:
                 task = loop.create_task(coro)
             if not task.done():
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                tasks[task] = (stream, now)
+                task.add_done_callback(tasks.pop)
 
     def dispatch_ws(self, session):
         """Start the gateway for one WebSocket; denied with 503 past ``--limit-concurrency``.
@@ -117,8 +123,8 @@ class ServerState:
             session.deny(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
             return None
         task = self.loop.create_task(self._run_ws(session))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks[task] = (session, time.monotonic())
+        task.add_done_callback(self.tasks.pop)
         return task
 
     async def _run_ws(self, session):
@@ -131,16 +137,59 @@ class ServerState:
 
     def log_access(self, stream) -> None:
         if self.access_log:
-            client = stream.client
             logs.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
-                "%s:%s" % client if client and client[1] is not None else "-",
+                _client(stream.client),
                 stream.method,
-                (stream.raw_path + (b"?" + stream.query_string if stream.query_string else b""))
-                .decode("latin-1"),
+                _target(stream),
                 stream.http_version,
                 stream.status,
             )
+
+    def describe_task(self, task) -> str:
+        """The request ``task`` serves, for a log line; called from the loop watchdog's thread."""
+        if task is None:
+            return "a callback outside any task (not an application request)"
+        entry = self.tasks.get(task)
+        if entry is not None:
+            request, started = entry
+            return describe_request(request, time.monotonic() - started)
+        coro = task.get_coro()
+        # A task blocking in its first, eager step is not in ``tasks`` yet (it is added once
+        # that step returns): its request is then the argument of its coroutine, the gateway's
+        # ``__call__(stream)``. Read from the frame here, on this rare path, rather than recorded
+        # for every request.
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None and getattr(coro, "__qualname__", "") in _REQUEST_COROUTINES:
+            request = frame.f_locals.get("stream")
+            if request is not None:
+                return describe_request(request, None)
+        name = getattr(coro, "__qualname__", None) or type(coro).__name__
+        return f"task {task.get_name()} running {logs.printable(name)} (not a request)"
+
+
+#: The coroutines a request task starts with, whose argument ``stream`` is the request.
+_REQUEST_COROUTINES = frozenset(
+    ("ASGIGateway.__call__", "RSGIGateway.__call__", "WSGIGateway.__call__", "ServerState._held")
+)
+
+
+def _client(client) -> str:
+    return "%s:%s" % client if client and client[1] is not None else "-"
+
+
+def _target(request) -> str:
+    """The request target as received, made safe to log (CVE-2020-7694)."""
+    query = request.query_string
+    target = (request.raw_path + b"?" + query if query else request.raw_path).decode("latin-1")
+    return logs.printable(target)
+
+
+def describe_request(request, age: float | None) -> str:
+    """``GET /path?q from 127.0.0.1:51234, started 1.25 s ago``: a request in a log line."""
+    method = logs.printable(request.method)
+    text = "%s %s from %s" % (method, _target(request), _client(request.client))
+    return text if age is None else "%s, started %.2f s ago" % (text, age)
 
 
 def make_ws_gateway(interface: str, app, state: ServerState):
@@ -199,6 +248,7 @@ class Server:
         self._servers: list = []
         self._exit_event: asyncio.Event | None = None
         self._lifespan = None
+        self._watchdog = None
 
     # ---------------------------------------------------------------- loading
 
@@ -269,6 +319,13 @@ class Server:
             impl.name,
             _loop_name(loop),
         )
+        if self.config.warn_blocked_loop:
+            from .watchdog import LoopWatchdog
+
+            self._watchdog = LoopWatchdog(
+                loop, self.config.warn_blocked_loop, state.describe_task, logger
+            )
+            self._watchdog.start()
         self.started.set()
 
     async def _listen(self, state, impl, sockets) -> None:
@@ -298,30 +355,35 @@ class Server:
             self._exit_event.set()
 
     async def shutdown(self) -> None:
+        """The graceful shutdown of spec/server.md: stop accepting, answer every request already
+        read, close idle connections at once, and cut (logging each) what still runs at
+        ``--timeout-graceful-shutdown``."""
         state = self.state
         logger.info("shutting down")
+        deadline = time.monotonic() + self.config.timeout_graceful_shutdown
         for server in self._servers:
-            server.close()
+            server.close()  # the listening sockets: a new connection is refused from here on
+        # A connection accepted just before the close may not have been made yet: its
+        # connection_made is a ready callback, run by this pass through the loop.
+        await asyncio.sleep(0)
         if state is not None:
             for conn in list(state.connections):
                 conn.shutdown()
             state.start_pending()  # requests read before the shutdown are answered
-            deadline = time.monotonic() + self.config.timeout_graceful_shutdown
             while state.tasks and not self.force_exit and time.monotonic() < deadline:
                 await asyncio.wait(
                     list(state.tasks), timeout=min(0.1, max(0.0, deadline - time.monotonic()))
                 )
             if state.tasks:
-                logger.warning(
-                    "%d request(s) still running after the graceful timeout; cancelling",
-                    len(state.tasks),
-                )
+                self._log_cut(state)
             for conn in list(state.connections):
                 conn.close(abort=True)
             for task in list(state.tasks):
                 task.cancel()
             if state.tasks:
-                await asyncio.wait(list(state.tasks), timeout=5)
+                # Time for the applications' cleanup (``finally`` blocks, rollbacks); an
+                # application that ignores the cancellation is left behind.
+                await asyncio.wait(list(state.tasks), timeout=CANCEL_GRACE)
         # Python 3.12+ wait_closed() waits for every connection; all are closed by now.
         for server in self._servers:
             try:
@@ -333,12 +395,31 @@ class Server:
             await self._lifespan.shutdown()
         handler = state.handler if state is not None else None
         if handler is not None and hasattr(handler, "close"):
-            handler.close()
+            # Threads still running a WSGI application were cut with their requests: no reason
+            # to wait the whole close timeout for them once the deadline has passed.
+            handler.close(min(handler.close_timeout, max(0.1, deadline - time.monotonic())))
         if self.config.uds and os.path.exists(self.config.uds):
             try:
                 os.unlink(self.config.uds)
             except OSError:
                 pass
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+
+    def _log_cut(self, state) -> None:
+        """One warning for the cut, then one line per request cut, naming it and its age."""
+        logger.warning(
+            "%d request(s) still running %s; cutting them",
+            len(state.tasks),
+            "at a second signal"
+            if self.force_exit
+            else "after the graceful timeout (--timeout-graceful-shutdown %g)"
+            % self.config.timeout_graceful_shutdown,
+        )
+        now = time.monotonic()
+        for request, started in list(state.tasks.values()):
+            logger.warning("cut at shutdown: %s", describe_request(request, now - started))
 
 
 def _has_loop() -> bool:

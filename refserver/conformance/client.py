@@ -295,6 +295,10 @@ class Connection:
     def _read_until_close(self, deadline: float, response: Response) -> bytes:
         while self._fill(deadline):
             pass
+        if self.reset:
+            # A body that ends with the connection ends with a clean close; a reset cuts it.
+            raise Closed("connection reset inside a close-delimited body", bytes(self.buffer),
+                         head=response)
         return self._take(len(self.buffer))
 
     def wait_closed(self, timeout: float) -> bytes:

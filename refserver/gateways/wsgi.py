@@ -727,8 +727,14 @@ class WSGIGateway:
             self.logger.error("invalid WSGI response: %s", exc)
             fail(stream)
 
-    def close(self) -> None:
-        busy = self.pool.close(self.close_timeout)
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the pool, waiting at most ``timeout`` (default :attr:`close_timeout`) seconds.
+
+        A thread still inside the application then is left behind: it is a daemon thread, so it
+        does not keep the process alive, and nothing it does reaches a client any more (its
+        request was cut; the loop is gone).
+        """
+        busy = self.pool.close(self.close_timeout if timeout is None else timeout)
         if busy:
             self.logger.warning(
                 "%d WSGI application call(s) still running at shutdown; not waiting for them",

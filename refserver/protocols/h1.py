@@ -13,6 +13,8 @@ per-request path.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import (
@@ -641,6 +643,10 @@ class H1Protocol:
         transport = self.transport
         if transport is not None:
             if abort:
+                if self.conn.response_close_delimited:
+                    # A plain close would end this response as if it were complete (HTTP/1.0,
+                    # no Content-Length): a reset is the only way left to say it was cut short.
+                    _reset_on_close(transport)
                 transport.abort()
             else:
                 transport.close()
@@ -666,6 +672,16 @@ class H1Protocol:
         self._closing = True
         self._drop_timer()
         self.transport.abort()
+
+
+def _reset_on_close(transport) -> None:
+    """Make the transport's close send a TCP reset (SO_LINGER on, timeout 0) instead of a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
 
 
 def start_upgrade(h1, head):

@@ -499,6 +499,12 @@ class H1Connection:
             self._remaining -= len(data)
         return data
 
+    @property
+    def response_close_delimited(self) -> bool:
+        """A response is in progress whose end is the end of the connection: closing it normally
+        would present what was sent as the whole body, however short."""
+        return self._framing == _CLOSE_DELIMITED and not self.response_complete
+
     def response_end(self) -> bytes:
         if self.response_complete:
             return b""

@@ -152,6 +152,9 @@ async def respond_plan(scope, receive, send) -> None:
 
 # ------------------------------------------------------------------------------------ misuse
 
+#: The longest a probe route that "never" ends runs.
+NEVER_CAP = 10.0
+
 START = {
     "type": "http.response.start",
     "status": 200,
@@ -172,6 +175,19 @@ async def m_raise_mid_body(scope, receive, send, key):
     await send(START)
     await send({"type": "http.response.body", "body": b"partial", "more_body": True})
     raise RuntimeError("probe: raised in the middle of the body")
+
+
+async def m_never_finishes(scope, receive, send, key):
+    """Starts a body and never ends it; returns once its client has left, or after
+    NEVER_CAP seconds, so that a server that never tells it cannot keep the probe busy."""
+    await send(START)
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    try:
+        while (await asyncio.wait_for(receive(), NEVER_CAP))["type"] != "http.disconnect":
+            pass
+        record_event(key, {"disconnect": True})
+    except asyncio.TimeoutError:
+        record_event(key, {"disconnect": False})
 
 
 async def m_no_response(scope, receive, send, key):
@@ -251,6 +267,14 @@ async def m_header_value_crlf(scope, receive, send, key):
     await _start_with(send, key, headers=[(b"x-a", b"1\r\nx-injected: 1")])
 
 
+async def m_header_value_lf(scope, receive, send, key):
+    await _start_with(send, key, headers=[(b"x-a", b"1\nx-injected: 1")])
+
+
+async def m_header_value_nul(scope, receive, send, key):
+    await _start_with(send, key, headers=[(b"x-a", b"1\x00x-injected: 1")])
+
+
 async def m_header_str(scope, receive, send, key):
     await _start_with(send, key, headers=[("x-a", "1")])
 
@@ -308,6 +332,9 @@ MISUSE = {
     "status-informational": m_status_informational,
     "header-name-invalid": m_header_name_invalid,
     "header-value-crlf": m_header_value_crlf,
+    "never-finishes": m_never_finishes,
+    "header-value-lf": m_header_value_lf,
+    "header-value-nul": m_header_value_nul,
     "header-str": m_header_str,
     "body-str": m_body_str,
     "cl-short": m_cl_short,

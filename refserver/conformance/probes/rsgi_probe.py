@@ -300,6 +300,22 @@ async def m_raise_mid_stream(scope, protocol, params, key):
     raise RuntimeError("probe: raised in the middle of a stream")
 
 
+#: The longest a probe route that "never" ends runs.
+NEVER_CAP = 10.0
+
+
+async def m_never_finishes(scope, protocol, params, key):
+    """Starts a stream and never ends it; returns once its client has left, or after
+    NEVER_CAP seconds, so that a server that never tells it cannot keep the probe busy."""
+    transport = protocol.response_stream(200, [("content-type", "text/plain")])
+    await transport.send_bytes(b"partial")
+    try:
+        await asyncio.wait_for(protocol.client_disconnect(), NEVER_CAP)
+        record_event(key, {"disconnect": True})
+    except asyncio.TimeoutError:
+        record_event(key, {"disconnect": False})
+
+
 def _try(key, func, *args) -> dict | None:
     try:
         func(*args)
@@ -352,6 +368,14 @@ async def m_header_name_invalid(scope, protocol, params, key):
 
 async def m_header_value_crlf(scope, protocol, params, key):
     await _respond_with(protocol, key, headers=[("x-a", "1\r\nx-injected: 1")])
+
+
+async def m_header_value_lf(scope, protocol, params, key):
+    await _respond_with(protocol, key, headers=[("x-a", "1\nx-injected: 1")])
+
+
+async def m_header_value_nul(scope, protocol, params, key):
+    await _respond_with(protocol, key, headers=[("x-a", "1\x00x-injected: 1")])
 
 
 async def m_header_not_latin1(scope, protocol, params, key):
@@ -407,6 +431,9 @@ MISUSE = {
     "status-str": m_status_str,
     "header-name-invalid": m_header_name_invalid,
     "header-value-crlf": m_header_value_crlf,
+    "never-finishes": m_never_finishes,
+    "header-value-lf": m_header_value_lf,
+    "header-value-nul": m_header_value_nul,
     "header-not-latin1": m_header_not_latin1,
     "header-bytes": m_header_bytes,
     "body-type": m_body_type,

@@ -259,6 +259,34 @@ def m_raise_mid_body(environ, start_response, params, key):
     return body()
 
 
+#: The longest a probe route that "never" ends (or hangs) runs.
+NEVER_CAP = 10.0
+
+
+def m_never_finishes(environ, start_response, params, key):
+    """Streams a piece every 50 ms and never ends; stops when a write fails because its client
+    has left (the server then closes the iterable), or after NEVER_CAP seconds."""
+    start_response("200 OK", TEXT)
+
+    def body():
+        deadline = time.monotonic() + NEVER_CAP
+        try:
+            while time.monotonic() < deadline:
+                yield b"partial"
+                time.sleep(0.05)
+        finally:
+            record_event(key, {"disconnect": time.monotonic() < deadline})
+
+    return body()
+
+
+def m_hang(environ, start_response, params, key):
+    """Holds its thread for ``seconds`` (at most NEVER_CAP) before answering."""
+    time.sleep(min(float(first(params, "seconds", "1")), NEVER_CAP))
+    start_response("200 OK", TEXT)
+    return [b"late"]
+
+
 def m_empty_then_raise(environ, start_response, params, key):
     """Only empty strings before the error: nothing may have been sent, so a 500 is possible."""
     start_response("200 OK", TEXT)
@@ -367,6 +395,14 @@ def m_header_value_crlf(environ, start_response, params, key):
     return _check_start(start_response, key, "200 OK", [("X-A", "1\r\nX-Injected: 1")])
 
 
+def m_header_value_lf(environ, start_response, params, key):
+    return _check_start(start_response, key, "200 OK", [("X-A", "1\nX-Injected: 1")])
+
+
+def m_header_value_nul(environ, start_response, params, key):
+    return _check_start(start_response, key, "200 OK", [("X-A", "1\x00X-Injected: 1")])
+
+
 def m_header_not_latin1(environ, start_response, params, key):
     return _check_start(start_response, key, "200 OK", [("X-A", "\u2603")])
 
@@ -407,6 +443,10 @@ MISUSE = {
     "headers-tuple": m_headers_tuple,
     "header-name-invalid": m_header_name_invalid,
     "header-value-crlf": m_header_value_crlf,
+    "never-finishes": m_never_finishes,
+    "hang": m_hang,
+    "header-value-lf": m_header_value_lf,
+    "header-value-nul": m_header_value_nul,
     "header-not-latin1": m_header_not_latin1,
     "cl-short": m_cl_short,
     "cl-long": m_cl_long,
