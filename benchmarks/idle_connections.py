@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import resource
-import selectors
 import socket
 import subprocess
 import sys
@@ -28,7 +26,17 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HOST = "127.0.0.1"  # never anything else
+sys.path.insert(0, ROOT)  # run as a script: the repository's packages
+
+from benchmarks.loopback import (  # noqa: E402
+    HOST,
+    free_port,
+    raise_fd_limit,
+    request_all,
+    rss_kib,
+    stop_process,
+)
+
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 BODY = b"Hello, world!"  # GET / of benchmarks.apps.asgi_app
 KEEP = "600"  # seconds of keep-alive, longer than any run
@@ -65,66 +73,11 @@ TARGETS = {
 }
 
 
-def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's RLIMIT_NOFILE toward ``wanted`` (up to the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def available(modules) -> str | None:
     for name in modules:
         if importlib.util.find_spec(name) is None:
             return f"{name} is not installed"
     return None
-
-
-def request_all(socks, deadline: float) -> int:
-    """Send ``GET /`` on every socket and read each whole response; returns how many failed."""
-    selector = selectors.DefaultSelector()
-    pending = {}
-    for sock in socks:
-        sock.sendall(REQUEST)
-        pending[sock] = b""
-        selector.register(sock, selectors.EVENT_READ)
-    failed = 0
-    while pending and time.monotonic() < deadline:
-        for key, _ in selector.select(timeout=0.5):
-            sock = key.fileobj
-            try:
-                data = sock.recv(4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                failed += 1
-            else:
-                pending[sock] += data
-                if not pending[sock].endswith(BODY):
-                    continue
-                if not pending[sock].startswith(b"HTTP/1.1 200"):
-                    failed += 1
-            selector.unregister(sock)
-            del pending[sock]
-    selector.close()
-    return failed + len(pending)
 
 
 def open_idle(port: int, count: int, deadline: float) -> tuple:
@@ -136,7 +89,7 @@ def open_idle(port: int, count: int, deadline: float) -> tuple:
             sock = socket.create_connection((HOST, port), timeout=10)
             sock.setblocking(False)
             batch.append(sock)
-        failed += request_all(batch, deadline)
+        failed += len(batch) - request_all(batch, REQUEST, BODY, deadline)
         socks.extend(batch)
     return socks, failed
 
@@ -189,7 +142,7 @@ def measure(name: str, count: int) -> dict:
         start = time.monotonic()
         socks, failed = open_idle(port, count, start + 120)
         after = settle(proc.pid)
-        again = request_all(socks, time.monotonic() + 60)
+        again = len(socks) - request_all(socks, REQUEST, BODY, time.monotonic() + 60)
         return {
             "name": name,
             "description": description,
@@ -204,12 +157,7 @@ def measure(name: str, count: int) -> dict:
     finally:
         for sock in socks:
             sock.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def main(argv=None) -> int:

@@ -42,17 +42,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HOST = "127.0.0.1"  # loopback only
+sys.path.insert(0, ROOT)  # run as a script: the repository's packages
+
+from benchmarks.loopback import HOST, free_port  # noqa: E402
 
 CUT_LINE = re.compile(
     r"cut at shutdown: GET /work\?ms=\d+&id=(\S+) from (\S+), started ([\d.]+) s ago"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class Tally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import selectors
 import socket
 import statistics
@@ -27,24 +26,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HOST = "127.0.0.1"  # never anything else
+sys.path.insert(0, ROOT)  # run as a script: the repository's packages
+
+from benchmarks.loopback import HOST, free_port, raise_fd_limit  # noqa: E402
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 HELLO = b"Hello, world!"  # the body of GET / in benchmarks.apps
 SLOW_HEAD = b"GET /slow HTTP/1.1\r\nHost: bench\r\nX-Pad: " + b"p" * 4096  # never completed
-
-
-def raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(port: int, proc, deadline: float) -> None:

@@ -17,7 +17,6 @@ import argparse
 import glob
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HOST = "127.0.0.1"
+sys.path.insert(0, ROOT)  # run as a script: the repository's packages
+
+from benchmarks.loopback import HOST, stop_process  # noqa: E402
 
 
 def cpu_ns(pid: int) -> int:
@@ -70,12 +71,7 @@ def idle_cpu(threshold: float, seconds: float) -> float:
         time.sleep(seconds)
         return (cpu_ns(proc.pid) - before) / 1000 / seconds
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import resource
-import selectors
 import socket
 import subprocess
 import sys
@@ -22,45 +21,15 @@ import pytest
 from h1_helpers import echo, get, wait_for
 from support import ROOT, free_port, serve, wait_for_port
 
+sys.path.insert(0, ROOT)
+from benchmarks.loopback import raise_fd_limit, request_all  # noqa: E402
+
 RESPONSE_END = b"GET / 1:"  # the body echo() gives GET /
-
-
-def _raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _request_all(socks, timeout: float = 30.0) -> int:
     """GET / on every socket, each response read whole; returns how many were answered."""
-    selector = selectors.DefaultSelector()
-    pending = {}
-    for sock in socks:
-        sock.sendall(get())
-        pending[sock] = b""
-        selector.register(sock, selectors.EVENT_READ)
-    answered = 0
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for key, _ in selector.select(timeout=0.5):
-            sock = key.fileobj
-            try:
-                data = sock.recv(4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            pending[sock] += data
-            if data and not pending[sock].endswith(RESPONSE_END):
-                continue
-            if data and pending[sock].startswith(b"HTTP/1.1 200 "):
-                answered += 1
-            selector.unregister(sock)
-            del pending[sock]
-    selector.close()
-    return answered
+    return request_all(socks, get(), RESPONSE_END, time.monotonic() + timeout)
 
 
 def _open(srv, count: int) -> list:
@@ -73,7 +42,7 @@ def _open(srv, count: int) -> list:
 
 
 def test_a_thousand_idle_connections_cost_little_and_are_all_served_again(impl):
-    count = min(1000, (_raise_fd_limit(2 * 1000 + 256) - 256) // 2)
+    count = min(1000, (raise_fd_limit(2 * 1000 + 256) - 256) // 2)
     assert count >= 500, "the file-descriptor limit is too low for this test"
     with serve(echo, impl=impl, loop="asyncio" if impl == "pure" else "uvloop",
                lifespan="off", timeout_keep_alive=60) as srv:
