@@ -170,3 +170,14 @@ def test_ws_out_of_order_frame_is_refused_on_its_header():
     first = fuzz.client_frame(fuzz.BINARY, b"\x00\x7e\x00\x81\xff" + b"x" * 31, fin=False, rsv=4)
     second = fuzz.client_frame(fuzz.BINARY, bytes(range(200, 256)) * 2, rsv=4)
     fuzz.check_ws(first + second, [len(first) + 12], True, 1024)  # 6 bytes of its payload
+
+
+def test_ws_invalid_utf8_before_an_oversized_fragment_is_1007_however_split():
+    """A text fragment with invalid UTF-8, then a continuation whose header announces more than
+    the size limit: the first fault in the bytes (1007) decides, whether or not the next frame's
+    header came in the same read. Looking ahead at that header once made it 1009."""
+    data = (fuzz.client_frame(fuzz.TEXT, b"\xe2\x82,", fin=False)
+            + fuzz.client_frame(fuzz.CONT, b"x" * 57))
+    whole = fuzz.check_ws(data, [], False, 16)
+    assert any(getattr(e, "code", None) == 1007 for e in whole), whole
+    fuzz.check_ws(data, [len(data) - 60], False, 16)

@@ -436,7 +436,6 @@ class MessageRules(Extension):
         self._fragmented = False  # a data message has begun and its final frame is still to come
         self._inflater = None
         self._deflater = None
-        self.too_big = False
 
     def enabled(self) -> bool:
         return True
@@ -469,7 +468,6 @@ class MessageRules(Extension):
             and not self._compressed
             and self._size + payload_length > self.max_size
         ):
-            self.too_big = True
             return CloseReason.MESSAGE_TOO_BIG
         return self._claim
 
@@ -505,7 +503,6 @@ class MessageRules(Extension):
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._size += len(out)
         if self.max_size and (self._size > self.max_size or inflater.unconsumed_tail):
-            self.too_big = True
             return CloseReason.MESSAGE_TOO_BIG
         return out
 
@@ -843,7 +840,7 @@ class WSConnection:
             # connection is still OPEN: the connection is to be failed with that code (RFC 6455
             # 7.1.7), by :meth:`fail`.
             reason = event.reason or ""
-            if code == CloseReason.MESSAGE_TOO_BIG or self._rules.too_big:
+            if code == CloseReason.MESSAGE_TOO_BIG:
                 code = CloseReason.MESSAGE_TOO_BIG
                 reason = f"message larger than {self.max_size} bytes"
             elif code == CloseReason.INVALID_FRAME_PAYLOAD_DATA:
