@@ -79,3 +79,53 @@ def request_all(socks, request: bytes, body_end: bytes, deadline: float) -> int:
             del pending[sock]
     selector.close()
     return answered
+
+
+def trickle(port: int, count: int, head: bytes, interval: float, until: float,
+            on_connected=None) -> tuple:
+    """``count`` connections each sending one more byte of ``head`` every ``interval`` seconds,
+    until the server closes it or ``until`` (a monotonic time). ``on_connected()`` is called once
+    all are open. Returns ({connection index: (seconds from its connect to its close, bytes
+    received)}, [bytes of ``head`` each one sent])."""
+    selector = selectors.DefaultSelector()
+    conns = []
+    for i in range(count):
+        sock = socket.create_connection((HOST, port))
+        sock.setblocking(False)
+        conns.append([sock, time.monotonic(), 0, b""])
+        selector.register(sock, selectors.EVENT_READ, i)
+    if on_connected is not None:
+        on_connected()
+    closed: dict = {}
+    next_send = time.monotonic()
+    while len(closed) < count and time.monotonic() < until:
+        now = time.monotonic()
+        if now >= next_send:
+            for i, conn in enumerate(conns):
+                if i not in closed and conn[2] < len(head):
+                    try:
+                        conn[0].send(head[conn[2] : conn[2] + 1])
+                        conn[2] += 1
+                    except OSError:
+                        pass
+            next_send = now + interval
+        for key, _ in selector.select(timeout=max(0.0, min(0.05, next_send - now))):
+            i = key.data
+            try:
+                data = conns[i][0].recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if data:
+                conns[i][3] += data
+                continue
+            closed[i] = (time.monotonic() - conns[i][1], conns[i][3])
+            selector.unregister(conns[i][0])
+            conns[i][0].close()
+    for i, conn in enumerate(conns):
+        if i not in closed:
+            selector.unregister(conn[0])
+            conn[0].close()
+    selector.close()
+    return closed, [conn[2] for conn in conns]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import selectors
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages
 
 from benchmarks.loopback import HOST, free_port, raise_fd_limit  # noqa: E402
+from benchmarks.loopback import trickle as loopback_trickle  # noqa: E402
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 HELLO = b"Hello, world!"  # the body of GET / in benchmarks.apps
 SLOW_HEAD = b"GET /slow HTTP/1.1\r\nHost: bench\r\nX-Pad: " + b"p" * 4096  # never completed
@@ -48,49 +48,15 @@ def wait_ready(port: int, proc, deadline: float) -> None:
     raise SystemExit("the server did not answer in time")
 
 
-def trickle(port: int, count: int, interval: float, stop_at: float, out) -> None:
-    """Child process: ``count`` connections, one byte each every ``interval`` s, until each is
-    closed by the server or ``stop_at``. Sends (index, seconds to close, first bytes) to ``out``."""
+def trickle_in_child(port: int, count: int, interval: float, stop_at: float, out) -> None:
+    """Child process: the slow connections (:func:`benchmarks.loopback.trickle`); sends to ``out``
+    when they are connected, then (index, seconds to close, first bytes) of each one closed."""
     raise_fd_limit(count + 64)
-    selector = selectors.DefaultSelector()
-    conns = []
-    for i in range(count):
-        sock = socket.create_connection((HOST, port))
-        sock.setblocking(False)
-        conns.append([sock, time.monotonic(), 0, b""])
-        selector.register(sock, selectors.EVENT_READ, i)
-    out.send(("connected", count))
-    done: dict = {}
-    next_send = time.monotonic()
-    while len(done) < count and time.monotonic() < stop_at:
-        now = time.monotonic()
-        if now >= next_send:
-            for i, conn in enumerate(conns):
-                if i not in done and conn[2] < len(SLOW_HEAD):
-                    try:
-                        conn[0].send(SLOW_HEAD[conn[2] : conn[2] + 1])
-                        conn[2] += 1
-                    except OSError:
-                        pass
-            next_send = now + interval
-        for key, _ in selector.select(timeout=max(0.0, min(0.1, next_send - now))):
-            i = key.data
-            try:
-                data = conns[i][0].recv(4096)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                data = b""
-            if data:
-                conns[i][3] += data
-                continue
-            done[i] = (time.monotonic() - conns[i][1], conns[i][3][:12])
-            selector.unregister(conns[i][0])
-            conns[i][0].close()
-    for i, conn in enumerate(conns):
-        if i not in done:
-            conn[0].close()
-    out.send(("done", done, [conns[i][2] for i in range(count)]))
+    closed, sent = loopback_trickle(
+        port, count, SLOW_HEAD, interval, stop_at, lambda: out.send(("connected", count))
+    )
+    done = {i: (seconds, data[:12]) for i, (seconds, data) in closed.items()}
+    out.send(("done", done, sent))
 
 
 def main(argv=None) -> int:
@@ -128,7 +94,7 @@ def main(argv=None) -> int:
         stop_at = time.monotonic() + args.header_timeout + 10
         parent, child = multiprocessing.Pipe()
         slow = multiprocessing.Process(
-            target=trickle, args=(port, args.connections, args.interval, stop_at, child)
+            target=trickle_in_child, args=(port, args.connections, args.interval, stop_at, child)
         )
         slow.start()
         if not parent.poll(60):

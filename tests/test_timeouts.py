@@ -7,16 +7,19 @@ The long versions (1,000 slow connections at one byte a second) are ``benchmarks
 from __future__ import annotations
 
 import asyncio
-import selectors
 import socket
 import statistics
+import sys
 import threading
 import time
 
 import pytest
 from h1_helpers import assert_closed, assert_no_traceback, echo, get, parse, respond, wait_for
-from support import read_response, read_until_closed, serve
+from support import ROOT, read_response, read_until_closed, serve
 from ws_helpers import RawClient
+
+sys.path.insert(0, ROOT)
+from benchmarks.loopback import trickle  # noqa: E402
 
 # ---------------------------------------------------------------------------- slow request heads
 
@@ -45,51 +48,11 @@ def test_a_head_that_keeps_trickling_gets_408_at_its_deadline(server_factory):
         assert 0.55 <= elapsed < 1.2, elapsed  # the deadline, not extended by the trickle
 
 
-def _trickle_heads(host, port, count, interval, until):
+def _trickle_heads(port, count, interval, until):
     """``count`` connections each sending one byte of a request head every ``interval`` s;
     returns {connection index: (seconds from its connect to its close, bytes received)}."""
     head = get("/slow") * 4  # longer than any run: the head never completes
-    selector = selectors.DefaultSelector()
-    conns = []
-    for i in range(count):
-        sock = socket.create_connection((host, port))
-        sock.setblocking(False)
-        conns.append([sock, time.monotonic(), 0, b""])
-        selector.register(sock, selectors.EVENT_READ, i)
-    results = {}
-    next_send = time.monotonic()
-    while len(results) < count and time.monotonic() < until:
-        now = time.monotonic()
-        if now >= next_send:
-            for i, conn in enumerate(conns):
-                if i not in results:
-                    try:
-                        conn[0].send(head[conn[2] : conn[2] + 1])
-                        conn[2] += 1
-                    except OSError:
-                        pass
-            next_send = now + interval
-        for key, _ in selector.select(timeout=max(0.0, min(0.05, next_send - now))):
-            i = key.data
-            sock = conns[i][0]
-            try:
-                data = sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                data = b""
-            if data:
-                conns[i][3] += data
-                continue
-            results[i] = (time.monotonic() - conns[i][1], conns[i][3])
-            selector.unregister(sock)
-            sock.close()
-    for i, conn in enumerate(conns):
-        if i not in results:
-            selector.unregister(conn[0])
-            conn[0].close()
-    selector.close()
-    return results
+    return trickle(port, count, head, interval, until)[0]
 
 
 def test_200_slow_heads_do_not_stall_a_prompt_client(impl, server_logs):
@@ -102,7 +65,7 @@ def test_200_slow_heads_do_not_stall_a_prompt_client(impl, server_logs):
         slow = threading.Thread(
             target=lambda: box.setdefault(
                 "results",
-                _trickle_heads(srv.host, srv.port, count, 0.2, time.monotonic() + timeout + 5),
+                _trickle_heads(srv.port, count, 0.2, time.monotonic() + timeout + 5),
             )
         )
         slow.start()
