@@ -297,17 +297,16 @@ def normalised(transcript: list) -> list:
     return out
 
 
-def check_h1(data: bytes, cuts, eof: bool = False, late: bool = False) -> list:
-    """Every HTTP/1.1 property for one input; returns the reference outcome."""
+def _alike(transcript, outcome, pieces: list, whole: list) -> list:
+    """The properties every core shares: on each path the pieces give the outcome the whole input
+    gives (``outcome`` leaves out what may depend on the reads), and every path gives the same
+    transcript for the pieces. Returns that transcript."""
     if not _PATHS:
         _PATHS.update(paths())
-    pieces = pieces_of(data, cuts)
-    whole = [data] if data else []
     reference = None
     for path in _PATHS:
-        split = h1_transcript(path, pieces, eof, late)
-        at_once = h1_transcript(path, whole, eof, late)
-        one, other = normalised(split), normalised(at_once)
+        split = transcript(path, pieces)
+        one, other = outcome(split), outcome(transcript(path, whole))
         if one != other:
             raise PropertyFailure(
                 f"{path}: the split changes the outcome ({difference(one, other)})\n"
@@ -319,6 +318,16 @@ def check_h1(data: bytes, cuts, eof: bool = False, late: bool = False) -> list:
                 f"{reference[0]} and {path} differ ({difference(reference[1], split)})\n"
                 f"  on {pieces!r}:\n  {reference[1]!r}\n  {split!r}")
     return reference[1]
+
+
+def check_h1(data: bytes, cuts, eof: bool = False, late: bool = False) -> list:
+    """Every HTTP/1.1 property for one input; returns the reference outcome."""
+    return _alike(
+        lambda path, pieces: h1_transcript(path, pieces, eof, late),
+        normalised,
+        pieces_of(data, cuts),
+        [data] if data else [],
+    )
 
 
 def _kind(item) -> str:
@@ -514,32 +523,18 @@ def _joined_sends(out: list) -> list:
 
 def check_ws(data: bytes, cuts, deflate: bool, max_size: int) -> list:
     """Every WebSocket property for one input; returns the reference outcome."""
-    if not _PATHS:
-        _PATHS.update(paths())
-    pieces = pieces_of(data, cuts)
-    reference = None
-    for path in _PATHS:
-        split = ws_transcript(path, pieces, deflate, max_size)
-        at_once = ws_transcript(path, [data], deflate, max_size)
-        if _ws_outcome(split) != _ws_outcome(at_once):
-            raise PropertyFailure(
-                f"{path}: the split changes the outcome "
-                f"({difference(_ws_outcome(split)[0], _ws_outcome(at_once)[0])})\n"
-                f"  split {pieces!r} gives\n  {split!r}\n  whole gives\n  {at_once!r}")
-        if reference is None:
-            reference = (path, split)
-        elif split != reference[1]:
-            raise PropertyFailure(
-                f"{reference[0]} and {path} differ ({difference(reference[1], split)})\n"
-                f"  on {pieces!r}:\n  {reference[1]!r}\n  {split!r}")
-    return reference[1]
+    return _alike(
+        lambda path, pieces: ws_transcript(path, pieces, deflate, max_size),
+        _ws_outcome,
+        pieces_of(data, cuts),
+        [data],
+    )
 
 
-def _ws_outcome(transcript: list) -> tuple:
-    """The events, and all bytes sent: when a frame is written depends on the reads."""
+def _ws_outcome(transcript: list) -> list:
+    """The events, then all bytes sent: when a frame is written depends on the reads."""
     events = [item for item in transcript if type(item) is not tuple]
-    sent = b"".join(item[1] for item in transcript if type(item) is tuple)
-    return events, sent
+    return events + [("sent", b"".join(item[1] for item in transcript if type(item) is tuple))]
 
 
 def check_ws_handshake(method: bytes, http_version: bytes, headers: list):

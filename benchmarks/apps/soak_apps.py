@@ -5,10 +5,13 @@ same routes so that every interface carries the same traffic:
 - ``POST /echo``: the request body back (sent with a Content-Length or chunked);
 - ``GET /stream``: :data:`STREAM_PARTS` pieces with no Content-Length, so the server streams
   them chunked;
-- a WebSocket at any path (ASGI and RSGI): every message echoed until the client closes.
+- a WebSocket at any path (ASGI and RSGI): every message echoed until the client closes, by the
+  echo applications the Autobahn runs use (which also answer the ASGI lifespan).
 """
 
 from __future__ import annotations
+
+from scripts.autobahn.echo_apps import asgi_echo, rsgi_echo
 
 HELLO = b"Hello, world!"
 STREAM_PART = b"0123456789abcdef" * 4
@@ -17,26 +20,8 @@ NOT_FOUND = b"Not Found"
 
 
 async def asgi_app(scope, receive, send):
-    kind = scope["type"]
-    if kind == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if kind == "websocket":
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is not None:
-                await send({"type": "websocket.send", "text": message["text"]})
-            else:
-                await send({"type": "websocket.send", "bytes": message["bytes"]})
+    if scope["type"] != "http":
+        return await asgi_echo(scope, receive, send)
     path = scope["path"]
     if path == "/":
         await send({"type": "http.response.start", "status": 200,
@@ -68,15 +53,7 @@ async def asgi_app(scope, receive, send):
 
 async def rsgi_app(scope, protocol):
     if scope.proto == "ws":
-        transport = await protocol.accept()
-        while True:
-            message = await transport.receive()
-            if message.kind == 0:  # closed
-                return
-            if message.kind == 1:
-                await transport.send_bytes(message.data)
-            else:
-                await transport.send_str(message.data)
+        return await rsgi_echo(scope, protocol)
     path = scope.path
     if path == "/":
         protocol.response_bytes(200, [("content-type", "text/plain")], HELLO)

@@ -170,12 +170,14 @@ def sync(spec_dir: str, cases: list | None = None, index_path: str = CLAUSE_INDE
         clauses = parse_document(path)
         all_clauses.extend(clauses)
         inserts = []
-        for index, clause in enumerate(clauses):
+        for clause in clauses:
             line = format_cases_line(derived.get(clause.id, []), bool(clause.tests))
             if clause.cases_line is not None:
                 lines[clause.cases_line] = line
             else:
-                end = clauses[index + 1].line if index + 1 < len(clauses) else len(lines)
+                # A clause ends at the next heading of any level, as parse_document reads it.
+                after = range(clause.line + 1, len(lines))
+                end = next((n for n in after if ANY_HEADING_RE.match(lines[n])), len(lines))
                 position = end
                 while position > clause.line + 1 and not lines[position - 1].strip():
                     position -= 1

@@ -26,6 +26,18 @@ except ImportError:  # pragma: no cover - not Linux
     ioctl = TIOCOUTQ = None
 
 
+def watch_writes(deadline, loop, transport, timeout: float, on_expire):
+    """Start a connection's write deadline, made on first use; returns it (``None`` while
+    ``timeout`` is 0). The one place both protocols arm it, so the rule -- no timer until writes
+    first have to wait -- is kept once."""
+    if not timeout or transport is None:
+        return deadline
+    if deadline is None:
+        deadline = WriteDeadline(loop, transport, timeout, on_expire)
+    deadline.start()
+    return deadline
+
+
 class WriteDeadline:
     """Calls ``on_expire`` when ``transport``'s write buffer has not shrunk for ``timeout`` s."""
 

@@ -27,7 +27,7 @@ from ..wire.events import (
     RequestTimeout,
 )
 from ..wire.fields import is_upgrade
-from .flow import WriteDeadline
+from .flow import watch_writes
 
 # Stop reading from the socket while this much request body waits for the application.
 BODY_HIGH_WATER = 65536
@@ -655,13 +655,10 @@ class H1Protocol:
 
     def _watch_writes(self) -> None:
         """The client must take bytes from the write buffer within ``--timeout-write``."""
-        if not self._write_timeout or self.transport is None:
-            return
-        if self._write_deadline is None:
-            self._write_deadline = WriteDeadline(
-                self.loop, self.transport, self._write_timeout, self._on_write_timeout
-            )
-        self._write_deadline.start()
+        self._write_deadline = watch_writes(
+            self._write_deadline, self.loop, self.transport, self._write_timeout,
+            self._on_write_timeout,
+        )
 
     def _on_write_timeout(self) -> None:
         self.state.logger.info(

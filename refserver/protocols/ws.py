@@ -31,7 +31,7 @@ from ..wire.ws import (
     negotiate_deflate,
     parse_handshake,
 )
-from .flow import WriteDeadline
+from .flow import watch_writes
 from .h1 import _split_target
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.
@@ -140,13 +140,10 @@ class WSProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        timeout = self.state.config.timeout_write
-        if timeout:
-            if self._write_deadline is None:
-                self._write_deadline = WriteDeadline(
-                    self.loop, self.transport, timeout, self._on_write_timeout
-                )
-            self._write_deadline.start()
+        self._write_deadline = watch_writes(
+            self._write_deadline, self.loop, self.transport, self.state.config.timeout_write,
+            self._on_write_timeout,
+        )
 
     def resume_writing(self) -> None:
         self.write_paused = False

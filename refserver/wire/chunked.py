@@ -116,10 +116,6 @@ class ChunkedReader:
     def feed_eof(self) -> None:
         self._eof = True
 
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
-
     def leftover(self) -> bytes:
         """Bytes received but not part of this body: after the end, the next request's."""
         return bytes(self._buf)
