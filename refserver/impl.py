@@ -26,6 +26,7 @@ class Implementation:
     wsgi_environ: object  # (stream, base, root, wsgi_input) -> dict
     h1_connection: object  # refserver.wire.h1.H1Connection, or its compiled copy
     h1_protocol: object  # refserver.protocols.h1.H1Protocol, or its compiled copy: (state, impl)
+    response_rules: object  # refserver.wire.response.ResponseRules, or its compiled copy
     ws_unmask: object = None  # (data, key) -> bytes, WebSocket unmasking; None: the pure one
 
 
@@ -34,10 +35,11 @@ def _pure() -> Implementation:
     from .scopes import asgi_scope, rsgi_scope, wsgi_environ
     from .wire.h1 import H1Connection, write_head
     from .wire.h11_parser import H11Parser
+    from .wire.response import ResponseRules
 
     return Implementation(
         "pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol,
+        H1Protocol, ResponseRules,
     )
 
 
@@ -46,10 +48,11 @@ def _fast() -> Implementation:
     from ._speedups import FastParser, asgi_scope, rsgi_scope, write_head, ws_unmask, wsgi_environ
     from .protocols._compiled_h1 import H1Protocol
     from .wire._compiled_h1 import H1Connection
+    from .wire._compiled_response import ResponseRules
 
     return Implementation(
         "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol, ws_unmask,
+        H1Protocol, ResponseRules, ws_unmask,
     )
 
 

@@ -52,6 +52,7 @@ def rsgi_scope(stream, proto="http"):
     ``client`` is ``""`` on a UNIX socket (the peer has no address worth naming); ``server`` is the
     socket path there. HTTP/1.0 is reported as ``"1"``, as Granian does.
     """
+    request = stream.request
     client = stream.client
     client = "" if client is None or client[1] is None else _host_port(client)
     server = stream.server
@@ -61,7 +62,7 @@ def rsgi_scope(stream, proto="http"):
         server = server[0]
     else:
         server = _host_port(server)
-    http_version = stream.http_version
+    http_version = request.http_version
     if http_version == "1.0":
         http_version = "1"
     return tuple.__new__(
@@ -72,11 +73,11 @@ def rsgi_scope(stream, proto="http"):
             server,
             client,
             stream.scheme,
-            stream.method,
-            decode_path(stream.raw_path),
-            stream.query_string.decode("latin-1"),
-            Headers(stream.headers),
-            stream.authority,
+            request.method,
+            decode_path(request.raw_path),
+            request.query_string.decode("latin-1"),
+            Headers(request.headers),
+            request.authority,
         ),
     )
 
@@ -86,7 +87,8 @@ def asgi_scope(kind, stream, root_path, state, scheme, method):
     websocket scope has no ``method`` (``None`` leaves it out). ``path`` and ``raw_path``
     include ``root_path`` (as uvicorn does since the asgiref clarification that root_path is a
     prefix of path)."""
-    raw_path = stream.raw_path
+    request = stream.request
+    raw_path = request.raw_path
     path = decode_path(raw_path)
     if root_path:
         path = root_path + path
@@ -94,7 +96,7 @@ def asgi_scope(kind, stream, root_path, state, scheme, method):
     scope = {
         "type": kind,
         "asgi": ASGI_VERSION,
-        "http_version": stream.http_version,
+        "http_version": request.http_version,
         "server": stream.server,
         "client": stream.client,
         "scheme": scheme,
@@ -102,13 +104,15 @@ def asgi_scope(kind, stream, root_path, state, scheme, method):
         "root_path": root_path,
         "path": path,
         "raw_path": raw_path,
-        "query_string": stream.query_string,
-        "headers": stream.headers,
+        "query_string": request.query_string,
+        "headers": request.headers,
         "state": state.copy(),
         "extensions": {},
     }
     if method is None:
         del scope["method"]
+    if stream.tls is not None:
+        scope["extensions"]["tls"] = stream.tls
     return scope
 
 
@@ -128,21 +132,24 @@ def wsgi_environ(stream, base, root, wsgi_input):
     loses the prefix in PATH_INFO; any other path (a proxy that already stripped it) is kept whole.
     """
     environ = base.copy()
-    raw_path = stream.raw_path
+    request = stream.request
+    raw_path = request.raw_path
     uri = raw_path.decode("latin-1")
     path = uri if raw_path.find(b"%") < 0 else unquote_to_bytes(raw_path).decode("latin-1")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         path = path[len(root) :]
-    query = stream.query_string.decode("latin-1")
-    environ["REQUEST_METHOD"] = stream.method
+    query = request.query_string.decode("latin-1")
+    environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = path
     environ["QUERY_STRING"] = query
     environ["RAW_URI"] = environ["REQUEST_URI"] = uri + "?" + query if query else uri
-    environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(stream.http_version) or (
-        "HTTP/" + stream.http_version
+    environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(request.http_version) or (
+        "HTTP/" + request.http_version
     )
     scheme = stream.scheme
     environ["wsgi.url_scheme"] = scheme
+    if scheme == "https":
+        environ["HTTPS"] = "on"
     environ["wsgi.input"] = wsgi_input
     server = stream.server
     if server is not None and server[1] is not None:
@@ -158,7 +165,7 @@ def wsgi_environ(stream, base, root, wsgi_input):
             environ["REMOTE_PORT"] = str(client[1])
 
     keys = _ENVIRON_KEYS
-    for name, value in stream.headers:
+    for name, value in request.headers:
         key = keys.get(name)
         if key is None:
             key = _environ_key(name)
@@ -171,7 +178,7 @@ def wsgi_environ(stream, base, root, wsgi_input):
             environ[key] = environ[key] + sep + value.decode("latin-1")
         else:
             environ[key] = value.decode("latin-1")
-    if stream.authority:
+    if request.authority:
         # An absolute-form target or HTTP/2 :authority overrides Host (RFC 9112 3.2.2).
-        environ["HTTP_HOST"] = stream.authority
+        environ["HTTP_HOST"] = request.authority
     return environ

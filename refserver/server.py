@@ -70,9 +70,10 @@ class ServerState:
         if limit is not None and len(self.tasks) + len(self._pending) >= limit:
             stream.start_response(
                 503,
-                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                [(b"content-type", b"text/plain; charset=utf-8")],
                 b"Service Unavailable",
                 end=True,
+                close=True,
             )
             return
         # Started in one batch after the loop's read callbacks, not from inside each of them:
@@ -140,9 +141,9 @@ class ServerState:
             logs.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
                 _client(stream.client),
-                stream.method,
-                _target(stream),
-                stream.http_version,
+                stream.request.method,
+                _target(stream.request),
+                stream.request.http_version,
                 stream.status,
             )
 
@@ -185,10 +186,11 @@ def _target(request) -> str:
     return logs.printable(target)
 
 
-def describe_request(request, age: float | None) -> str:
-    """``GET /path?q from 127.0.0.1:51234, started 1.25 s ago``: a request in a log line."""
-    method = logs.printable(request.method)
-    text = "%s %s from %s" % (method, _target(request), _client(request.client))
+def describe_request(stream, age: float | None) -> str:
+    """``GET /path?q from 127.0.0.1:51234, started 1.25 s ago``: a request (a stream or a
+    WebSocket session) in a log line."""
+    method = logs.printable(stream.request.method)
+    text = "%s %s from %s" % (method, _target(stream.request), _client(stream.client))
     return text if age is None else "%s, started %.2f s ago" % (text, age)
 
 

@@ -464,8 +464,8 @@ def ws_handshake_input(rng) -> tuple:
 def ws_transcript(path: str, pieces: list, deflate: bool, max_size: int) -> list:
     """Events and output bytes when ``pieces`` reach the WebSocket core with ``path``'s
     unmasking; raises :class:`PropertyFailure` when a per-input property breaks."""
-    from refserver.wire.ws import Closed, DeflateParams, ProtocolViolation, PongReceived, \
-        WSConnection
+    from refserver.wire.ws import Closed, ProtocolViolation, PongReceived, WSConnection
+    from refserver.wire.ws_handshake import DeflateParams
 
     if not _PATHS:
         _PATHS.update(paths())
@@ -540,11 +540,14 @@ def _ws_outcome(transcript: list) -> list:
 def check_ws_handshake(method: bytes, http_version: bytes, headers: list):
     """A handshake is accepted (and its 101 head can be built) or refused with a typed error."""
     from refserver.wire.fields import TOKEN_STR_RE
-    from refserver.wire.ws import HandshakeError, accept_headers, negotiate_deflate, \
+    from refserver.wire.request import Request
+    from refserver.wire.ws_handshake import HandshakeError, accept_headers, negotiate_deflate, \
         parse_handshake
 
     try:
-        handshake = parse_handshake(method, http_version, headers)
+        handshake = parse_handshake(
+            Request(method.decode("latin-1"), b"/", b"", http_version.decode("latin-1"), headers)
+        )
     except HandshakeError as exc:
         if exc.status not in HANDSHAKE_STATUSES:
             raise PropertyFailure(f"handshake refused with status {exc.status}") from exc

@@ -17,6 +17,7 @@ import time
 
 import pytest
 from h1_helpers import get, parse, wait_for
+from memory_stream import MemoryStream
 from support import (
     free_port,
     read_response,
@@ -462,15 +463,11 @@ def test_cve_2020_7694_request_data_cannot_inject_escapes_or_lines_into_the_logs
     assert any('"GET /%1b%5b2J%0d%0aINFO:%20%20fake HTTP/1.1" 200' in line for line in lines)
 
 
-class _Request:
+def _Request():
     """A request as a gateway sees it, with what a wire core might let through in a target."""
-
-    method = "GET"
-    raw_path = b"/a\x1b[2J\r\nINFO:  fake \x9b\xad"
-    query_string = b"q=\x07"
-    http_version = "1.1"
-    client = ("127.0.0.1", 5000)
-    status = 200
+    stream = MemoryStream("GET", b"/a\x1b[2J\r\nINFO:  fake \x9b\xad", b"q=\x07")
+    stream.status = 200
+    return stream
 
 
 def test_cve_2020_7694_the_access_line_escapes_the_target_itself(server_logs):

@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 import time
-from types import SimpleNamespace
+from memory_stream import MemoryStream
 
 import httpx
 import pytest
@@ -145,19 +145,8 @@ def test_headers_mapping_semantics():
 
 
 def _fake_stream(**overrides):
-    values = dict(
-        method="GET",
-        raw_path=b"/",
-        query_string=b"",
-        http_version="1.1",
-        headers=[(b"host", b"h")],
-        scheme="http",
-        client=("127.0.0.1", 5000),
-        server=("127.0.0.1", 8000),
-        authority=None,
-    )
-    values.update(overrides)
-    return SimpleNamespace(**values)
+    overrides.setdefault("headers", [(b"host", b"h")])
+    return MemoryStream(**overrides)
 
 
 def test_build_scope_addresses_versions_and_paths():

@@ -8,7 +8,7 @@ absolute-form authorities and root paths.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from memory_stream import MemoryStream
 
 import pytest
 from conftest import PURE_ONLY, require_fast_path
@@ -39,7 +39,7 @@ _VALUES = st.binary(max_size=12).map(lambda v: v.replace(b"\r", b"").replace(b"\
 
 @st.composite
 def streams(draw):
-    return SimpleNamespace(
+    return MemoryStream(
         raw_path=b"/" + b"".join(draw(st.lists(_PATH_BYTES, max_size=8))),
         query_string=draw(st.binary(max_size=10)),
         http_version=draw(st.sampled_from(["1.1", "1.0", "2"])),
@@ -49,6 +49,7 @@ def streams(draw):
         server=draw(_ADDRESSES),
         headers=draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=8)),
         authority=draw(st.one_of(st.none(), st.sampled_from(["example.com", "[::1]:8080", ""]))),
+        tls=draw(st.sampled_from([None, {"tls_version": 0x0304, "cipher_suite": None}])),
     )
 
 

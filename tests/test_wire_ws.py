@@ -27,24 +27,32 @@ from wsproto.frame_protocol import FrameDecoder, ParseFailed
 
 from refserver.wire.events import ResponseError
 from refserver.wire.fields import is_upgrade
+from refserver.wire.request import Request
 from refserver.wire.ws import (
     Closed,
-    DeflateParams,
-    HandshakeError,
     LeanFrameDecoder,
     MessageRules,
     PongReceived,
     ProtocolViolation,
-    VersionNotSupported,
     WSConnection,
-    accept_headers,
-    accept_token,
     check_close_code,
-    negotiate_deflate,
-    parse_extensions,
-    parse_handshake,
     unmask,
 )
+from refserver.wire.ws_handshake import (
+    DeflateParams,
+    HandshakeError,
+    VersionNotSupported,
+    accept_headers,
+    accept_token,
+    negotiate_deflate,
+    parse_extensions,
+)
+from refserver.wire.ws_handshake import parse_handshake as parse_request
+
+
+def parse_handshake(method: bytes, version: bytes, headers: list):
+    """The handshake of a request with this method, version and fields."""
+    return parse_request(Request(method.decode(), b"/", b"", version.decode(), headers))
 
 DEFLATE = DeflateParams(False, 15, "permessage-deflate")
 

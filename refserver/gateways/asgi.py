@@ -129,7 +129,8 @@ class ASGIGateway:
 
     async def __call__(self, stream) -> None:
         scope = self.build_scope(
-            "http", stream, self.root_path, self.server.lifespan_state, stream.scheme, stream.method
+            "http", stream, self.root_path, self.server.lifespan_state, stream.scheme,
+            stream.request.method,
         )
         cycle = HTTPCycle(stream)
         try:

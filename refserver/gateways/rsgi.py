@@ -262,8 +262,8 @@ class HTTPProtocol:
             "RSGI application called %s after its response was sent (%s %s); ignored, as RSGI "
             "allows one response per request [RSGI-HTTP-ERROR-4]%s",
             call,
-            stream.method,
-            stream.raw_path.decode("latin-1"),
+            stream.request.method,
+            stream.request.raw_path.decode("latin-1"),
             " (further ones are logged at debug level)" if first else "",
         )
 
@@ -326,7 +326,7 @@ class HTTPProtocol:
         except BaseException:
             fh.close()
             raise
-        if stream.method == "HEAD":
+        if stream.request.method == "HEAD":
             fh.close()
             stream.end_response()
             self._state = _DONE

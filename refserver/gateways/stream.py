@@ -1,8 +1,9 @@
 """The one interface between a wire protocol and the gateways.
 
-Every protocol (HTTP/1.1 now, HTTP/2 later) hands each request to a gateway as an object with the
-attributes and methods of :class:`Stream`. Gateways know nothing else about the connection, which is
-what lets one ASGI, RSGI or WSGI state machine serve every protocol.
+Every protocol (HTTP/1.1, HTTP/2) hands each request to a gateway as an object with the attributes
+and methods of :class:`Stream`. Gateways know nothing else about the connection, which is what lets
+one ASGI, RSGI or WSGI state machine serve every protocol; tests/memory_stream.py implements it in
+memory, with no protocol under it, and the gateways' tests run over it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..wire.events import ResponseError
+from ..wire.request import Request
 
 
 class ClientDisconnected(OSError):
@@ -18,22 +20,20 @@ class ClientDisconnected(OSError):
 
 
 class Stream(Protocol):
-    # Request, as received. Header names are lower-case bytes; order and duplicates are kept.
-    method: str
-    raw_path: bytes  # the target's path, still percent-encoded, without the query
-    query_string: bytes
-    http_version: str  # "1.0", "1.1" or "2"
-    headers: list
+    # The request as received: method, path, query, version, fields, authority (wire/request.py).
+    request: Request
+    # The connection it came on.
     scheme: str  # "http" or "https"
     client: tuple | None  # (host, port); None on a UNIX socket
     server: tuple | None  # (host, port), or (path, None) on a UNIX socket
-    authority: str | None  # HTTP/2 :authority, or the host of an absolute-form HTTP/1.1 target
+    tls: dict | None  # the ASGI "tls" extension of a TLS connection (refserver.tls), else None
 
     # State.
     body_complete: bool  # the whole request body has been received by receive()
     response_started: bool
     response_complete: bool
-    disconnected: bool
+    disconnected: bool  # the client went away, or the exchange was reset
+    status: int  # the response status once started (0 before): for the access log
 
     async def receive(self) -> bytes:
         """The next piece of request body; ``b""`` once it is complete (and on every later call).
@@ -53,11 +53,17 @@ class Stream(Protocol):
         """Return once the client has gone or the exchange is over (response complete)."""
 
     def start_response(
-        self, status: int, headers: list, body: bytes = b"", end: bool = False
+        self, status: int, headers: list, body: bytes = b"", end: bool = False,
+        close: bool = False,
     ) -> None:
         """Write the response head (``headers`` as ``(bytes, bytes)`` pairs), then ``body``, then
         the end of the response if ``end``. Raises :class:`refserver.wire.events.ResponseError`
         for a response the protocol cannot carry and :class:`ClientDisconnected` after a disconnect.
+
+        ``close``: the server's own answers (a 500 for a failed application, a 503 past a limit)
+        ask for the connection to end after this response. HTTP/1.1 closes it (and says so in a
+        ``Connection: close`` field); HTTP/2 forbids that field and ends only the stream, so the
+        request cannot be made through a header.
         """
 
     async def send_body(self, data: bytes, end: bool = False) -> None:
@@ -67,7 +73,9 @@ class Stream(Protocol):
         """Finish the response."""
 
     def abort(self) -> None:
-        """Drop the connection: used when a response cannot be completed correctly."""
+        """Reset this exchange, so that the client cannot take what was sent for a whole
+        response: the stream under HTTP/2 (RST_STREAM), the connection under HTTP/1.1, where
+        nothing smaller exists. Used when a response cannot be completed correctly."""
 
 
 def fail(stream) -> None:
@@ -79,9 +87,10 @@ def fail(stream) -> None:
         try:
             stream.start_response(
                 500,
-                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                [(b"content-type", b"text/plain; charset=utf-8")],
                 b"Internal Server Error",
                 end=True,
+                close=True,
             )
             return
         except (ResponseError, ClientDisconnected):

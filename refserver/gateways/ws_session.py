@@ -1,9 +1,9 @@
 """The one interface between a WebSocket transport and the gateways.
 
-The WebSocket counterpart of :mod:`.stream`: HTTP/1.1 (the Upgrade, :mod:`refserver.protocols.ws`)
-gives each WebSocket to the ASGI or RSGI gateway as an object with these attributes and methods, and
-an HTTP/2 stream opened with RFC 8441's extended CONNECT can later give the same object, so the
-gateways serve both without knowing which one is underneath.
+The WebSocket counterpart of :mod:`.stream`: HTTP/1.1 (the Upgrade, :mod:`refserver.protocols.ws_h1`)
+and HTTP/2 (a stream opened with RFC 8441's extended CONNECT) give each WebSocket to the ASGI or RSGI
+gateway as the same object (:class:`refserver.protocols.ws.WebSocketSession`) with these attributes
+and methods, so the gateways serve both without knowing which one is underneath.
 
 The session is at the level of whole messages: framing, pings, fragmentation, the closing handshake,
 size limits and compression are below it.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..wire.request import Request
 from ..wire.ws import Closed
 from .stream import ClientDisconnected
 
@@ -20,16 +21,12 @@ __all__ = ["ClientDisconnected", "Closed", "WebSocketSession"]
 
 
 class WebSocketSession(Protocol):
-    # The opening request, as received (the same attributes as a Stream).
-    method: str
-    raw_path: bytes
-    query_string: bytes
-    http_version: str
-    headers: list
+    # The opening request and its connection, as a Stream has them.
+    request: Request
     scheme: str  # "http" or "https": the gateways derive "ws"/"wss" where they need it
     client: tuple | None
     server: tuple | None
-    authority: str | None
+    tls: dict | None
     subprotocols: list  # offered by the client (Sec-WebSocket-Protocol), in its order
 
     # State.
@@ -37,7 +34,7 @@ class WebSocketSession(Protocol):
     response_started: bool  # a denial response (an HTTP response instead of the handshake) began
     response_complete: bool
     disconnected: bool  # the client went away before the session was accepted or denied
-    status: int  # 101 once accepted, else the status of the denial (for the access log)
+    status: int  # 101 (200 over HTTP/2) once accepted, else the denial's status (access log)
 
     def accept(self, subprotocol: str | None = None, headers: list = ()) -> None:
         """Complete the opening handshake (``headers`` as ``(bytes, bytes)`` pairs). Raises
@@ -65,4 +62,8 @@ class WebSocketSession(Protocol):
         """More body of a denial response started with ``end=False``."""
 
     def abort(self) -> None:
-        """Drop the connection without a closing handshake."""
+        """Drop the connection (the stream, over HTTP/2) without a closing handshake."""
+
+    async def wait_finished(self) -> None:
+        """Return once the session's channel is closed: a graceful shutdown waits for the closing
+        handshake, not only for the application."""

@@ -37,7 +37,7 @@ import threading
 import time
 
 from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE, remember
-from ..wire.h1 import parse_content_length
+from ..wire.response import parse_content_length
 from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
 

@@ -6,15 +6,11 @@
 cimport cython
 from refserver.wire._compiled_h1 cimport H1Connection
 
-cdef dict _NAMES
 cdef int PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE
-
-cpdef tuple _split_target(bytes target)
 
 cdef class H1Stream:
     cdef H1Protocol _proto
-    cdef public object method, raw_path, query_string, http_version, headers
-    cdef public object scheme, client, server, authority
+    cdef public object request, scheme, client, server, tls
     cdef public bint body_complete, response_started, response_complete, disconnected
     cdef public int status
     cdef list _chunks
@@ -29,12 +25,12 @@ cdef class H1Stream:
     cpdef _wake_body(self)
     cpdef bytes _take_chunks(self)
     cpdef _finish(self, bint disconnected)
-    cpdef start_response(self, status, headers, body=*, end=*)
+    cpdef start_response(self, status, headers, body=*, end=*, close=*)
     cpdef end_response(self)
     cpdef _complete(self)
 
 cdef class H1Protocol:
-    cdef public object state, loop, transport, scheme, client, server
+    cdef public object state, loop, transport, scheme, client, server, tls
     cdef public H1Connection conn
     cdef public H1Stream stream
     cdef public bint write_paused

@@ -37,48 +37,16 @@ BODY_HIGH_WATER = 65536
 PAUSED_FOR_BODY = 1  # the application has not taken the body already buffered
 PAUSED_FOR_PIPELINE = 2  # a complete request waits for the one before it to be answered
 
-# The str forms of the usual methods and versions, decoded once (others are decoded per request).
-_NAMES = {name: name.decode("ascii") for name in (
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
-)}
-
-
-def _split_target(target: bytes):
-    """(raw path, query string, authority) of a request target in any of its four forms."""
-    authority = None
-    if target[:1] != b"/":
-        if target == b"*":
-            return b"*", b"", None
-        scheme_end = target.find(b"://")
-        if scheme_end > 0:  # absolute-form
-            rest = target[scheme_end + 3 :]
-            slash = rest.find(b"/")
-            query_at = rest.find(b"?")
-            end = min([i for i in (slash, query_at) if i >= 0], default=len(rest))
-            authority = rest[:end].decode("latin-1")
-            target = rest[end:]
-            if target[:1] != b"/":
-                target = b"/" + target
-        else:  # authority-form (CONNECT)
-            return b"", b"", target.decode("latin-1")
-    path, _, query = target.partition(b"?")
-    return path, query, authority
-
-
 class H1Stream:
     """One request/response exchange on an HTTP/1.1 connection (see gateways.stream.Stream)."""
 
     __slots__ = (
         "_proto",
-        "method",
-        "raw_path",
-        "query_string",
-        "http_version",
-        "headers",
+        "request",
         "scheme",
         "client",
         "server",
-        "authority",
+        "tls",
         "body_complete",
         "response_started",
         "response_complete",
@@ -91,15 +59,13 @@ class H1Stream:
         "_end_received",
     )
 
-    def __init__(self, proto: "H1Protocol", head: RequestHead):
+    def __init__(self, proto: "H1Protocol", request):
         self._proto = proto
-        self.method = _NAMES.get(head.method) or head.method.decode("ascii")
-        self.raw_path, self.query_string, self.authority = _split_target(head.target)
-        self.http_version = _NAMES.get(head.http_version) or head.http_version.decode("ascii")
-        self.headers = head.headers
+        self.request = request
         self.scheme = proto.scheme
         self.client = proto.client
         self.server = proto.server
+        self.tls = proto.tls
         self.body_complete = False
         self.response_started = False
         self.response_complete = False
@@ -200,10 +166,13 @@ class H1Stream:
             self._done_waiter = self._proto.loop.create_future()
         await asyncio.shield(self._done_waiter)
 
-    def start_response(self, status, headers, body=b"", end=False) -> None:
+    def start_response(self, status, headers, body=b"", end=False, close=False) -> None:
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
-        head, rest = self._proto.conn.response_start(status, headers, body, end)
+        conn = self._proto.conn
+        if close:
+            conn.keep_alive = False
+        head, rest = conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
         if rest:
@@ -267,9 +236,11 @@ class H1Protocol:
             date_header=config.date_header,
             server_header=b"refserver" if config.server_header else None,
             head_writer=impl.head_writer,
+            rules=impl.response_rules,
         )
         self.transport = None
         self.scheme = "http"
+        self.tls = None  # the ASGI ``tls`` extension of a TLS connection (refserver.tls)
         self.client = None
         self.server = None
         self.stream: H1Stream | None = None
@@ -302,6 +273,7 @@ class H1Protocol:
         self.server = _address(transport.get_extra_info("sockname"))
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
+            self.tls = tls_extension(transport)
         self.state.connections.add(self)
         self._arm_head_timer()
 
@@ -381,7 +353,7 @@ class H1Protocol:
                     self.stream._feed(event.data)
             elif kind is RequestHead:
                 self._cancel_timer()
-                self._start_request(event)
+                self._start_request(conn.request)
             elif kind is EndOfMessage:
                 if self._upgrade is not None:
                     self._upgrade.switch()  # the transport now belongs to the WebSocket
@@ -407,12 +379,12 @@ class H1Protocol:
                     self.stream._finish(disconnected=True)
                 return
 
-    def _start_request(self, head: RequestHead) -> None:
-        if self.state.ws_handler is not None and is_upgrade(head.headers):
+    def _start_request(self, request) -> None:
+        if self.state.ws_handler is not None and is_upgrade(request.headers):
             # Answered here if the handshake is bad; switched at the end of the request if not.
-            self._upgrade = start_upgrade(self, head)
+            self._upgrade = start_upgrade(self, request)
             return
-        stream = H1Stream(self, head)
+        stream = H1Stream(self, request)
         self.stream = stream
         if self._shutting_down:
             self.conn.keep_alive = False
@@ -681,10 +653,18 @@ def _reset_on_close(transport) -> None:
             pass
 
 
+def tls_extension(transport):
+    """The ASGI ``tls`` extension of a TLS connection (:mod:`refserver.tls`, imported only when a
+    connection uses TLS)."""
+    from ..tls import asgi_tls_extension
+
+    return asgi_tls_extension(transport)
+
+
 def start_upgrade(h1, head):
-    """Hand a WebSocket handshake to :mod:`refserver.protocols.ws` (imported here, since that
+    """Hand a WebSocket handshake to :mod:`refserver.protocols.ws_h1` (imported here, since that
     module builds on this one)."""
-    from .ws import start_upgrade as start
+    from .ws_h1 import start_upgrade as start
 
     return start(h1, head)
 

@@ -1,38 +1,27 @@
-"""WebSockets over HTTP/1.1: the Upgrade handover, the session the gateways use, and its timers.
+"""The WebSocket session the ASGI and RSGI gateways see, whatever carries it.
 
-:class:`refserver.protocols.h1.H1Protocol` parses the opening request like any other. For a request
-that asks for a WebSocket (:func:`refserver.wire.fields.is_upgrade`) it calls :func:`start_upgrade`
-instead of dispatching it, and at the end of the request :meth:`Upgrade.switch` hands the transport
-and the bytes the HTTP parser had not consumed (frames a client sent right behind its handshake)
-to a :class:`WSProtocol`. Whether the parser is h11 or the fast one does not matter: both report the
-leftover bytes through ``H1Connection.trailing_data()``.
-
-:class:`WebSocketSession` is what the ASGI and RSGI gateways see
-(:class:`refserver.gateways.ws_session.WebSocketSession`). Frame-level work is
-:class:`refserver.wire.ws.WSConnection`'s; this module adds what needs a clock or a socket: flow
+:class:`WebSocketSession` implements :class:`refserver.gateways.ws_session.WebSocketSession` over a
+*channel*: the connection switched by an HTTP/1.1 Upgrade (:mod:`refserver.protocols.ws_h1`) or
+an HTTP/2 stream opened by an extended CONNECT (RFC 8441, :mod:`refserver.protocols.h2`). The
+channel answers the opening handshake in its protocol's terms and carries the frames; the session
+holds everything else: frame-level work through :class:`refserver.wire.ws.WSConnection`, flow
 control both ways, keepalive pings, the closing handshake's deadline, and server shutdown.
+
+A channel has ``write(data)``, ``async drain()``, ``write_paused``, ``closing``,
+``pause_reading()``, ``resume_reading()``, ``read_paused``, ``finish(half_close=False)``,
+``expect_close()``, ``abort()``, and answers the handshake with ``accept(fields)``,
+``deny(status, headers, body, end)`` and ``deny_body(data, end)``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections import deque
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import ResponseError
-from ..wire.ws import (
-    Closed,
-    HandshakeError,
-    PongReceived,
-    ProtocolViolation,
-    WSConnection,
-    accept_headers,
-    negotiate_deflate,
-    parse_handshake,
-)
-from .flow import watch_writes
-from .h1 import _split_target
+from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
+from ..wire.ws_handshake import accept_headers, negotiate_deflate
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.
 HIGH_WATER = 65536
@@ -49,209 +38,21 @@ _CONNECTING, _OPEN, _DENIED = 0, 1, 2
 _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
-def start_upgrade(h1, head) -> Upgrade | None:
-    """Begin the switch for a request that asks for a WebSocket; ``None`` once a bad handshake
-    has been answered (400, or 426 with the supported version) and the connection is closing."""
-    try:
-        handshake = parse_handshake(head.method, head.http_version, head.headers)
-    except HandshakeError as exc:
-        h1.state.logger.info("%s: %d %s", _peer(h1.client), exc.status, exc.detail)
-        conn = h1.conn
-        conn.keep_alive = False
-        headers = [_TEXT_PLAIN, *exc.headers]
-        try:
-            h1.write(conn.response_head(exc.status, headers, exc.detail.encode(), end=True))
-        except ResponseError:
-            pass
-        h1.close()
-        return None
-    return Upgrade(h1, head, handshake)
-
-
-class Upgrade:
-    """A valid opening handshake whose request has been parsed up to its head."""
-
-    __slots__ = ("h1", "handshake", "head")
-
-    def __init__(self, h1, head, handshake):
-        self.h1 = h1
-        self.head = head
-        self.handshake = handshake
-
-    def switch(self) -> None:
-        """The request is complete: move the connection to WebSocket and start the application.
-
-        The HTTP/1.1 protocol object leaves the server's connection registry and the transport;
-        nothing of it runs any more.
-        """
-        h1 = self.h1
-        state = h1.state
-        transport = h1.transport
-        leftover = h1.conn.trailing_data()
-        session = WebSocketSession(state, h1, self.head, self.handshake)
-        proto = WSProtocol(state, transport, session)
-        state.connections.discard(h1)
-        transport.set_protocol(proto)
-        h1.detach()  # whatever still refers to it must not write or close any more
-        state.connections.add(proto)
-        if leftover:
-            session.feed(leftover)
-        state.dispatch_ws(session)
-
-
-class WSProtocol(asyncio.Protocol):
-    """The asyncio side of an upgraded connection: the channel a :class:`WebSocketSession` writes
-    to and reads from, and what the server's connection registry shuts down."""
-
-    def __init__(self, state, transport, session: WebSocketSession):
-        self.state = state
-        self.loop = state.loop
-        self.transport = transport
-        self.session = session
-        self.write_paused = False
-        self.closing = False
-        self._drain_waiters: list = []
-        self._read_paused = False
-        self._abort_timer = None
-        self._write_deadline = None  # a WriteDeadline, made when sends first have to wait
-        session.channel = self
-
-    # ---------------------------------------------------------------- asyncio callbacks
-
-    def connection_made(self, transport) -> None:  # pragma: no cover - set_protocol, not accept
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.session.feed(data)
-
-    def eof_received(self):
-        return None  # the transport closes; connection_lost tells the session
-
-    def connection_lost(self, exc) -> None:
-        self.closing = True
-        if self._abort_timer is not None:
-            self._abort_timer.cancel()
-            self._abort_timer = None
-        self.state.connections.discard(self)
-        if self._write_deadline is not None:
-            self._write_deadline.stop()
-        self._wake_drain()
-        self.session.connection_lost()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self.state.config.timeout_write,
-            self._on_write_timeout,
-        )
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self._write_deadline is not None:
-            self._write_deadline.stop()
-        self._wake_drain()
-
-    def _on_write_timeout(self) -> None:
-        """The client has taken nothing of a full buffer for ``--timeout-write``: it is not
-        reading, so no close frame would reach it either; the connection is dropped (1006)."""
-        self.state.logger.info(
-            "%s: the client took no WebSocket bytes for %gs; closing",
-            _peer(self.session.client),
-            self.state.config.timeout_write,
-        )
-        self.abort()
-
-    def _wake_drain(self) -> None:
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
-
-    # ---------------------------------------------------------------- the channel
-
-    def write(self, data: bytes) -> None:
-        if not self.closing:
-            self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self.write_paused and not self.closing:
-            waiter = self.loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
-
-    def pause_reading(self) -> None:
-        if not self._read_paused and not self.closing:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._read_paused and not self.closing:
-            self._read_paused = False
-            self.transport.resume_reading()
-
-    @property
-    def read_paused(self) -> bool:
-        return self._read_paused
-
-    def finish(self, half_close: bool = False) -> None:
-        """End the connection once what was written is flushed.
-
-        ``half_close`` (after the server failed the connection, with the peer's close frame not
-        received): send FIN and keep reading until the peer closes, so the close frame is not lost
-        to a reset caused by unread data; the peer gets :data:`CLOSE_TIMEOUT` to do so. Either way
-        the socket is dropped at that deadline if the flush never completes (a dead peer).
-        """
-        if self.closing:
-            return
-        if half_close and self.transport.can_write_eof():
-            self.resume_reading()  # read (and discard) until the peer's FIN
-            self.transport.write_eof()
-        else:
-            self.closing = True
-            self.transport.close()
-        if self._abort_timer is None:
-            self._abort_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
-
-    def expect_close(self) -> None:
-        """Our close frame is sent: the peer's answer normally closes the connection; without it
-        the socket is dropped after :data:`CLOSE_TIMEOUT`."""
-        if self._abort_timer is None and not self.closing:
-            self._abort_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
-
-    def abort(self) -> None:
-        self._abort_timer = None
-        self.closing = True
-        self.transport.abort()
-
-    # ---------------------------------------------------------------- the server's registry
-
-    def shutdown(self) -> None:
-        """Server shutdown: close 1001 (going away) now, not a dropped socket later."""
-        self.session.shutdown()
-
-    def close(self, abort: bool = False) -> None:
-        if abort:
-            self.abort()
-        else:
-            self.finish()
-
-
 class WebSocketSession:
     """One WebSocket, from the handshake to the end (see :mod:`refserver.gateways.ws_session`)."""
 
-    def __init__(self, state, h1, head, handshake):
+    def __init__(self, state, request, origin, handshake):
+        """``origin`` is the connection (HTTP/1.1) or stream (HTTP/2) the handshake came on:
+        its scheme, addresses and TLS facts are the session's."""
         config = state.config
         self.state = state
         self.loop = state.loop
-        self.channel: WSProtocol | None = None
-        self._h1conn = h1.conn  # writes the 101 or the denial, with the server's usual headers
-        self.method = head.method.decode("ascii")
-        self.raw_path, self.query_string, self.authority = _split_target(head.target)
-        self.http_version = head.http_version.decode("ascii")
-        self.headers = head.headers
-        self.scheme = h1.scheme
-        self.client = h1.client
-        self.server = h1.server
+        self.channel = None  # set by the channel when it takes the session
+        self.request = request
+        self.scheme = origin.scheme
+        self.client = origin.client
+        self.server = origin.server
+        self.tls = origin.tls
         self.subprotocols = handshake.subprotocols
         self.handshake = handshake
         self.accepted = False
@@ -389,7 +190,8 @@ class WebSocketSession:
             raise ClientDisconnected("the client disconnected before the handshake was accepted")
         deflate = negotiate_deflate(self.handshake.extensions) if self._deflate else None
         fields = accept_headers(self.handshake, subprotocol, headers, deflate)
-        data = self._h1conn.switching_protocols(fields)
+        channel = self.channel
+        channel.accept(fields)
         unmask = self.state.impl.ws_unmask
         if unmask is None:
             self._ws = WSConnection(self._max_size, deflate)
@@ -397,9 +199,7 @@ class WebSocketSession:
             self._ws = WSConnection(self._max_size, deflate, unmask)
         self._phase = _OPEN
         self.accepted = True
-        self.status = 101
-        channel = self.channel
-        channel.write(data)
+        self.status = 101 if self.request.http_version != "2" else 200
         self.state.log_access(self)
         pending = bytes(self._pending)
         self._pending = None
@@ -476,14 +276,11 @@ class WebSocketSession:
             )
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
-        conn = self._h1conn
-        conn.keep_alive = False  # the client sent "Connection: Upgrade": nothing follows
-        data = conn.response_head(status, headers, body, end)
+        self.channel.deny(status, headers, body, end)
         self._phase = _DENIED
         self._pending = None
         self.response_started = True
         self.status = status
-        self.channel.write(data)
         if end:
             self._denied()
 
@@ -492,12 +289,7 @@ class WebSocketSession:
             raise ResponseError("no denial response is in progress")
         if self.disconnected or self.channel.closing:
             raise ClientDisconnected("the client disconnected")
-        conn = self._h1conn
-        out = conn.response_body(data) if data else b""
-        if end:
-            out += conn.response_end()
-        if out:
-            self.channel.write(out)
+        self.channel.deny_body(data, end)
         if end:
             self._denied()
         elif self.channel.write_paused:

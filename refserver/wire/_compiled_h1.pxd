@@ -7,16 +7,13 @@ cimport cython
 
 # Module constants read on every response: C variables rather than module dict lookups.
 cdef int _LENGTH, _CHUNKED, _CLOSE_DELIMITED, _NONE
-cdef dict _CHECKED_FIELDS
 cdef Py_ssize_t JOIN_LIMIT
-
-cpdef parse_content_length(value)
+cdef dict _NAMES
 
 cdef class H1Connection:
     cdef object _parser
     cdef object _limits
-    cdef bint _date_header
-    cdef object _server_header
+    cdef object _rules
     cdef object _write_head
     cdef object _head_buffer
     cdef object _last_head
@@ -43,7 +40,7 @@ cdef class H1Connection:
     cpdef next_event(self)
     cpdef _on_head(self, head)
     cpdef bint start_next_cycle(self) except? -1
-    @cython.locals(out=list, checked=dict)
+    @cython.locals(out=list)
     cpdef response_start(self, status, headers, body=*, end=*)
     cpdef response_body(self, data)
     cpdef response_end(self)

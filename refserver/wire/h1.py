@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 
-from . import dates
-from .fields import TOKEN_RE, check_field, field_tokens, remember
+from .fields import TOKEN_RE, field_tokens, remember
 from .events import (
     BadRequest,
     Body,
@@ -25,19 +24,15 @@ from .events import (
     URITooLong,
     VersionNotSupported,
 )
+from .request import HOST_RE, Request, split_target, with_host
+from .response import NO_BODY_STATUSES, ResponseRules, check_complete, count_body
 
 _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
-# RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
-_HOST_RE = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?"
-)
-_ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
 _TE_FIELD_RE = re.compile(rb"^transfer-encoding[ \t]*:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 _CL_FIELD_RE = re.compile(rb"^content-length[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _FOLD_RE = re.compile(rb"\r?\n[ \t]+")
 
-_NO_BODY_STATUSES = frozenset((204, 304))
 #: A response body up to this size is joined to its head (one write); a larger one is written on
 #: its own, uncopied (a copy of a megabyte costs more than a second write call).
 JOIN_LIMIT = 16384
@@ -45,8 +40,10 @@ _HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF 
 _EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
-#: Response fields that passed the name and value checks, with their lower-case names.
-_CHECKED_FIELDS: dict = {}
+# The str forms of the usual methods and versions, decoded once (others are decoded per request).
+_NAMES = {name: name.decode("ascii") for name in (
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
+)}
 #: Host values that passed their check (the keys): a server mostly sees a few.
 _CHECKED_HOSTS: dict = {}
 
@@ -81,14 +78,6 @@ def write_head(status: int, reason: bytes, headers: list) -> bytes:
     return b"".join(parts)
 
 
-def parse_content_length(value: bytes) -> int:
-    """The length a Content-Length value states, or -1 when it is not one: ASCII digits, with
-    optional whitespace around them. (``bytes.isdigit`` is ASCII-only, unlike ``str.isdigit``.)
-    Here, in the module the fast path compiles, since every response with a length calls it."""
-    digits = value.strip()
-    return int(digits) if digits.isdigit() else -1
-
-
 def _raw_head(data: bytes) -> bytes:
     """The head at the start of ``data``: the read that brought it may have brought its body or
     the next pipelined request too, whose fields must not count."""
@@ -109,29 +98,29 @@ def _te_unframeable(head: bytes) -> bool:
     return not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1
 
 
-def _check_target(head: RequestHead) -> None:
-    """RFC 9112 3.2: each request-target form belongs to certain methods.
+def request_view(head: RequestHead) -> Request:
+    """The :class:`~refserver.wire.request.Request` of a parsed head (RFC 9112 3.2).
 
     CONNECT is 501 (refserver does not tunnel). ``*`` is passed on with any method (only OPTIONS
     gives it a meaning, but extension methods such as M-SEARCH use it too). An absolute-form
-    target must be http(s), and its authority replaces the Host header (3.2.2: the origin server
-    MUST ignore Host then), so every interface shows the application the same host.
+    target's authority replaces the Host header (3.2.2: the origin server MUST ignore Host then),
+    so every interface shows the application the same host.
     """
-    target = head.target
     if head.method == b"CONNECT":
         raise NotImplementedByServer("CONNECT is not supported")
-    if target[:1] == b"/" or target == b"*":
-        return
-    match = _ABSOLUTE_RE.match(target)
-    if match is None:
-        raise BadRequest("request target must be origin-form or an http(s) absolute-form")
-    authority = match.group(1)
-    if not authority or not _HOST_RE.fullmatch(authority):
-        raise BadRequest("invalid authority in the request target")
-    headers = [(n, authority if n == b"host" else v) for n, v in head.headers]
-    if len(headers) == len(head.headers) and all(n != b"host" for n, _ in headers):
-        headers.append((b"host", authority))  # HTTP/1.0 may have sent none
-    head.headers = headers
+    raw_path, query, authority = split_target(head.target)
+    headers = head.headers
+    if authority is not None:
+        headers = with_host(headers, authority)
+        authority = authority.decode("latin-1")
+    return Request(
+        _NAMES.get(head.method) or head.method.decode("ascii"),
+        raw_path,
+        query,
+        _NAMES.get(head.http_version) or head.http_version.decode("ascii"),
+        headers,
+        authority,
+    )
 
 
 # Response framing modes.
@@ -157,11 +146,11 @@ class H1Connection:
         date_header: bool = True,
         server_header: bytes | None = b"refserver",
         head_writer=write_head,
+        rules=ResponseRules,
     ):
         self._parser = parser
         self._limits = limits
-        self._date_header = date_header
-        self._server_header = server_header
+        self._rules = rules(server_header, date_header)
         self._write_head = head_writer
         self._head_buffer = b""
         self._last_head = b""
@@ -171,7 +160,7 @@ class H1Connection:
         self._reset()
 
     def _reset(self) -> None:
-        self.request: RequestHead | None = None
+        self.request: Request | None = None  # the view of the current request
         self.keep_alive = True
         self.expect_continue = False
         self.sent_continue = False
@@ -317,7 +306,7 @@ class H1Connection:
             elif name == b"transfer-encoding":
                 chunked = True
             elif name == b"host" and value not in _CHECKED_HOSTS:
-                if not _HOST_RE.fullmatch(value):
+                if not HOST_RE.fullmatch(value):
                     raise BadRequest("invalid Host header")  # RFC 9112 3.2: MUST be 400
                 remember(_CHECKED_HOSTS, value, None)
         if head.http_version == b"1.1":
@@ -331,9 +320,8 @@ class H1Connection:
         if chunked and head.http_version == b"1.0":
             # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
             raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-        _check_target(head)
         self._head_only = head.method == b"HEAD"
-        self.request = head
+        self.request = request_view(head)
 
     def switching_protocols(self, headers: list) -> bytes:
         """A ``101 Switching Protocols`` head (RFC 9110 15.2.2) with the Server and Date fields
@@ -343,11 +331,7 @@ class H1Connection:
         """
         if self.response_started:
             raise ResponseError("the response has already started")
-        out = list(headers)
-        if self._server_header:
-            out.append((b"server", self._server_header))
-        if self._date_header:
-            out.append(dates.DATES.field())
+        out = self._rules.stamp(headers)
         self.response_started = True
         self.response_complete = True
         self.keep_alive = False  # no further HTTP/1.1 request on this connection
@@ -393,62 +377,15 @@ class H1Connection:
         """
         if self.response_started:
             raise ResponseError("the response has already started")
-        if type(status) is not int or not 200 <= status <= 999:
-            raise ResponseError("invalid response status %r" % (status,), "status")
-        out = []
-        content_length = None
-        has_date = has_server = False
-        checked = _CHECKED_FIELDS
-        for field in headers:
-            name, value = field
-            # Only (bytes, bytes) tuples are hashable by value; anything else is checked each time.
-            cacheable = type(field) is tuple and type(name) is bytes and type(value) is bytes
-            lname = checked.get(field) if cacheable else None
-            if lname is None:
-                lname = check_field(name, value)
-                if cacheable:
-                    remember(checked, field, lname)
-            if lname == b"content-length":
-                length = parse_content_length(value)
-                if length < 0 or (content_length is not None and content_length != length):
-                    raise ResponseError("invalid Content-Length %r" % (value,), "header")
-                content_length = length
-            elif lname == b"transfer-encoding":
-                continue  # framing is the server's job (ASGI, RSGI)
-            elif lname == b"connection":
-                if b"close" in field_tokens(value):
-                    self.keep_alive = False
-                continue
-            elif lname == b"date":
-                has_date = True
-            elif lname == b"server":
-                has_server = True
-            out.append(field if cacheable else (name, value))
-
-        no_body = self._head_only or status in _NO_BODY_STATUSES
-        if status == 204 and content_length is not None:
-            # RFC 9110 8.6: never a Content-Length on a 204.
-            out = [(n, v) for n, v in out if n.lower() != b"content-length"]
-            content_length = None
-        if content_length is not None:
-            if end and not no_body and len(body) != content_length:
-                # The whole response is known and wrong: refuse it before a byte is written, so
-                # the caller can still answer 500 instead.
-                raise ResponseError(
-                    "response body is %d bytes but its Content-Length is %d"
-                    % (len(body), content_length),
-                    "length",
-                )
+        out, content_length, close = self._rules.head(status, headers, body, end, self._head_only)
+        if close:
+            self.keep_alive = False
+        if content_length >= 0:
             self._framing = _LENGTH
             self._remaining = content_length
-        elif status in _NO_BODY_STATUSES:
+        elif status in NO_BODY_STATUSES:
             self._framing = _NONE
-        elif end:
-            self._framing = _LENGTH
-            self._remaining = len(body)
-            if not self._head_only or body:
-                out.append((b"content-length", b"%d" % len(body)))
-        elif self.request is not None and self.request.http_version == b"1.1":
+        elif self.request is not None and self.request.http_version == "1.1":
             self._framing = _CHUNKED
             out.append((b"transfer-encoding", b"chunked"))
         elif not self._head_only:
@@ -460,17 +397,13 @@ class H1Connection:
             # The client still waits to be told to send its body, and now never will be: the
             # connection cannot carry another request, and the client should know it now.
             self.keep_alive = False
-        if self._server_header and not has_server:
-            out.append((b"server", self._server_header))
-        if self._date_header and not has_date:
-            out.append(dates.DATES.field())
         if not self.keep_alive:
             out.append((b"connection", b"close"))
-        elif self.request is not None and self.request.http_version == b"1.0":
+        elif self.request is not None and self.request.http_version == "1.0":
             out.append((b"connection", b"keep-alive"))
 
         self.response_started = True
-        if no_body:
+        if self._head_only or status in NO_BODY_STATUSES:
             self._framing = _NONE
         head = self._write_head(status, REASONS.get(status, b""), out)
         rest = self.response_body(body) if body else b""
@@ -491,12 +424,7 @@ class H1Connection:
         if framing == _LENGTH:
             if len(data) > self._remaining:
                 self.keep_alive = False
-                raise ResponseError(
-                    "response body is longer than its Content-Length (%d bytes too many)"
-                    % (len(data) - self._remaining),
-                    "length",
-                )
-            self._remaining -= len(data)
+            self._remaining = count_body(self._remaining, len(data))
         return data
 
     @property
@@ -514,9 +442,7 @@ class H1Connection:
         if self._framing == _LENGTH and self._remaining:
             # The peer cannot find the end of this message: the connection must close.
             self.keep_alive = False
-            raise ResponseError(
-                "response ended %d bytes short of its Content-Length" % self._remaining, "length"
-            )
+            check_complete(self._remaining)
         if self._framing == _CLOSE_DELIMITED:
             self.keep_alive = False
         return b""

@@ -1,0 +1,83 @@
+"""The request as every gateway sees it, whichever protocol carried it.
+
+An HTTP/1.1 request target, an HTTP/2 ``:path`` and the handshake of a WebSocket (over either) all
+become one :class:`Request`, built once by the wire core that parsed it. The rule for the host is
+decided here too: an authority carried outside the header block (an absolute-form target in
+HTTP/1.1, ``:authority`` in HTTP/2) replaces any ``Host`` field (RFC 9112 3.2.2, RFC 9113 8.3.1),
+so the ``host`` header, the RSGI ``authority`` and the WSGI ``HTTP_HOST`` always agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .events import BadRequest
+
+# RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
+HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?")
+_ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
+
+
+class Request:
+    """What a request says about itself: method, target, version, fields.
+
+    ``raw_path`` is still percent-encoded and has no query; ``headers`` keep the order and
+    duplicates of the wire, names lower-case. ``authority`` is the authority the protocol carried
+    apart from the fields (see the module docstring), else ``None``.
+    """
+
+    __slots__ = ("method", "raw_path", "query_string", "http_version", "headers", "authority")
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: bytes,
+        query_string: bytes,
+        http_version: str,
+        headers: list,
+        authority: str | None = None,
+    ):
+        self.method = method
+        self.raw_path = raw_path
+        self.query_string = query_string
+        self.http_version = http_version
+        self.headers = headers
+        self.authority = authority
+
+    def __repr__(self) -> str:
+        return "Request(%r, %r, %r, %r)" % (
+            self.method, self.raw_path, self.query_string, self.http_version
+        )
+
+
+def split_target(target: bytes):
+    """``(raw_path, query_string, authority)`` of an HTTP/1.1 request target (RFC 9112 3.2).
+
+    Origin-form and ``*`` pass as they are; an absolute-form target must be http(s) with a valid
+    authority, which is returned as bytes (``None`` otherwise). Any other form (authority-form
+    belongs to CONNECT, which is refused before this) is a :class:`BadRequest`.
+    """
+    authority = None
+    if target[:1] != b"/":
+        if target == b"*":
+            return b"*", b"", None
+        match = _ABSOLUTE_RE.match(target)
+        if match is None:
+            raise BadRequest("request target must be origin-form or an http(s) absolute-form")
+        authority = match.group(1)
+        if not authority or not HOST_RE.fullmatch(authority):
+            raise BadRequest("invalid authority in the request target")
+        target = target[match.end():]
+        if target[:1] != b"/":
+            target = b"/" + target
+    path, _, query = target.partition(b"?")
+    return path, query, authority
+
+
+def with_host(headers: list, authority: bytes) -> list:
+    """``headers`` with ``authority`` as the one ``host`` field: it replaces every Host value,
+    and is added where none was sent (HTTP/1.0, HTTP/2)."""
+    replaced = [(n, authority if n == b"host" else v) for n, v in headers]
+    if all(n != b"host" for n, _ in headers):
+        replaced.append((b"host", authority))
+    return replaced
