@@ -48,6 +48,9 @@ cdef class H1Protocol:
     cdef H1Stream _waiting
     cdef bint _shutting_down
     cdef object _upgrade
+    cdef bint _upgrades
+    cdef public bint h2c
+    cdef bint _fresh
 
     cpdef _process(self)
     cpdef _process_events(self)

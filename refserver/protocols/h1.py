@@ -26,7 +26,7 @@ from ..wire.events import (
     RequestHead,
     RequestTimeout,
 )
-from ..wire.fields import is_upgrade
+from ..wire.fields import upgrade_tokens
 from .flow import watch_writes
 
 # Stop reading from the socket while this much request body waits for the application.
@@ -262,7 +262,12 @@ class H1Protocol:
         self._processing = False  # inside _process: a finished cycle must not re-enter it
         self._waiting = None  # a request whose application has not been started yet
         self._shutting_down = False
-        self._upgrade = None  # a WebSocket handshake waiting for the end of its request
+        self._upgrade = None  # a switch (WebSocket, h2c) waiting for the end of its request
+        # Upgrade fields are worth reading: WebSockets are served, or h2c is (below).
+        self._upgrades = server_state.ws_handler is not None
+        # Cleartext --http auto: HTTP/2 by prior knowledge or by h2c upgrade (connection.py).
+        self.h2c = False
+        self._fresh = False  # no byte read yet: the first read may be an HTTP/2 preface
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -274,6 +279,8 @@ class H1Protocol:
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self.tls = tls_extension(transport)
+        elif self.state.config.http == "auto":
+            self.h2c = self._fresh = self._upgrades = True
         self.state.connections.add(self)
         self._arm_head_timer()
 
@@ -292,6 +299,11 @@ class H1Protocol:
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self._fresh:
+            self._fresh = False
+            if data[:4] == b"PRI ":
+                switch_to_h2(self, data)  # RFC 9113 3.3, prior knowledge
+                return
         try:
             self.conn.receive_data(data)
         except HTTPError as exc:
@@ -380,10 +392,13 @@ class H1Protocol:
                 return
 
     def _start_request(self, request) -> None:
-        if self.state.ws_handler is not None and is_upgrade(request.headers):
-            # Answered here if the handshake is bad; switched at the end of the request if not.
-            self._upgrade = start_upgrade(self, request)
-            return
+        if self._upgrades and upgrade_tokens(request.headers):
+            # A bad WebSocket handshake is answered here; a good one, or h2c, is switched at the
+            # end of the request; anything else is served as an ordinary request.
+            upgrade = start_upgrade(self, request)
+            if upgrade is not None or self._closing:
+                self._upgrade = upgrade
+                return
         stream = H1Stream(self, request)
         self.stream = stream
         if self._shutting_down:
@@ -661,12 +676,19 @@ def tls_extension(transport):
     return asgi_tls_extension(transport)
 
 
-def start_upgrade(h1, head):
-    """Hand a WebSocket handshake to :mod:`refserver.protocols.ws_h1` (imported here, since that
-    module builds on this one)."""
-    from .ws_h1 import start_upgrade as start
+def start_upgrade(h1, request):
+    """The switch an Upgrade request asks for (:mod:`refserver.protocols.connection`, imported
+    here, since it builds on this module)."""
+    from .connection import start_upgrade as start
 
-    return start(h1, head)
+    return start(h1, request)
+
+
+def switch_to_h2(h1, data: bytes) -> None:
+    """Hand the connection to HTTP/2 (:mod:`refserver.protocols.connection`)."""
+    from .connection import switch_to_h2 as switch
+
+    switch(h1, data)
 
 
 def gathers_writes(transport_cls) -> bool:

@@ -92,23 +92,28 @@ def header_tokens(headers: list, name: bytes) -> list:
     return out
 
 
-def is_upgrade(headers: list) -> bool:
-    """True for a request that asks to switch to WebSocket: ``Upgrade: websocket`` together with
-    the ``upgrade`` connection option (RFC 9110 7.8: an Upgrade field without it means nothing).
-    Such a request is then either a valid handshake or refused with 400/426; anything else stays
-    an ordinary HTTP request.
+def upgrade_tokens(headers: list):
+    """The protocols a request asks to switch to: the members of its Upgrade field, when its
+    Connection field names ``upgrade`` (RFC 9110 7.8: an Upgrade field without it means nothing);
+    else an empty tuple. A request that asks for ``websocket`` is then either a valid handshake or
+    refused with 400/426; one that asks for ``h2c`` is switched to HTTP/2 or served as it is.
 
-    Here rather than in :mod:`refserver.wire.ws` because every request asks it: the HTTP/1.1
-    protocol must not import the WebSocket stack (wsproto, hashlib) to find out.
+    Here rather than beside the WebSocket or HTTP/2 code because every request asks it: the
+    HTTP/1.1 protocol must not import those stacks (wsproto, hashlib, h2) to find out.
     """
     for name, _ in headers:
         if name == b"upgrade":
             break
     else:
-        return False  # the common case, decided in one pass with no allocation
-    return b"websocket" in header_tokens(headers, b"upgrade") and b"upgrade" in header_tokens(
-        headers, b"connection"
-    )
+        return ()  # the common case, decided in one pass with no allocation
+    if b"upgrade" not in header_tokens(headers, b"connection"):
+        return ()
+    return header_tokens(headers, b"upgrade")
+
+
+def is_upgrade(headers: list) -> bool:
+    """True for a request that asks to switch to WebSocket (see :func:`upgrade_tokens`)."""
+    return b"websocket" in upgrade_tokens(headers)
 
 
 def check_field(name: bytes, value: bytes) -> bytes:
