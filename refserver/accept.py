@@ -29,8 +29,12 @@ class Acceptor:
     ``factory``. Shaped like the ``asyncio.Server`` it replaces where the server uses one
     (:meth:`close`, :meth:`wait_closed`)."""
 
-    def __init__(self, loop, sock: socket.socket, factory, logger):
+    def __init__(self, loop, sock: socket.socket, factory, logger, ssl=None,
+                 ssl_handshake_timeout: float | None = None):
         self._loop = loop
+        self._ssl = ssl
+        # Only with TLS: asyncio rejects a handshake timeout given without a context.
+        self._ssl_options = {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout} if ssl else {}
         self._sock = sock
         self._fd = sock.fileno()
         self._factory = factory
@@ -68,13 +72,17 @@ class Acceptor:
         conn.setblocking(False)
         if self._tcp:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        task = self._loop.create_task(
+            self._loop.connect_accepted_socket(self._factory, conn, **self._ssl_options)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._connected)
 
     def _connected(self, task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
+            # A failed or timed-out TLS handshake ends here: the client's problem, not the
+            # server's, so not above debug level.
             self._logger.debug("a connection failed before it started: %s", task.exception())
 
     def _pause(self, exc: OSError) -> None:
@@ -107,6 +115,11 @@ class Acceptor:
         else:
             self._loop.remove_reader(self._fd)
         self._sock.close()
+        if self._ssl is not None:
+            # Connections still in their TLS handshake have sent no request: like idle ones,
+            # they are closed at once rather than left to finish it after the shutdown.
+            for task in self._tasks:
+                task.cancel()
 
     async def wait_closed(self) -> None:
         """Closed as soon as :meth:`close` returns (connections are the server's to close)."""

@@ -24,6 +24,8 @@ class Option:
     choices: tuple = ()
     optional: bool = False  # None is an accepted value ("not set")
     minimum: float = 0  # the smallest accepted number (int and float options)
+    maximum: float | None = None  # the largest accepted number, if bounded
+    secret: bool = False  # never shown (a password): ``repr(config)`` gives ``'***'``
 
     @property
     def env(self) -> str:
@@ -59,6 +61,10 @@ class Option:
                 raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
             raise ConfigError(
                 f"{source}: {self.flag} must be at least {self.minimum}, got {value!r}"
+            )
+        if self.maximum is not None and self.type in (int, float) and value > self.maximum:
+            raise ConfigError(
+                f"{source}: {self.flag} must be at most {self.maximum}, got {value!r}"
             )
         return value
 
@@ -211,6 +217,130 @@ OPTIONS: tuple[Option, ...] = (
         "Close a WebSocket (1011) whose ping is not answered within N seconds, 0 to wait forever.",
     ),
     Option(
+        "ssl_certfile",
+        str,
+        None,
+        "Serve HTTPS with this PEM certificate (chain, server certificate first).",
+        optional=True,
+    ),
+    Option(
+        "ssl_keyfile",
+        str,
+        None,
+        "PEM private key of --ssl-certfile (if not in the certificate file).",
+        optional=True,
+    ),
+    Option(
+        "ssl_keyfile_password",
+        str,
+        None,
+        "Password of an encrypted --ssl-keyfile.",
+        optional=True,
+        secret=True,
+    ),
+    Option(
+        "ssl_ca_certs",
+        str,
+        None,
+        "PEM file of the CA certificates that client certificates are verified against.",
+        optional=True,
+    ),
+    Option(
+        "ssl_cert_reqs",
+        str,
+        "none",
+        "Client certificates: none (not asked for), optional (verified if sent), required.",
+        choices=("none", "optional", "required"),
+    ),
+    Option(
+        "ssl_ciphers",
+        str,
+        None,
+        "OpenSSL cipher string for TLS 1.2; unset: the ssl module's default (forward-secret "
+        "AES-GCM, ChaCha20 and AES suites, no SHA-1). TLS 1.3 suites are OpenSSL's.",
+        optional=True,
+    ),
+    Option(
+        "ssl_protocol_min",
+        str,
+        "1.2",
+        "Oldest TLS version accepted.",
+        choices=("1.2", "1.3"),
+    ),
+    Option(
+        "ssl_crl",
+        str,
+        None,
+        "PEM certificate revocation list: a revoked client certificate is refused.",
+        optional=True,
+    ),
+    Option(
+        "ssl_handshake_timeout",
+        float,
+        10.0,
+        "Close a connection whose TLS handshake is not done after N seconds.",
+        minimum=0.001,
+    ),
+    Option(
+        "http",
+        str,
+        "auto",
+        "HTTP version: auto = ALPN on TLS; in cleartext the HTTP/2 prior-knowledge preface and "
+        "Upgrade: h2c are accepted. 1 = HTTP/1.1 only, 2 = HTTP/2 only.",
+        choices=("auto", "1", "2"),
+    ),
+    Option(
+        "http2_max_concurrent_streams",
+        int,
+        100,
+        "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open at once.",
+        minimum=1,
+    ),
+    Option(
+        "http2_initial_stream_window",
+        int,
+        65535,
+        "HTTP/2 initial flow-control window of each stream, in bytes: what a request body may "
+        "send ahead of the application reading it.",
+        minimum=1,
+        maximum=2**31 - 1,
+    ),
+    Option(
+        "http2_initial_connection_window",
+        int,
+        1024 * 1024,
+        "HTTP/2 flow-control window of the whole connection, in bytes (shared by its streams).",
+        minimum=65535,
+        maximum=2**31 - 1,
+    ),
+    Option(
+        "http2_max_frame_size",
+        int,
+        16384,
+        "HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame payload accepted, in bytes.",
+        minimum=16384,
+        maximum=16777215,
+    ),
+    Option(
+        "http2_max_header_list_size",
+        int,
+        65536,
+        "HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded header list, in bytes.",
+        minimum=1,
+    ),
+    Option(
+        "http2_keep_alive_interval",
+        float,
+        0.0,
+        "Send an HTTP/2 PING after N seconds without one, 0 for never.",
+    ),
+    Option(
+        "http2_keep_alive_timeout",
+        float,
+        20.0,
+        "Close an HTTP/2 connection whose PING is not answered within N seconds.",
+    ),
+    Option(
         "warn_blocked_loop",
         float,
         1.0,
@@ -239,7 +369,36 @@ class Config:
             setattr(self, option.name, value)
         if self.uds is None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        """TLS options that would be silently ignored are errors: a server meant to check client
+        certificates must not start without checking them."""
+        if self.ssl_certfile is None:
+            given = [
+                o.flag
+                for o in OPTIONS
+                if o.name.startswith("ssl_")
+                and o.name not in ("ssl_certfile", "ssl_handshake_timeout")
+                and getattr(self, o.name) != o.default
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} given without --ssl-certfile")
+        if self.ssl_cert_reqs != "none" and self.ssl_ca_certs is None:
+            raise ConfigError(
+                f"--ssl-cert-reqs {self.ssl_cert_reqs} needs --ssl-ca-certs "
+                "(the CA certificates that client certificates are verified against)"
+            )
+        if self.ssl_crl is not None and self.ssl_cert_reqs == "none":
+            raise ConfigError(
+                "--ssl-crl needs --ssl-cert-reqs optional or required (it applies to client "
+                "certificates)"
+            )
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in OPTIONS)
+        fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)
         return f"Config(app={self.app!r}, {fields})"
+
+    def _shown(self, option: Option) -> str:
+        value = getattr(self, option.name)
+        return "'***'" if option.secret and value is not None else repr(value)

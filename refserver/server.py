@@ -22,6 +22,7 @@ from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .server_errors import StartupFailed
+from .tls import make_context
 from .wire.h1 import Limits
 
 logger = logs.error_logger
@@ -32,6 +33,9 @@ EAGER_START = sys.version_info >= (3, 12)
 BACKLOG = 2048  # the listen queue: where clients wait while accepting is paused
 #: Seconds cancelled requests have, after the graceful timeout, to run their cleanup.
 CANCEL_GRACE = 1.0
+
+#: The ALPN ids of the protocols that connections over TLS are served with.
+TLS_PROTOCOLS = ("http/1.1",)
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -251,6 +255,7 @@ class Server:
         self._exit_event: asyncio.Event | None = None
         self._lifespan = None
         self._watchdog = None
+        self.ssl_context = None
 
     # ---------------------------------------------------------------- loading
 
@@ -289,6 +294,9 @@ class Server:
         if self.should_exit:
             self._exit_event.set()
         self.load()
+        # Before the application starts and before binding: a certificate that cannot be used
+        # is a configuration error of one line.
+        self.ssl_context = make_context(self.config, served=TLS_PROTOCOLS)
         impl, note = select(self.config.impl)
         if note:
             logger.info(note)
@@ -316,7 +324,7 @@ class Server:
             raise
         logger.info(
             "refserver running on %s (interface %s, impl %s, loop %s)",
-            describe_address(self.sockets[0]),
+            describe_address(self.sockets[0], tls=self.ssl_context is not None),
             self.interface,
             impl.name,
             _loop_name(loop),
@@ -344,7 +352,14 @@ class Server:
             # Not the loop's create_server: out of file descriptors, asyncio's logs every retry
             # and uvloop's drops the waiting clients; the Acceptor pauses, on both (accept.py).
             sock.listen(BACKLOG)
-            acceptor = Acceptor(loop, sock, factory, logger)
+            acceptor = Acceptor(
+                loop,
+                sock,
+                factory,
+                logger,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.config.ssl_handshake_timeout,
+            )
             acceptor.start()
             self._servers.append(acceptor)
 
@@ -468,14 +483,14 @@ def bind_socket(config: Config) -> socket.socket:
     return sock
 
 
-def describe_address(sock: socket.socket) -> str:
+def describe_address(sock: socket.socket, tls: bool = False) -> str:
     addr = sock.getsockname()
     if isinstance(addr, str):
-        return f"unix:{addr}"
+        return f"unix:{addr} (TLS)" if tls else f"unix:{addr}"
     host, port = addr[0], addr[1]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def new_event_loop(name: str):
