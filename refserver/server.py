@@ -21,6 +21,7 @@ from .accept import Acceptor
 from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
+from .protocols.connection import protocol_factory
 from .server_errors import StartupFailed
 from .tls import make_context
 from .wire.h1 import Limits
@@ -33,9 +34,6 @@ EAGER_START = sys.version_info >= (3, 12)
 BACKLOG = 2048  # the listen queue: where clients wait while accepting is paused
 #: Seconds cancelled requests have, after the graceful timeout, to run their cleanup.
 CANCEL_GRACE = 1.0
-
-#: The ALPN ids of the protocols that connections over TLS are served with.
-TLS_PROTOCOLS = ("http/1.1",)
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -296,7 +294,7 @@ class Server:
         self.load()
         # Before the application starts and before binding: a certificate that cannot be used
         # is a configuration error of one line.
-        self.ssl_context = make_context(self.config, served=TLS_PROTOCOLS)
+        self.ssl_context = make_context(self.config)
         impl, note = select(self.config.impl)
         if note:
             logger.info(note)
@@ -342,8 +340,7 @@ class Server:
         """Bind (unless given sockets) and start accepting connections."""
         loop = state.loop
 
-        def factory():
-            return impl.h1_protocol(state, impl)
+        factory = protocol_factory(state, impl, tls=self.ssl_context is not None)
 
         if sockets is None:
             sockets = [bind_socket(self.config)]
