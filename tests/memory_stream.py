@@ -13,7 +13,13 @@ import asyncio
 from refserver.gateways.stream import ClientDisconnected
 from refserver.wire.events import ResponseError
 from refserver.wire.request import Request
-from refserver.wire.response import ResponseRules, check_complete, count_body
+from refserver.wire.response import (
+    ResponseRules,
+    check_complete,
+    check_informational,
+    check_trailers,
+    count_body,
+)
 
 
 class MemoryStream:
@@ -53,6 +59,8 @@ class MemoryStream:
         self.sent = bytearray()
         self.close_requested = False
         self.aborted = False
+        self.informational: list = []  # (status, fields) of each 1xx sent
+        self.trailers: list | None = None
 
     # ------------------------------------------------------------------ the test's side
 
@@ -126,6 +134,16 @@ class MemoryStream:
             check_complete(self._remaining)
         self.response_complete = True
         self._wake()
+
+    async def send_trailers(self, headers: list) -> None:
+        fields = check_trailers(headers)
+        self.end_response()
+        self.trailers = fields
+
+    def send_informational(self, status: int, headers: list) -> None:
+        fields = check_informational(status, headers)
+        if not self.response_started:
+            self.informational.append((status, fields))
 
     def abort(self) -> None:
         self.aborted = True

@@ -21,19 +21,21 @@ class ASGIProtocolError(RuntimeError):
     """The application sent a message the ASGI HTTP protocol does not allow at that point."""
 
 
-_START, _BODY, _DONE = 0, 1, 2
+_START, _BODY, _TRAILERS, _DONE = 0, 1, 2, 3
 
 
 class HTTPCycle:
     """``receive`` and ``send`` for one request."""
 
-    __slots__ = ("stream", "phase", "_status", "_headers")
+    __slots__ = ("stream", "phase", "_status", "_headers", "_trailers", "_trailer_fields")
 
     def __init__(self, stream):
         self.stream = stream
         self.phase = _START
         self._status = 0
         self._headers = None
+        self._trailers = False  # the start message announced trailers (the extension)
+        self._trailer_fields: list = []
 
     async def receive(self) -> dict:
         stream = self.stream
@@ -57,6 +59,9 @@ class HTTPCycle:
         kind = message.get("type") if isinstance(message, dict) else None
         phase = self.phase
         if phase == _START:
+            if kind == "http.response.early_hint":
+                stream.send_informational(103, _links(message.get("links", ())))
+                return
             if kind != "http.response.start":
                 raise ASGIProtocolError(
                     f"expected 'http.response.start', got {kind!r} (ASGI HTTP: the response "
@@ -67,6 +72,7 @@ class HTTPCycle:
                 raise ASGIProtocolError(f"'status' must be an int, got {status!r} [ASGI-ERROR-5]")
             self._status = status
             self._headers = _header_list(message.get("headers", ()))
+            self._trailers = bool(message.get("trailers", False))
             self.phase = _BODY
         elif phase == _BODY:
             if kind != "http.response.body":
@@ -79,22 +85,40 @@ class HTTPCycle:
                     f"'body' must be bytes, got {type(body).__name__} [ASGI-ERROR-5]"
                 )
             more = bool(message.get("more_body", False))
+            end = not more and not self._trailers  # with trailers, they end the response
             if not more:
-                self.phase = _DONE
+                self.phase = _TRAILERS if self._trailers else _DONE
             headers = self._headers
             if headers is not None:
                 # The start message is held until the first body message, so a single-message
                 # response can carry its Content-Length.
                 self._headers = None
                 stream.start_response(
-                    self._status, headers, body if type(body) is bytes else bytes(body), not more
+                    self._status, headers, body if type(body) is bytes else bytes(body), end
                 )
             else:
-                await stream.send_body(body if type(body) is bytes else bytes(body), not more)
+                await stream.send_body(body if type(body) is bytes else bytes(body), end)
+        elif phase == _TRAILERS:
+            if kind != "http.response.trailers":
+                raise ASGIProtocolError(
+                    f"expected 'http.response.trailers', got {kind!r} (the start message "
+                    "announced trailers) [ASGI-TRAILERS-1]"
+                )
+            self._trailer_fields += _header_list(message.get("headers", ()))
+            if not message.get("more_trailers", False):
+                self.phase = _DONE
+                await stream.send_trailers(self._trailer_fields)
         else:
             raise ASGIProtocolError(
                 f"{kind!r} sent after the response was complete [ASGI-SEND-4]"
             )
+
+
+def _links(links) -> list:
+    """The ``Link`` fields of an ``http.response.early_hint`` message."""
+    if isinstance(links, (bytes, str)) or not all(isinstance(link, bytes) for link in links):
+        raise ASGIProtocolError("'links' must be a list of bytes [ASGI-EARLY-HINT-1]")
+    return [(b"link", link) for link in links]
 
 
 def _header_list(headers) -> list:
@@ -132,6 +156,9 @@ class ASGIGateway:
             "http", stream, self.root_path, self.server.lifespan_state, stream.scheme,
             stream.request.method,
         )
+        extensions = scope["extensions"]
+        extensions["http.response.trailers"] = {}
+        extensions["http.response.early_hint"] = {}
         cycle = HTTPCycle(stream)
         try:
             await self.app(scope, cycle.receive, cycle.send)

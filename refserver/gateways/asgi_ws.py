@@ -52,7 +52,9 @@ def build_websocket_scope(session, root_path: str, state: dict, connection_scope
         None,
     )
     scope["subprotocols"] = list(session.subprotocols)
-    scope["extensions"] = {name: {} for name in WS_EXTENSIONS}
+    extensions = scope["extensions"]  # may hold "tls" already
+    for name in WS_EXTENSIONS:
+        extensions[name] = {}
     return scope
 
 

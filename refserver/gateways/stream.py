@@ -72,6 +72,16 @@ class Stream(Protocol):
     def end_response(self) -> None:
         """Finish the response."""
 
+    async def send_trailers(self, headers: list) -> None:
+        """Finish the response with a trailer section, which reaches a client that asked for one
+        (``TE: trailers``) where the framing can carry it: HTTP/2, or a chunked HTTP/1.1
+        response; elsewhere the response simply ends. Raises ResponseError for a field that may
+        not be a trailer."""
+
+    def send_informational(self, status: int, headers: list) -> None:
+        """A 1xx response before the final one (103 Early Hints); nothing to an HTTP/1.0 client.
+        Raises ResponseError for a status outside 102-199."""
+
     def abort(self) -> None:
         """Reset this exchange, so that the client cannot take what was sent for a whole
         response: the stream under HTTP/2 (RST_STREAM), the connection under HTTP/1.1, where

@@ -208,6 +208,21 @@ class H1Stream:
             self._proto.write(data)
         self._complete()
 
+    async def send_trailers(self, headers: list) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        data = self._proto.conn.response_trailers(headers)
+        if data:
+            self._proto.write(data)
+        self._complete()
+
+    def send_informational(self, status: int, headers: list) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        data = self._proto.conn.informational(status, headers)
+        if data:
+            self._proto.write(data)
+
     def abort(self) -> None:
         self._proto.close(abort=True)
 

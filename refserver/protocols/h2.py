@@ -20,9 +20,15 @@ import os
 from ..gateways.stream import ClientDisconnected
 from ..wire import h2 as wire
 from ..wire.events import ResponseError
-from ..wire.fields import check_field
 from ..wire.h1 import REASONS
-from ..wire.response import H2_CONNECTION_FIELDS, NO_BODY_STATUSES, check_complete, count_body
+from ..wire.response import (
+    H2_CONNECTION_FIELDS,
+    NO_BODY_STATUSES,
+    check_complete,
+    check_informational,
+    check_trailers,
+    count_body,
+)
 from .flow import watch_writes
 from .h1 import _address, _peer
 
@@ -71,9 +77,12 @@ class H2Stream:
         self._out_end = False
         self._trailers = None
         self._send_waiter = None
-        self._continue_owed = any(
-            n == b"expect" and v.lower() == b"100-continue" for n, v in request.headers
-        )
+        self._continue_owed = self._te_trailers = False
+        for name, value in request.headers:
+            if name == b"expect":
+                self._continue_owed = value.lower() == b"100-continue"
+            elif name == b"te":
+                self._te_trailers = value.strip().lower() == b"trailers"
 
     # -------------------------------------------------------------- fed by the protocol
 
@@ -216,10 +225,10 @@ class H2Stream:
         self._end(None)
 
     async def send_trailers(self, headers: list) -> None:
-        """End the response with a trailer section (HEADERS with END_STREAM)."""
-        for name, value in headers:
-            check_field(name, value)
-        self._end(list(headers))
+        """End the response with a trailer section (HEADERS with END_STREAM), when the client
+        asked for one with ``TE: trailers``; else the response simply ends, as over HTTP/1.1."""
+        fields = check_trailers(headers)
+        self._end(fields if self._te_trailers else None)
         await self._wait_sent()
 
     def _end(self, trailers) -> None:
@@ -242,8 +251,11 @@ class H2Stream:
 
     def send_informational(self, status: int, headers: list) -> None:
         """A 1xx response (103 Early Hints) before the final one."""
-        if not self.response_started and not self.disconnected:
-            self._proto.informational(self, status, headers)
+        fields = check_informational(status, headers)
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        if not self.response_started:
+            self._proto.informational(self, status, fields)
 
     def abort(self) -> None:
         self._proto.reset(self)

@@ -22,6 +22,7 @@ cdef class H1Connection:
     cdef public object request
     cdef public bint keep_alive
     cdef public bint expect_continue
+    cdef public bint te_trailers
     cdef public bint sent_continue
     cdef public bint request_complete
     cdef public bint response_started

@@ -25,7 +25,14 @@ from .events import (
     VersionNotSupported,
 )
 from .request import HOST_RE, Request, split_target, with_host
-from .response import NO_BODY_STATUSES, ResponseRules, check_complete, count_body
+from .response import (
+    NO_BODY_STATUSES,
+    ResponseRules,
+    check_complete,
+    check_informational,
+    check_trailers,
+    count_body,
+)
 
 _METHOD_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Z]+")
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
@@ -162,6 +169,7 @@ class H1Connection:
     def _reset(self) -> None:
         self.request: Request | None = None  # the view of the current request
         self.keep_alive = True
+        self.te_trailers = False  # the client accepts a trailer section (TE: trailers)
         self.expect_continue = False
         self.sent_continue = False
         self.request_complete = False
@@ -297,6 +305,8 @@ class H1Connection:
                 options += field_tokens(value)
             elif name == b"expect" and head.http_version == b"1.1":
                 self.expect_continue = value.lower() == b"100-continue"
+            elif name == b"te":
+                self.te_trailers = b"trailers" in field_tokens(value)
             elif name == b"content-length":
                 has_length = True
                 if self._limits.body and int(value) > self._limits.body:
@@ -359,6 +369,24 @@ class H1Connection:
         """``100 Continue``, owed once the application starts reading an expected body."""
         self.sent_continue = True
         return b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    def informational(self, status: int, headers: list) -> bytes:
+        """A 1xx head an application sends before its response (103 Early Hints); ``b""`` to
+        an HTTP/1.0 client, which must not be sent one (RFC 9110 15.2)."""
+        fields = check_informational(status, headers)
+        if self.response_started or self.request is None or self.request.http_version != "1.1":
+            return b""
+        return self._write_head(status, REASONS.get(status, b""), fields)
+
+    def response_trailers(self, headers: list) -> bytes:
+        """The end of a response with a trailer section: in the last chunk when the response is
+        chunked and the client sent ``TE: trailers``, else dropped (RFC 9110 6.5: a recipient that
+        did not ask may discard them) and the response simply ends."""
+        fields = check_trailers(headers)
+        if self._framing != _CHUNKED or not self.te_trailers or self.response_complete:
+            return self.response_end()
+        self.response_complete = True
+        return b"0\r\n" + b"".join(b"%s: %s\r\n" % field for field in fields) + b"\r\n"
 
     def response_head(self, status: int, headers: list, body: bytes = b"", end: bool = False):
         """The bytes of a response head, plus ``body``, plus the end of the message if ``end``:

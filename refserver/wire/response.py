@@ -127,6 +127,37 @@ class ResponseRules:
         return out
 
 
+#: Fields a trailer section may not carry: they frame, route or authenticate the message, and a
+#: recipient must have them before the body (RFC 9110 6.5.1).
+_NOT_IN_TRAILERS = frozenset((
+    b"content-length", b"transfer-encoding", b"content-type", b"content-encoding",
+    b"content-range", b"host", b"authorization", b"set-cookie", b"trailer", b"te",
+    b"connection", b"keep-alive", b"proxy-connection", b"upgrade", b"cache-control", b"expect",
+    b"max-forwards", b"pragma", b"range", b"www-authenticate", b"proxy-authenticate",
+    b"age", b"expires", b"date", b"location", b"retry-after", b"vary", b"warning",
+))
+
+
+def check_trailers(headers) -> list:
+    """The fields of a trailer section, checked: the field grammar, and none of the fields that
+    must come before the body (:data:`_NOT_IN_TRAILERS`). Names lower-cased."""
+    out = []
+    for name, value in headers:
+        lname = check_field(name, value)
+        if lname in _NOT_IN_TRAILERS:
+            raise ResponseError("%r is not allowed in a trailer section" % (name,), "header")
+        out.append((lname, value))
+    return out
+
+
+def check_informational(status, headers) -> list:
+    """The fields of a 1xx response an application may send (103 Early Hints): the status must
+    be informational and neither 100 (the server's, for Expect) nor 101 (a protocol switch)."""
+    if type(status) is not int or not 102 <= status <= 199:
+        raise ResponseError("invalid informational status %r" % (status,), "status")
+    return [(check_field(name, value), value) for name, value in headers]
+
+
 def count_body(remaining: int, size: int) -> int:
     """What is left of a Content-Length once ``size`` more bytes are sent; a :class:`ResponseError`
     for bytes beyond it."""
