@@ -494,7 +494,7 @@ class H2Connection:
         value = http2_settings_header.strip()
         value += b"=" * (-len(value) % 4)  # token68: base64url, padding left out
         try:
-            payload = base64.urlsafe_b64decode(value)
+            payload = base64.b64decode(value, altchars=b"-_", validate=True)
             if len(payload) % 6:
                 raise ValueError("not a whole number of settings")
             self._h2.initiate_upgrade_connection(value)
@@ -634,7 +634,8 @@ class H2Connection:
 
     def _window_update_frame(self, frame: bytes, length: int, sid: int) -> bool:
         if length != 4 or not sid:
-            return True  # h2: FRAME_SIZE_ERROR; the connection window is h2's
+            # h2 answers a wrong length (FRAME_SIZE_ERROR) and keeps the connection window.
+            return not self._spend("WINDOW_UPDATE")
         if sid in self._reset_ids or (sid <= self._h2.highest_inbound_stream_id
                                       and sid not in self._streams):
             self._spend("WINDOW_UPDATE on a closed stream")
