@@ -575,7 +575,6 @@ FLOODS = {
     "ping": lambda i: PingFrame(0, opaque_data=struct.pack(">Q", i)),
     "priority": lambda i: PriorityFrame(1, depends_on=0, stream_weight=15),
     "window-update": lambda i: WindowUpdateFrame(0, window_increment=1),
-    "empty-data": lambda i: DataFrame(1, data=b""),
     "unknown-type": lambda i: _unknown_frame(),
 }
 
@@ -596,6 +595,26 @@ def test_a_flood_of_frames_without_requests_ends_the_connection(name):
     goaway = peer.goaway()
     assert goaway is not None and goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     assert b"without requests" in goaway.additional_data
+
+
+def test_empty_data_frames_in_a_row_end_the_connection():
+    peer = Peer()
+    peer.request(1, end_stream=False)
+    peer.send_raw(*[DataFrame(1, data=b"") for _ in range(core.EMPTY_DATA_LIMIT + 1)])
+    goaway = peer.goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM and b"empty DATA" in goaway.additional_data
+
+
+def test_empty_data_frames_between_data_do_not_trip():
+    peer = Peer()
+    post = [(":method", "POST"), (":scheme", "https"), (":authority", "e"), (":path", "/")]
+    peer.request(1, post, end_stream=False)
+    for _ in range(50):
+        events = peer.send_raw(*[DataFrame(1, data=b"") for _ in range(core.EMPTY_DATA_LIMIT)],
+                               DataFrame(1, data=b"x"))
+        assert events == [BodyReceived(1, b"x")]
+        peer.server.consumed(1, 1)
+    assert peer.goaway() is None
 
 
 def test_control_frames_alongside_requests_do_not_trip_the_flood_defence():

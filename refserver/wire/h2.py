@@ -79,6 +79,8 @@ RESET_ALLOWANCE = 100
 #: a connection may send before it is ended with ENHANCE_YOUR_CALM; each request and each DATA
 #: frame sent to the peer gives one back.
 OVERHEAD_ALLOWANCE = 1000
+#: Empty DATA frames without END_STREAM one stream may send in a row.
+EMPTY_DATA_LIMIT = 10
 #: CONTINUATION frames one header block may have (h2 itself stops at 64, with PROTOCOL_ERROR).
 CONTINUATION_LIMIT = 32
 #: A header list (RFC 9113 6.5.2 size) over the advertised limit is answered 431 while it stays
@@ -285,6 +287,7 @@ class _Stream:
 
     __slots__ = (
         "known", "discard", "expected", "received", "unacked", "remote_done", "head_sent",
+        "empties",
     )
 
     def __init__(self):
@@ -295,13 +298,15 @@ class _Stream:
         self.unacked = 0  # request body taken by the application, not yet given back
         self.remote_done = False
         self.head_sent = False
+        self.empties = 0  # empty DATA frames in a row
 
 
 def _with_host(headers: list, authority: bytes) -> list:
-    """``headers`` with ``authority`` as the one ``host`` field, replacing any Host value."""
+    """``headers`` with ``authority`` as the one ``host`` field: it replaces every Host value,
+    and is added at the end where none was sent."""
     replaced = [(n, authority if n == b"host" else v) for n, v in headers]
     if all(n != b"host" for n, _ in headers):
-        replaced.insert(0, (b"host", authority))
+        replaced.append((b"host", authority))
     return replaced
 
 
@@ -585,7 +590,7 @@ class H2Connection:
             if sid in self._reset_ids:
                 self._absorb(frame, length, flags)
                 return
-            if length == 0 and not flags & _END_STREAM and self._spend("empty DATA"):
+            if length == 0 and not flags & _END_STREAM and self._empty_data(sid):
                 return
         elif ftype == _WINDOW_UPDATE:
             if not self._window_update_frame(frame, length, sid):
@@ -662,6 +667,17 @@ class H2Connection:
             self._events.append(ConnectionEnded(_code(code), reason, True))
         else:
             self._peer_goaway = (code, reason)
+
+    def _empty_data(self, sid: int) -> bool:
+        """An empty DATA frame without END_STREAM: it costs a frame's work and moves nothing."""
+        stream = self._streams.get(sid)
+        if stream is not None:
+            stream.empties += 1
+            if stream.empties > EMPTY_DATA_LIMIT:
+                self._end(ENHANCE_YOUR_CALM, "more than %d empty DATA frames in a row"
+                          % EMPTY_DATA_LIMIT)
+                return True
+        return self._spend("empty DATA")
 
     def _absorb(self, frame: bytes, length: int, flags: int) -> None:
         """DATA on a stream this side reset: ignored (RFC 9113 5.1), its connection window
@@ -742,6 +758,8 @@ class H2Connection:
         if stream is None:
             return
         stream.unacked += event.flow_controlled_length - len(data)  # padding: nobody reads it
+        if data:
+            stream.empties = 0
         stream.received += len(data)
         if end:
             stream.remote_done = True
