@@ -783,3 +783,92 @@ def test_arbitrary_frames_never_raise_out_of_receive_data(frames, split):
     if ended and not ended[0].by_peer:
         assert isinstance(out[-1], GoAwayFrame) and out[-1].error_code == ended[0].code
     assert peer.server.receive_data(b"\x00" * 9) == [] or not ended
+
+
+@st.composite
+def _conversations(draw):
+    """Frames a client could plausibly send, valid or not, in any order: request heads (valid,
+    malformed, split into CONTINUATION), bodies, resets, window updates, settings, pings."""
+    steps = []
+    for _ in range(draw(st.integers(min_value=1, max_value=25))):
+        sid = draw(st.sampled_from([1, 3, 5, 7, 9, 11]))
+        kind = draw(st.sampled_from(["headers", "bad-headers", "split-headers", "data", "rst",
+                                     "window", "settings", "ping", "priority", "goaway",
+                                     "trailers"]))
+        end = draw(st.booleans())
+        steps.append((kind, sid, end, draw(st.integers(min_value=0, max_value=70000))))
+    return steps
+
+
+def _frames_for(peer, kind, sid, end, n):
+    flags = ["END_HEADERS"] + (["END_STREAM"] if end else [])
+    if kind == "headers":
+        fields = BASE + ([("content-length", str(n % 50))] if n % 3 == 0 else [])
+        return [HeadersFrame(sid, data=peer.raw_block(fields), flags=flags)]
+    if kind == "bad-headers":
+        return [HeadersFrame(sid, data=peer.raw_block(MALFORMED[sorted(MALFORMED)[n % len(MALFORMED)]]),
+                             flags=flags)]
+    if kind == "split-headers":
+        block = peer.raw_block(BASE + [("x", "y" * (n % 3000))])
+        half = len(block) // 2
+        first = HeadersFrame(sid, data=block[:half], flags=["END_STREAM"] if end else [])
+        return [first, ContinuationFrame(sid, data=block[half:], flags=["END_HEADERS"])]
+    if kind == "trailers":  # or a second head on a new stream
+        return [HeadersFrame(sid, data=peer.raw_block([("x-t", "1")]), flags=flags)]
+    if kind == "data":
+        return [DataFrame(sid, data=b"d" * (n % 16385), flags=["END_STREAM"] if end else [])]
+    if kind == "rst":
+        return [RstStreamFrame(sid, error_code=n % 14)]
+    if kind == "window":
+        return [WindowUpdateFrame(sid if end else 0, window_increment=1 + n)]
+    if kind == "settings":
+        return [SettingsFrame(0, settings={SettingCodes.INITIAL_WINDOW_SIZE: n,
+                                           SettingCodes.MAX_FRAME_SIZE: 16384 + n})]
+    if kind == "ping":
+        return [PingFrame(0, opaque_data=struct.pack(">Q", n), flags=["ACK"] if end else [])]
+    if kind == "priority":
+        return [PriorityFrame(sid, depends_on=n % 12, stream_weight=n % 256)]
+    return [GoAwayFrame(0, last_stream_id=0, error_code=0 if end else n % 14)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=_conversations(), answer_every=st.integers(min_value=1, max_value=4))
+def test_plausible_conversations_with_responses_never_raise(steps, answer_every):
+    """The core driven as the glue would: requests answered (some partly, some with a body
+    larger than the window), consumed, reset; it never raises, and an ended connection ends with
+    GOAWAY unless the client ended it."""
+    peer = Peer()
+    live = []
+    opened = [1]
+    for number, (kind, sid, end, n) in enumerate(steps):
+        # Mostly the order a client keeps (new streams ascending, frames on opened ones), now
+        # and then any stream at all.
+        if n % 4:
+            if kind.endswith("headers"):
+                sid = opened[-1] + 2 if len(opened) > 1 or number else 1
+                opened.append(sid)
+            else:
+                sid = opened[n % len(opened)]
+        events = peer.send_raw(*_frames_for(peer, kind, sid, end, n))
+        for event in events:
+            if isinstance(event, (RequestReceived, RequestRejected)):
+                live.append(event.stream_id)
+            elif isinstance(event, BodyReceived):
+                peer.server.consumed(event.stream_id, len(event.data))
+            elif isinstance(event, StreamReset) and event.stream_id in live:
+                live.remove(event.stream_id)
+            elif isinstance(event, ConnectionEnded):
+                assert peer.server.ended
+        if live and number % answer_every == 0:
+            sid = live.pop(0)
+            if n % 5 == 0:
+                peer.server.reset(sid)
+            else:
+                peer.server.send_headers(sid, 200, [(b"x", b"y")], end_stream=False)
+                peer.server.send_data(sid, b"r" * (n % 100000), end_stream=n % 2 == 0)
+                if n % 7 == 0:
+                    peer.server.send_trailers(sid, [(b"x-t", b"1")])
+        peer.server.take_events()
+        if peer.server.ended:
+            break
+    parse_frames(peer.server.data_to_send())

@@ -694,7 +694,9 @@ class H2Connection:
             events = h2.receive_data(frame)
         except ProtocolError as exc:
             h2.clear_outbound_data_buffer()  # h2's GOAWAY, replaced with the right code
-            code, reason = decoder.failure or (_code(exc.error_code), str(exc))
+            code, reason = decoder.failure or (
+                _code(exc.error_code), "%s: %s" % (type(exc).__name__, exc)
+            )
             self._end(code, reason)
             return
         for event in events:
