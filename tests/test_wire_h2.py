@@ -136,7 +136,7 @@ def answer(peer, sid, body=b"ok"):
 
 
 def test_server_preface_advertises_the_settings_and_opens_the_connection_window():
-    settings = H2Settings(max_concurrent_streams=7, initial_stream_window=30000,
+    settings = H2Settings(max_concurrent_streams=7, initial_stream_window=300000,
                           initial_connection_window=1 << 20, max_frame_size=32768,
                           max_header_list_size=8192)
     conn = H2Connection(settings, Limits())
@@ -144,7 +144,7 @@ def test_server_preface_advertises_the_settings_and_opens_the_connection_window(
     frames = parse_frames(conn.data_to_send())
     assert isinstance(frames[0], SettingsFrame)
     assert frames[0].settings[SettingCodes.MAX_CONCURRENT_STREAMS] == 7
-    assert frames[0].settings[SettingCodes.INITIAL_WINDOW_SIZE] == 30000
+    assert frames[0].settings[SettingCodes.INITIAL_WINDOW_SIZE] == 300000
     assert frames[0].settings[SettingCodes.MAX_FRAME_SIZE] == 32768
     assert frames[0].settings[SettingCodes.MAX_HEADER_LIST_SIZE] == 8192
     assert frames[0].settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] == 1
@@ -156,6 +156,16 @@ def test_no_connection_window_update_when_the_window_is_the_default():
     conn = H2Connection(H2Settings(initial_connection_window=65535), Limits())
     conn.initiate()
     assert [type(f) for f in parse_frames(conn.data_to_send())] == [SettingsFrame]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_concurrent_streams": 0}, {"initial_stream_window": 65534},
+    {"initial_stream_window": 2**31}, {"initial_connection_window": 1000},
+    {"max_frame_size": 16383}, {"max_frame_size": 2**24}, {"max_header_list_size": 100},
+])
+def test_settings_out_of_range_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        H2Settings(**kwargs)
 
 
 def test_a_request_becomes_one_request_view():
@@ -442,6 +452,20 @@ def test_a_stream_whose_application_never_reads_does_not_block_the_others():
     peer.server.consumed(1, 65535)
     peer.pump()
     assert peer.client.local_flow_control_window(1) > 0
+
+
+def test_padding_is_given_back_by_the_server_and_data_by_the_application():
+    peer = Peer()
+    post = [(":method", "POST"), (":scheme", "https"), (":authority", "e"), (":path", "/")]
+    peer.request(1, post, end_stream=False)
+    for _ in range(4):
+        peer.client.send_data(1, b"p" * 10000, pad_length=200)
+    taken = sum(len(e.data) for e in peer.pump() if isinstance(e, BodyReceived))
+    assert taken == 40000
+    assert peer.client.local_flow_control_window(1) == 65535 - 4 * 10201
+    peer.server.consumed(1, taken)
+    peer.pump()
+    assert peer.client.local_flow_control_window(1) == 65535
 
 
 def test_send_data_sends_what_the_windows_allow_and_waits_for_window_opened():

@@ -124,11 +124,13 @@ class H2Settings:
             ("initial_stream_window", initial_stream_window),
             ("initial_connection_window", initial_connection_window),
         ):
-            if not 1 <= value <= 2**31 - 1:
-                raise ValueError("%s must be between 1 and 2**31-1" % name)
-        if initial_connection_window < DEFAULT_WINDOW:
-            # The connection window can only be opened (RFC 9113 6.9.2), never shrunk.
-            raise ValueError("initial_connection_window must be at least 65535")
+            # A window only counts as advertised once the client acknowledges the SETTINGS;
+            # until then it may send 65535 bytes (RFC 9113 6.5.3, 6.9.2). A larger window is
+            # applied at once (only more lenient); a smaller one would turn the client's first
+            # flight into flow-control errors, so it is not offered. The connection window can
+            # only grow (a WINDOW_UPDATE), never shrink.
+            if not DEFAULT_WINDOW <= value <= 2**31 - 1:
+                raise ValueError("%s must be between 65535 and 2**31-1" % name)
         if not 16384 <= max_frame_size <= 2**24 - 1:
             raise ValueError("max_frame_size must be between 16384 and 16777215")
         if max_header_list_size < 1024:
@@ -956,7 +958,7 @@ class H2Connection:
     def _give_back_stream_window(self, sid: int, stream: _Stream) -> None:
         if stream.remote_done:
             stream.unacked = 0  # nothing more will come: no window to open
-        elif stream.unacked >= self._settings.initial_stream_window // 2:
+        elif stream.unacked and stream.unacked >= self._settings.initial_stream_window // 2:
             self._h2.increment_flow_control_window(stream.unacked, sid)
             stream.unacked = 0
 
