@@ -336,7 +336,7 @@ def _content_length(headers: list):
     return length
 
 
-def parse_request(block: list, limits: Limits, max_header_list_size: int):
+def _parse_request(block: list, limits: Limits, max_header_list_size: int):
     """``(Request, protocol, content_length)`` of a decoded request header block.
 
     Raises :class:`_Malformed` for what RFC 9113 8.1.1 / 8.3 calls malformed (a stream error
@@ -434,7 +434,12 @@ class H2Connection:
     application takes the body (:meth:`consumed`). So a stream whose application never reads stops
     only itself: the peer may send at most one stream window to it, and the others go on. The
     memory a connection can hold in unread bodies is therefore bounded by
-    ``max_concurrent_streams * initial_stream_window``.
+    ``max_concurrent_streams * initial_stream_window``. (h2's ``acknowledge_received_data``
+    gives both windows back together, which is why windows are reopened here with
+    ``increment_flow_control_window``, each at its own time.)
+
+    Every method may queue events: :meth:`receive_data` returns them, and :meth:`take_events`
+    hands over those queued by the sending methods and :meth:`close`.
     """
 
     def __init__(self, settings: H2Settings | None = None, limits: Limits | None = None):
@@ -609,7 +614,8 @@ class H2Connection:
             self._goaway_frame(frame, length, sid)
             return
         elif ftype == _SETTINGS:
-            if not flags & _ACK and self._spend("SETTINGS"):
+            # Each setting is work (h2 validates and applies it): a frame costs one per setting.
+            if not flags & _ACK and self._spend("SETTINGS", max(1, length // 6)):
                 return
         elif ftype == _PING:
             if not flags & _ACK and self._spend("PING"):
@@ -737,7 +743,7 @@ class H2Connection:
             return
         self._overhead_budget = min(self._overhead_budget + 1, OVERHEAD_ALLOWANCE)
         try:
-            request, protocol, length = parse_request(
+            request, protocol, length = _parse_request(
                 block or [], self._limits, self._settings.max_header_list_size
             )
             if end_stream and length:
@@ -1011,9 +1017,9 @@ class H2Connection:
             return True
         return False
 
-    def _spend(self, what: str) -> bool:
+    def _spend(self, what: str, cost: int = 1) -> bool:
         """Frames that cost work and carry no request (floods of CVE-2019-9512/9515/9518)."""
-        self._overhead_budget -= 1
+        self._overhead_budget -= cost
         if self._overhead_budget < 0:
             self._end(ENHANCE_YOUR_CALM, "too many %s frames without requests" % what)
             return True
