@@ -896,3 +896,92 @@ def test_plausible_conversations_with_responses_never_raise(steps, answer_every)
         if peer.server.ended:
             break
     parse_frames(peer.server.data_to_send())
+
+
+def _raw_frame(ftype, flags, sid, payload=b""):
+    class Raw:
+        def serialize(self):
+            return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags])
+                    + struct.pack(">I", sid) + payload)
+    return Raw()
+
+
+def _after_request(make):
+    """Frames sent after a request head (and its END_STREAM) on stream 1."""
+    return lambda peer: [HeadersFrame(1, data=peer.raw_block(BASE),
+                                      flags=["END_HEADERS", "END_STREAM"])] + make(peer)
+
+
+CONNECTION_ERRORS = {
+    "data-on-idle-stream": (lambda p: [DataFrame(1, data=b"x")], ErrorCodes.PROTOCOL_ERROR),
+    "headers-on-even-stream": (lambda p: [HeadersFrame(2, data=p.raw_block(BASE),
+                                                       flags=["END_HEADERS"])],
+                               ErrorCodes.PROTOCOL_ERROR),
+    "stream-id-going-down": (_after_request(lambda p: [
+        HeadersFrame(5, data=p.raw_block(BASE), flags=["END_HEADERS", "END_STREAM"]),
+        HeadersFrame(3, data=p.raw_block(BASE), flags=["END_HEADERS", "END_STREAM"])]),
+        ErrorCodes.PROTOCOL_ERROR),
+    "header-block-interrupted": (lambda p: [HeadersFrame(1, data=p.raw_block(BASE)),
+                                            PingFrame(0, opaque_data=b"12345678")],
+                                 ErrorCodes.PROTOCOL_ERROR),
+    "continuation-without-headers": (lambda p: [ContinuationFrame(1, data=b"",
+                                                                  flags=["END_HEADERS"])],
+                                     ErrorCodes.PROTOCOL_ERROR),
+    "push-promise-from-client": (lambda p: [_raw_frame(5, 4, 1, struct.pack(">I", 2))],
+                                 ErrorCodes.PROTOCOL_ERROR),
+    "settings-on-a-stream": (lambda p: [_raw_frame(4, 0, 1)], ErrorCodes.PROTOCOL_ERROR),
+    "settings-wrong-length": (lambda p: [_raw_frame(4, 0, 0, b"\x00" * 5)],
+                              ErrorCodes.FRAME_SIZE_ERROR),
+    "settings-ack-with-payload": (lambda p: [_raw_frame(4, 1, 0, b"\x00" * 6)],
+                                  ErrorCodes.FRAME_SIZE_ERROR),
+    "settings-enable-push-2": (lambda p: [SettingsFrame(0, settings={2: 2})],
+                               ErrorCodes.PROTOCOL_ERROR),
+    "settings-window-too-large": (lambda p: [SettingsFrame(0, settings={4: 2**31})],
+                                  ErrorCodes.FLOW_CONTROL_ERROR),
+    "settings-frame-size-too-small": (lambda p: [SettingsFrame(0, settings={5: 100})],
+                                      ErrorCodes.PROTOCOL_ERROR),
+    "ping-wrong-length": (lambda p: [_raw_frame(6, 0, 0, b"\x00" * 7)],
+                          ErrorCodes.FRAME_SIZE_ERROR),
+    "ping-on-a-stream": (lambda p: [_raw_frame(6, 0, 1, b"\x00" * 8)], ErrorCodes.PROTOCOL_ERROR),
+    "goaway-on-a-stream": (lambda p: [_raw_frame(7, 0, 1, b"\x00" * 8)],
+                           ErrorCodes.PROTOCOL_ERROR),
+    "goaway-too-short": (lambda p: [_raw_frame(7, 0, 0, b"\x00" * 4)],
+                         ErrorCodes.FRAME_SIZE_ERROR),
+    "connection-window-overflow": (lambda p: [WindowUpdateFrame(0, window_increment=2**31 - 1)],
+                                   ErrorCodes.FLOW_CONTROL_ERROR),
+    "data-beyond-the-stream-window": (  # nobody consumes stream 1
+        lambda p: [HeadersFrame(1, data=p.raw_block(BASE), flags=["END_HEADERS"])]
+        + [DataFrame(1, data=b"x" * 16384) for _ in range(5)], ErrorCodes.FLOW_CONTROL_ERROR),
+    "data-after-the-stream-closed": (_after_request(lambda p: [DataFrame(1, data=b"x")]),
+                                     ErrorCodes.STREAM_CLOSED),
+    "priority-on-itself": (lambda p: [PriorityFrame(3, depends_on=3)], ErrorCodes.PROTOCOL_ERROR),
+    "rst-stream-on-stream-0": (lambda p: [_raw_frame(3, 0, 0, b"\x00" * 4)],
+                               ErrorCodes.PROTOCOL_ERROR),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTION_ERRORS))
+def test_connection_errors_end_with_goaway_and_their_code(name):
+    make, code = CONNECTION_ERRORS[name]
+    peer = Peer()
+    if name == "data-after-the-stream-closed":
+        peer.send_raw(*make(peer)[:1])
+        answer(peer, 1)  # both sides have ended the stream
+        events = peer.send_raw(*make(peer)[1:])
+    else:
+        events = peer.send_raw(*make(peer))
+    ended = only(events, ConnectionEnded)
+    assert (ended.code, ended.by_peer) == (code, False)
+    assert peer.goaway().error_code == code and peer.goaway().additional_data
+    assert peer.server.receive_data(PingFrame(0, opaque_data=b"12345678").serialize()) == []
+
+
+def test_a_peer_goaway_refuses_streams_opened_after_it():
+    peer = Peer()
+    peer.request(1)
+    peer.send_raw(GoAwayFrame(0, last_stream_id=0, error_code=0))
+    events = peer.send_raw(HeadersFrame(3, data=peer.raw_block(BASE),
+                                        flags=["END_HEADERS", "END_STREAM"]))
+    assert events == [] and peer.resets() == {3: ErrorCodes.REFUSED_STREAM}
+    answer(peer, 1)
+    assert peer.server.take_events() == [ConnectionEnded(0, "", True)]

@@ -86,8 +86,10 @@ CONTINUATION_LIMIT = 32
 #: A header list (RFC 9113 6.5.2 size) over the advertised limit is answered 431 while it stays
 #: within this many times that limit; beyond, the HPACK decoder stops and the connection ends.
 HARD_LIMIT_FACTOR = 2
-#: Streams reset by this side whose late frames are ignored silently (RFC 9113 5.1, "closed").
-_RESET_MEMORY = 256
+#: Closed streams remembered to tell late frames apart (RFC 9113 5.1, "closed"): frames on a
+#: stream this side reset are ignored, DATA on a stream both sides ended is a connection error.
+#: Beyond the memory, h2's own (larger) one answers them with RST_STREAM(STREAM_CLOSED).
+_CLOSED_MEMORY = 256
 
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 #: RFC 9113 8.2.2: fields that only mean something to one HTTP/1.1 connection.
@@ -470,6 +472,7 @@ class H2Connection:
         )
         self._streams: dict = {}
         self._reset_ids: dict = {}  # streams this side reset, oldest first
+        self._ended_ids: dict = {}  # streams both sides ended with END_STREAM, oldest first
         self._events: list = []
         self._out = bytearray()
         self._inbuf = bytearray()
@@ -597,6 +600,10 @@ class H2Connection:
             if sid in self._reset_ids:
                 self._absorb(frame, length, flags)
                 return
+            if sid in self._ended_ids:
+                # RFC 9113 5.1: a connection error (h2 would reset the stream).
+                self._end(STREAM_CLOSED, "DATA on stream %d after it ended" % sid)
+                return
             if length == 0 and not flags & _END_STREAM and self._empty_data(sid):
                 return
         elif ftype == _WINDOW_UPDATE:
@@ -614,6 +621,9 @@ class H2Connection:
             self._goaway_frame(frame, length, sid)
             return
         elif ftype == _SETTINGS:
+            if flags & _ACK and length:
+                self._end(FRAME_SIZE_ERROR, "SETTINGS acknowledgement with a payload")
+                return  # RFC 9113 6.5 (h2 says PROTOCOL_ERROR)
             # Each setting is work (h2 validates and applies it): a frame costs one per setting.
             if not flags & _ACK and self._spend("SETTINGS", max(1, length // 6)):
                 return
@@ -981,6 +991,7 @@ class H2Connection:
         self._reset_budget = min(self._reset_budget + 1, self._reset_allowance())
         if stream.remote_done:
             del self._streams[sid]
+            _remember(self._ended_ids, sid)
             self._maybe_finished()
         else:
             stream.known = False
@@ -1001,10 +1012,7 @@ class H2Connection:
         self._maybe_finished()
 
     def _remember_reset(self, sid: int) -> None:
-        ids = self._reset_ids
-        ids[sid] = None
-        if len(ids) > _RESET_MEMORY:
-            del ids[next(iter(ids))]
+        _remember(self._reset_ids, sid)
 
     def _reset_allowance(self) -> int:
         return max(RESET_ALLOWANCE, self._settings.max_concurrent_streams)
@@ -1046,6 +1054,13 @@ class H2Connection:
         self._h2.close_connection(code, additional_data=reason.encode("utf-8")[:256])
         if event:
             self._events.append(ConnectionEnded(_code(code), reason, False))
+
+
+def _remember(ids: dict, sid: int) -> None:
+    """Add a closed stream to a bounded memory of them (oldest forgotten first)."""
+    ids[sid] = None
+    if len(ids) > _CLOSED_MEMORY:
+        del ids[next(iter(ids))]
 
 
 def _code(code):
