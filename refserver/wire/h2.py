@@ -207,16 +207,18 @@ class BodyEnded(_Event):
 
 
 class StreamReset(_Event):
-    """A dispatched stream is gone: reset by the peer (``by_peer``) or by this side for a
-    protocol error in it. Nothing more is sent or received on it; its application is to be told
-    the client disconnected."""
+    """A stream is gone: reset by the peer (``by_peer``) or by this side for a protocol error
+    in it (``reason`` says which, for the log). Nothing more is sent or received on it; if its
+    request had been dispatched, its application is to be told the client disconnected. A
+    malformed request is reported this way too, with a stream id the glue has never seen."""
 
-    __slots__ = ("stream_id", "code", "by_peer")
+    __slots__ = ("stream_id", "code", "by_peer", "reason")
 
-    def __init__(self, stream_id: int, code: int, by_peer: bool):
+    def __init__(self, stream_id: int, code: int, by_peer: bool, reason: str = ""):
         self.stream_id = stream_id
         self.code = code
         self.by_peer = by_peer
+        self.reason = reason
 
 
 class WindowOpened(_Event):
@@ -598,7 +600,7 @@ class H2Connection:
                 return
         elif ftype == _DATA:
             if sid in self._reset_ids:
-                self._absorb(frame, length, flags)
+                self._absorb(length)
                 return
             if sid in self._ended_ids:
                 # RFC 9113 5.1: a connection error (h2 would reset the stream).
@@ -697,7 +699,7 @@ class H2Connection:
                 return True
         return self._spend("empty DATA")
 
-    def _absorb(self, frame: bytes, length: int, flags: int) -> None:
+    def _absorb(self, length: int) -> None:
         """DATA on a stream this side reset: ignored (RFC 9113 5.1), its connection window
         given back here since h2 never sees it."""
         self._raw_unacked += length
@@ -832,7 +834,10 @@ class H2Connection:
         else:
             self._remember_reset(sid)
         if stream.known:
-            self._events.append(StreamReset(sid, _code(event.error_code), event.remote_reset))
+            reason = "" if event.remote_reset else "frame on a closed or half-closed stream"
+            self._events.append(
+                StreamReset(sid, _code(event.error_code), event.remote_reset, reason)
+            )
         self._maybe_finished()
 
     # ------------------------------------------------------------------ sending
@@ -998,15 +1003,17 @@ class H2Connection:
             self._reset(sid, NO_ERROR, None, charge=False)
 
     def _reset(self, sid: int, code, reason, charge: bool = True) -> None:
-        """RST_STREAM from this side; the glue hears of it if it knew the stream."""
+        """RST_STREAM from this side. The glue hears of it if it knew the stream, or if there is
+        a ``reason`` (a protocol error, worth a log line); refusals and resets the glue asked
+        for have none."""
         stream = self._streams.pop(sid, None)
         try:
             self._h2.reset_stream(sid, code)
         except ProtocolError:
             pass  # h2 already closed it
         self._remember_reset(sid)
-        if stream is not None and stream.known:
-            self._events.append(StreamReset(sid, _code(code), False))
+        if reason is not None or (stream is not None and stream.known):
+            self._events.append(StreamReset(sid, _code(code), False, reason or ""))
         if charge and self._charge_reset("streams refused or malformed"):
             return
         self._maybe_finished()
