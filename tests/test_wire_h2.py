@@ -425,7 +425,8 @@ def test_streams_over_the_concurrency_limit_are_refused():
     assert peer.resets() == {7: ErrorCodes.REFUSED_STREAM} and peer.goaway() is None
     answer(peer, 1)
     peer.client.send_headers(9, GET, end_stream=True)
-    assert only(peer.server.receive_data(peer.client.data_to_send()), RequestReceived).stream_id == 9
+    events = peer.server.receive_data(peer.client.data_to_send())
+    assert only(events, RequestReceived).stream_id == 9
 
 
 # ------------------------------------------------------------------ flow control
@@ -632,7 +633,8 @@ def test_empty_data_frames_in_a_row_end_the_connection():
     peer.request(1, end_stream=False)
     peer.send_raw(*[DataFrame(1, data=b"") for _ in range(core.EMPTY_DATA_LIMIT + 1)])
     goaway = peer.goaway()
-    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM and b"empty DATA" in goaway.additional_data
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert b"empty DATA" in goaway.additional_data
 
 
 def test_empty_data_frames_between_data_do_not_trip():
@@ -836,8 +838,8 @@ def _frames_for(peer, kind, sid, end, n):
         fields = BASE + ([("content-length", str(n % 50))] if n % 3 == 0 else [])
         return [HeadersFrame(sid, data=peer.raw_block(fields), flags=flags)]
     if kind == "bad-headers":
-        return [HeadersFrame(sid, data=peer.raw_block(MALFORMED[sorted(MALFORMED)[n % len(MALFORMED)]]),
-                             flags=flags)]
+        bad = MALFORMED[sorted(MALFORMED)[n % len(MALFORMED)]]
+        return [HeadersFrame(sid, data=peer.raw_block(bad), flags=flags)]
     if kind == "split-headers":
         block = peer.raw_block(BASE + [("x", "y" * (n % 3000))])
         half = len(block) // 2

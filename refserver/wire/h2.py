@@ -35,7 +35,7 @@ from h2.settings import SettingCodes, Settings
 from hpack import Decoder
 from hpack.exceptions import OversizedHeaderListError
 from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import GoAwayFrame, RstStreamFrame, WindowUpdateFrame
+from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
 
 from .events import (
     BadRequest,
