@@ -292,14 +292,15 @@ class _Stream:
     """What this module remembers of a stream until both its sides are done."""
 
     __slots__ = (
-        "known", "discard", "expected", "received", "unacked", "remote_done", "head_sent",
-        "empties",
+        "known", "discard", "expected", "limit", "received", "unacked", "remote_done",
+        "head_sent", "empties",
     )
 
     def __init__(self):
         self.known = False  # the glue was told of it (RequestReceived or RequestRejected)
         self.discard = False  # its body is dropped (rejected request)
         self.expected = None  # Content-Length
+        self.limit = 0  # the body limit (0: none)
         self.received = 0
         self.unacked = 0  # request body taken by the application, not yet given back
         self.remote_done = False
@@ -768,6 +769,9 @@ class H2Connection:
             return
         stream.known = True
         stream.expected = length
+        # An extended CONNECT carries a tunnel (a WebSocket), not a body: its own protocol
+        # bounds what it carries.
+        stream.limit = 0 if protocol is not None else self._limits.body
         self._events.append(RequestReceived(sid, request, end_stream, protocol))
 
     def _on_data(self, event) -> None:
@@ -795,7 +799,7 @@ class H2Connection:
         ):
             self._reset(sid, PROTOCOL_ERROR, "body length differs from Content-Length")
             return
-        limit = self._limits.body
+        limit = stream.limit
         if limit and stream.received > limit:
             error = ContentTooLarge("request body is larger than %d bytes" % limit)
             if stream.head_sent:
