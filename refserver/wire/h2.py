@@ -47,7 +47,7 @@ from .events import (
 )
 from .fields import BAD_VALUE_RE, TOKEN_RE
 from .h1 import _COMMON_METHODS, _METHOD_RE, Limits
-from .request import HOST_RE as _HOST_RE, Request
+from .request import HOST_RE, Request, with_host
 
 NO_ERROR = ErrorCodes.NO_ERROR
 PROTOCOL_ERROR = ErrorCodes.PROTOCOL_ERROR
@@ -292,28 +292,20 @@ class _Stream:
     """What this module remembers of a stream until both its sides are done."""
 
     __slots__ = (
-        "known", "discard", "expected", "received", "unacked", "remote_done", "head_sent",
-        "empties",
+        "known", "discard", "expected", "limit", "received", "unacked", "remote_done",
+        "head_sent", "empties",
     )
 
     def __init__(self):
         self.known = False  # the glue was told of it (RequestReceived or RequestRejected)
         self.discard = False  # its body is dropped (rejected request)
         self.expected = None  # Content-Length
+        self.limit = 0  # the body limit (0: none)
         self.received = 0
         self.unacked = 0  # request body taken by the application, not yet given back
         self.remote_done = False
         self.head_sent = False
         self.empties = 0  # empty DATA frames in a row
-
-
-def _with_host(headers: list, authority: bytes) -> list:
-    """``headers`` with ``authority`` as the one ``host`` field: it replaces every Host value,
-    and is added at the end where none was sent."""
-    replaced = [(n, authority if n == b"host" else v) for n, v in headers]
-    if all(n != b"host" for n, _ in headers):
-        replaced.append((b"host", authority))
-    return replaced
 
 
 def _check_field(name: bytes, value: bytes) -> None:
@@ -407,9 +399,9 @@ def _parse_request(block: list, limits: Limits, max_header_list_size: int):
         if len(hosts) != 1:
             raise BadRequest("no :authority and not one Host field")
         authority = hosts[0]
-    if not authority or not _HOST_RE.fullmatch(authority):
+    if not authority or not HOST_RE.fullmatch(authority):
         raise BadRequest("invalid authority %r" % (authority[:64],))
-    headers = _with_host(headers, authority)
+    headers = with_host(headers, authority)
     length = _content_length(headers)
     if length is not None and limits.body and length > limits.body:
         raise ContentTooLarge("request body is larger than %d bytes" % limits.body)
@@ -768,6 +760,9 @@ class H2Connection:
             return
         stream.known = True
         stream.expected = length
+        # An extended CONNECT carries a tunnel (a WebSocket), not a body: its own protocol
+        # bounds what it carries.
+        stream.limit = 0 if protocol is not None else self._limits.body
         self._events.append(RequestReceived(sid, request, end_stream, protocol))
 
     def _on_data(self, event) -> None:
@@ -795,7 +790,7 @@ class H2Connection:
         ):
             self._reset(sid, PROTOCOL_ERROR, "body length differs from Content-Length")
             return
-        limit = self._limits.body
+        limit = stream.limit
         if limit and stream.received > limit:
             error = ContentTooLarge("request body is larger than %d bytes" % limit)
             if stream.head_sent:
