@@ -301,8 +301,9 @@ OPTIONS: tuple[Option, ...] = (
         int,
         65535,
         "HTTP/2 initial flow-control window of each stream, in bytes: what a request body may "
-        "send ahead of the application reading it.",
-        minimum=1,
+        "send ahead of the application reading it (65535 at least: a smaller window would "
+        "only hold once the client acknowledged it).",
+        minimum=65535,
         maximum=2**31 - 1,
     ),
     Option(
@@ -325,8 +326,9 @@ OPTIONS: tuple[Option, ...] = (
         "http2_max_header_list_size",
         int,
         65536,
-        "HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded header list, in bytes.",
-        minimum=1,
+        "HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded header list, in bytes "
+        "(431 beyond).",
+        minimum=1024,
     ),
     Option(
         "http2_keep_alive_interval",

@@ -401,6 +401,11 @@ class H2Protocol:
             elif kind is wire.WindowOpened:
                 self._on_window(event.stream_id)
             elif kind is wire.StreamReset:
+                if event.reason and not event.by_peer:
+                    self.state.logger.info(
+                        "%s: HTTP/2 stream %d reset (%s: %s)", _peer(self.client),
+                        event.stream_id, event.code, event.reason,
+                    )
                 stream = self.streams.pop(event.stream_id, None)
                 self._blocked.pop(event.stream_id, None)
                 if stream is not None:
