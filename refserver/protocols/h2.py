@@ -52,6 +52,34 @@ def h2_settings(config) -> wire.H2Settings:
 class H2Stream:
     """One request/response exchange on an HTTP/2 connection (see gateways.stream.Stream)."""
 
+    __slots__ = (
+        "_proto",
+        "stream_id",
+        "request",
+        "scheme",
+        "client",
+        "server",
+        "tls",
+        "body_complete",
+        "response_started",
+        "response_complete",
+        "disconnected",
+        "status",
+        "_chunks",
+        "_end_received",
+        "_body_waiters",
+        "_done_waiter",
+        "_head_only",
+        "_remaining",
+        "_no_body",
+        "_out",
+        "_out_end",
+        "_trailers",
+        "_send_waiter",
+        "_continue_owed",
+        "_te_trailers",
+    )
+
     def __init__(self, proto: "H2Protocol", stream_id: int, request):
         self._proto = proto
         self.stream_id = stream_id
@@ -300,6 +328,7 @@ class H2Protocol:
         self._write_deadline = None
         self._shutting_down = False
         self.upgrade_request = None  # an h2c upgrade's request, made stream 1 (connection.py)
+        self._write_pending = False  # a write of the core's output is scheduled
 
     # ---------------------------------------------------------------- starting
 
@@ -569,12 +598,21 @@ class H2Protocol:
         self._arm_idle()
 
     def _write_out(self) -> None:
-        data = self.conn.data_to_send()
-        if data and not self.closing:
-            self.transport.write(data)
+        """Have what the core queued written, once per pass of the loop: the responses of the
+        streams started in one batch then leave in one write (a write per response measured a
+        third of the server's CPU under 32 x 10 concurrent streams)."""
+        if not self._write_pending and not self.closing:
+            self._write_pending = True
+            self.loop.call_soon(self._write_now)
         events = self.conn.take_events()  # queued by a send: a reset, the end of a closing one
         if events:
             self._handle(events)
+
+    def _write_now(self) -> None:
+        self._write_pending = False
+        data = self.conn.data_to_send()
+        if data and not self.closing:
+            self.transport.write(data)
 
     # ---------------------------------------------------------------- timers
 
@@ -660,6 +698,8 @@ class H2Protocol:
     def close(self, abort: bool = False) -> None:
         if self.closing:
             return
+        if not abort and self.transport is not None:
+            self._write_now()  # what the core queued last (a GOAWAY) goes before the close
         self.closing = True
         self._cancel_timers()
         transport = self.transport
@@ -682,6 +722,23 @@ class H2WebSocketChannel:
     Reading is paused by not giving the stream's window back, which stops the client's sends on
     this stream alone; closing ends the stream, not the connection.
     """
+
+    __slots__ = (
+        "_proto",
+        "loop",
+        "stream_id",
+        "session",
+        "closing",
+        "response_complete",
+        "_read_paused",
+        "_unread",
+        "_out",
+        "_out_end",
+        "_trailers",
+        "_send_waiter",
+        "_close_timer",
+        "_remaining",
+    )
 
     def __init__(self, proto: H2Protocol, stream_id: int):
         self._proto = proto
