@@ -55,26 +55,24 @@ class H2FloorProtocol(asyncio.Protocol):
     def data_received(self, data):
         conn = self.conn
         try:
-            events = conn.receive_data(data)
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    conn.send_headers(event.stream_id, HEADERS)
+                    conn.send_data(event.stream_id, BODY, end_stream=True)
+                elif isinstance(event, h2.events.DataReceived):
+                    # A request body is not read, but its bytes go back to the windows.
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    break
         except h2.exceptions.ProtocolError:
-            # h2 has queued a GOAWAY with the error; send it and hang up.
-            self.transport.write(conn.data_to_send())
-            self.transport.close()
-            return
-        for event in events:
-            if isinstance(event, h2.events.RequestReceived):
-                conn.send_headers(event.stream_id, HEADERS)
-                conn.send_data(event.stream_id, BODY, end_stream=True)
-            elif isinstance(event, h2.events.DataReceived):
-                # A request body is not read, but its bytes must be given back to the windows.
-                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.transport.write(conn.data_to_send())
-                self.transport.close()
-                return
+            # A bad frame (h2 has queued its GOAWAY), or requests that came in the same read as
+            # the client's GOAWAY, after which h2 sends nothing more on the connection.
+            pass
         out = conn.data_to_send()
         if out:
             self.transport.write(out)
+        if conn.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            self.transport.close()
 
 
 async def serve(host: str, port: int) -> None:
