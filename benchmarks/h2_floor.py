@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The floor of HTTP/2 over the h2 library: the least a Python server built on h2 and uvloop does
-per request, for `benchmarks/http2.py` to measure servers against.
+"""The floor of HTTP/2 over the h2 library: the least a Python server built on h2 and uvloop
+does per request, for `benchmarks/http2.py` to measure servers against.
 
-One ``asyncio.Protocol`` per connection feeds the bytes it reads to an ``h2.connection.H2Connection``
-and answers every request stream at once with the same response (200, ``Hello, world!``, with
-content-type and content-length), then writes whatever h2 has to send, once per read. Cleartext
-with prior knowledge only (no TLS, no HTTP/1.1 upgrade).
+One ``asyncio.Protocol`` per connection feeds the bytes it reads to an
+``h2.connection.H2Connection`` and answers every request stream at once with the same response
+(200, ``Hello, world!``, with content-type and content-length), then writes whatever h2 has to
+send, once per read. Cleartext with prior knowledge only (no TLS, no HTTP/1.1 upgrade).
 
 There is no application, no scope, no task per stream and none of a server's own rules (limits,
 timeouts, the response's checks, Date header, graceful shutdown): it is not a server to use. What

@@ -104,14 +104,6 @@ RATIOS = [
 ]
 
 
-def _help_has(python: str, module: str, option: str) -> bool:
-    """Whether ``python -m module --help`` lists ``option`` (as itself, not as a longer name's
-    start: ``--http`` is not ``--http1-header-read-timeout``)."""
-    proc = subprocess.run([python, "-m", module, "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
-    return re.search(re.escape(option) + r"(?![\w-])", proc.stdout) is not None
-
-
 def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
     """Why ``target`` cannot be measured here (its server is not installed, or cannot speak
     HTTP/2 yet), or None. ``checked`` caches the answers over the targets of one run."""
@@ -130,7 +122,8 @@ def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
         if not found:
             return f"{module} is not installed for {python}"
     if target.server == "refserver":
-        if not once("refserver --http", lambda: _help_has(python, "refserver", "--http")):
+        speaks_h2 = once("h2", lambda: run.cli_has_option(python, "refserver", "--http"))
+        if not speaks_h2:
             return "refserver has no --http option (it does not speak HTTP/2 yet)"
         if target.name.startswith("refserver-fast-"):
             reason = once("fast", lambda: run.fast_path_unavailable(python))
@@ -414,10 +407,11 @@ def main(argv=None) -> int:
     env["h2load"] = subprocess.run([args.h2load, "--version"], capture_output=True,
                                    text=True).stdout.strip()
     env["versions"].update({d: run._version(d) for d in ("h2", "hpack", "zttp")})
+    minutes = len(runnable) * args.repeat * (args.duration + args.warmup + 2) / 60
     print(
         f"{len(runnable)} targets, {args.duration}s each (+{args.warmup}s warm-up), h2load "
         f"-c{args.connections} -m{args.streams}, server on CPU {args.server_cpus}, h2load on CPU "
-        f"{args.client_cpus}; about {len(runnable) * args.repeat * (args.duration + args.warmup + 2) / 60:.1f} min",
+        f"{args.client_cpus}; about {minutes:.1f} min",
         flush=True,
     )
     cells = {n: run.Cell(n, "GET /") for n in runnable}

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -282,6 +283,14 @@ def fast_path_unavailable(python: str) -> str | None:
         return None
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return lines[-1] if lines else f"import exited with {proc.returncode}"
+
+
+def cli_has_option(python: str, module: str, option: str) -> bool:
+    """Whether ``python -m module --help`` lists ``option`` as itself (``--http`` is not the start
+    of ``--http1-header-read-timeout``): what a runner asks of a server it may not support yet."""
+    proc = subprocess.run([python, "-m", module, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    return re.search(re.escape(option) + r"(?![\w-])", proc.stdout) is not None
 
 
 # --------------------------------------------------------------------------- /proc
