@@ -202,17 +202,18 @@ class H2loadRun:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(number) * _UNITS[unit]
+def _ms(text: str) -> float | None:
+    """h2load's ``912us``, ``78.12ms`` or ``1.05s`` in milliseconds (None for anything else)."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
 def parse_h2load(stdout: str) -> dict:
-    """The figures of h2load's report that the table uses; ValueError when one is missing."""
+    """The figures of h2load's report that the table uses; RuntimeError when one is missing."""
     def find(pattern):
         match = re.search(pattern, stdout, re.MULTILINE)
         if not match:
-            raise ValueError(f"h2load printed no {pattern!r}: {stdout[-300:]}")
+            raise RuntimeError(f"h2load printed no {pattern!r}: {stdout[-300:]}")
         return match.groups()
 
     (seconds,) = find(r"^finished in ([\d.]+)s,")
