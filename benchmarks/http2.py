@@ -366,7 +366,8 @@ def parse_args(argv=None):
                     "(zttp), hypercorn and the h2 floor in one run, one table, ratios.",
     )
     p.add_argument("--targets", help="comma-separated target names or globs (default: all)")
-    run.add_run_options(p, "h2load", 32)
+    # Shorter waits and fewer re-runs than run.py: a whole run stays within a few minutes.
+    run.add_run_options(p, "h2load", 32, quiet_wait=5, noise_retries=1)
     p.add_argument("--streams", type=int, default=10,
                    help="h2load -m: concurrent streams per connection (10)")
     p.add_argument("--h2load", default=shutil.which("h2load") or "h2load",

@@ -124,7 +124,8 @@ def parse_args(argv=None):
                    + ", ".join(BASES))
     p.add_argument("--endpoints", default="plaintext",
                    help="comma-separated: " + ", ".join(run.ENDPOINTS) + " (plaintext)")
-    run.add_run_options(p, "wrk", 64)
+    # Shorter waits and fewer re-runs than run.py: a whole run stays within a few minutes.
+    run.add_run_options(p, "wrk", 64, quiet_wait=5, noise_retries=1)
     run.add_wrk_options(p)
     args = p.parse_args(argv)
     run.finish_run_options(p, args, argv)

@@ -922,7 +922,8 @@ def _select(names: str | None, known: dict, what: str) -> list:
     return chosen
 
 
-def add_run_options(p: argparse.ArgumentParser, client: str, connections: int) -> None:
+def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
+                    quiet_wait: float = 20.0, noise_retries: int = 2) -> None:
     """The options every runner here shares (timing, rounds, noise, pinning, the servers'
     interpreter, the output); ``client`` names the load generator in their help."""
     p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
@@ -939,11 +940,12 @@ def add_run_options(p: argparse.ArgumentParser, client: str, connections: int) -
     p.add_argument("--max-noise", type=float, default=0.05,
                    help="a run where other work took more than this share of the server CPU "
                         "is run again (0.05)")
-    p.add_argument("--noise-retries", type=int, default=2,
-                   help="at most this many re-runs per cell because of noise (2)")
-    p.add_argument("--quiet-wait", type=float, default=20.0,
+    p.add_argument("--noise-retries", type=int, default=noise_retries,
+                   help=f"at most this many re-runs per cell because of noise ({noise_retries})")
+    p.add_argument("--quiet-wait", type=float, default=quiet_wait,
                    help="before each run, wait up to this many seconds for the pinned CPUs to be "
-                        "quiet (busy less than --quiet-threshold); 0 to start at once (20)")
+                        f"quiet (busy less than --quiet-threshold); 0 to start at once "
+                        f"({quiet_wait:g})")
     p.add_argument("--quiet-threshold", type=float, default=0.10,
                    help="busy share of the pinned CPUs that counts as quiet (0.10)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
