@@ -284,7 +284,9 @@ def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) 
     finally:
         exit_code = server.stop()
     s = load.summary
-    requests = s["status_2xx"]  # only right answers count
+    # Completed streams answered 2xx (h2load's status counts also have the streams still open at
+    # the end, its "succeeded" only completed ones, which may include 3xx).
+    requests = s["succeeded"] - s["errors"]["status_3xx"]
     cpu = usage["server_cpu_s"]
     return {
         "command": server.argv,
@@ -293,8 +295,8 @@ def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) 
         "rps": requests / s["duration_s"] if s["duration_s"] else 0.0,
         "latency_ms": s["latency_ms"],
         "errors": s["errors"],
-        # h2load's errored and timeout are subsets of failed (which has the 4xx and 5xx too).
-        "error_count": s["done"] - s["status_2xx"],
+        # h2load's errored and timeout are parts of its failed, which has the 4xx and 5xx too.
+        "error_count": s["errors"]["failed"] + s["errors"]["status_3xx"],
         **usage,
         "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
