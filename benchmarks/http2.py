@@ -260,14 +260,7 @@ def run_h2load(args, port: int, duration: float) -> H2loadRun:
 def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) -> dict:
     """One run of ``target`` (``endpoint`` and ``script_path`` are unused: GET / is the only
     request here; the signature is the one run.measure_run calls)."""
-    if args.quiet_wait > 0:
-        busy = run.wait_for_quiet(
-            sorted(set(run.parse_cpus(args.server_cpus) + run.parse_cpus(args.client_cpus))),
-            args.quiet_threshold,
-            args.quiet_wait,
-        )
-        if busy >= args.quiet_threshold:
-            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+    run.wait_before_run(args)
     server = run.RunningServer(target, args.python, args.server_cpus, log_dir,
                                probe=lambda port, timeout: h2_get(port, "/", timeout))
     server.start()

@@ -387,6 +387,18 @@ def wait_for_quiet(cpus: list, threshold: float, timeout: float) -> float:
             return share
 
 
+def wait_before_run(args) -> None:
+    """``--quiet-wait``: wait (bounded) for the pinned CPUs to be quiet before a run starts."""
+    if args.quiet_wait > 0:
+        busy = wait_for_quiet(
+            sorted(set(parse_cpus(args.server_cpus) + parse_cpus(args.client_cpus))),
+            args.quiet_threshold,
+            args.quiet_wait,
+        )
+        if busy >= args.quiet_threshold:
+            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+
+
 def tree_snapshot(pid: int) -> dict:
     """{pid: cpu seconds} for the server process and all its descendants."""
     snap = {}
@@ -644,14 +656,7 @@ def measure_load(args, server: RunningServer, load: Callable[[], object]) -> tup
 
 
 def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> dict:
-    if args.quiet_wait > 0:
-        busy = wait_for_quiet(
-            sorted(set(parse_cpus(args.server_cpus) + parse_cpus(args.client_cpus))),
-            args.quiet_threshold,
-            args.quiet_wait,
-        )
-        if busy >= args.quiet_threshold:
-            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+    wait_before_run(args)
     server = RunningServer(target, args.python, args.server_cpus, log_dir)
     server.start()
     try:
