@@ -1,13 +1,14 @@
-"""The HTTP/2 benchmark's pieces work (nothing here is timed): the h2 floor server, started as its
-README says (``python benchmarks/h2_floor.py --port N``), answers HTTP/2 requests over cleartext
-with prior knowledge, to httpx and to the runner's own readiness probe; and the runner reads
-h2load's report.
+"""The HTTP/2 and HTTPS benchmarks' pieces work (nothing here is timed): the h2 floor server,
+started as its README says (``python benchmarks/h2_floor.py --port N``), answers HTTP/2 requests
+over cleartext with prior knowledge, to httpx and to the runner's own readiness probe; the runner
+reads h2load's report; the HTTPS runner's certificate serves TLS to its client.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from support import ROOT, free_port, wait_for_port
 
-from benchmarks import http2
+from benchmarks import http2, https, run
 
 H2LOAD_REPORT = """\
 starting benchmark...
@@ -107,3 +108,31 @@ def test_h2load_report_parsing():
     )
     with pytest.raises(RuntimeError):  # a failed cell, not a crash of the run
         http2.parse_h2load("starting benchmark...\n")
+
+
+def test_https_certificate_serves_tls(tmp_path):
+    """The certificate and key https.py gives both servers load into a server context, and the
+    runner's client completes a handshake against it (for 127.0.0.1, the chain leaf first)."""
+    certfile, keyfile = https.make_certificate(str(tmp_path))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(certfile, keyfile)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    served = []
+
+    def serve_one():
+        conn, _ = listener.accept()
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            served.append(tls.recv(5))
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with run.unverified_tls().wrap_socket(raw) as tls:
+                tls.sendall(b"hello")
+                assert tls.getpeercert(binary_form=True)  # the server presented a certificate
+        thread.join(5)
+    finally:
+        listener.close()
+    assert served == [b"hello"]
