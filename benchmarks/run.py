@@ -23,10 +23,12 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -138,6 +140,7 @@ class Target:
     description: str
     argv: Callable[[str, int], list]  # (python, port) -> command
     optional: bool = False  # skipped with a reason when unavailable, rather than failing
+    scheme: str = "http"  # https: the server speaks TLS (its certificate is not verified)
 
 
 def _app(interface: str) -> str:
@@ -282,6 +285,14 @@ def fast_path_unavailable(python: str) -> str | None:
     return lines[-1] if lines else f"import exited with {proc.returncode}"
 
 
+def cli_has_option(python: str, module: str, option: str) -> bool:
+    """Whether ``python -m module --help`` lists ``option`` as itself (``--http`` is not the start
+    of ``--http1-header-read-timeout``): what a runner asks of a server it may not support yet."""
+    proc = subprocess.run([python, "-m", module, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    return re.search(re.escape(option) + r"(?![\w-])", proc.stdout) is not None
+
+
 # --------------------------------------------------------------------------- /proc
 
 
@@ -376,6 +387,18 @@ def wait_for_quiet(cpus: list, threshold: float, timeout: float) -> float:
             return share
 
 
+def wait_before_run(args) -> None:
+    """``--quiet-wait``: wait (bounded) for the pinned CPUs to be quiet before a run starts."""
+    if args.quiet_wait > 0:
+        busy = wait_for_quiet(
+            sorted(set(parse_cpus(args.server_cpus) + parse_cpus(args.client_cpus))),
+            args.quiet_threshold,
+            args.quiet_wait,
+        )
+        if busy >= args.quiet_threshold:
+            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+
+
 def tree_snapshot(pid: int) -> dict:
     """{pid: cpu seconds} for the server process and all its descendants."""
     snap = {}
@@ -402,8 +425,13 @@ class ServerFailed(Exception):
 class RunningServer:
     """One server process (group), started pinned, stopped with SIGINT then SIGKILL."""
 
-    def __init__(self, target: Target, python: str, pin: str | None, log_dir: str):
+    def __init__(self, target: Target, python: str, pin: str | None, log_dir: str,
+                 probe: Callable[[int, float], object] | None = None):
         self.target = target
+        # (port, timeout) -> anything, or OSError / HTTPException while the server does not answer.
+        self.probe = probe or (
+            lambda port, timeout: http_request(port, ENDPOINTS["plaintext"], timeout, target.scheme)
+        )
         self.port = free_port()
         self.argv = target.argv(python, self.port)
         if pin is not None:
@@ -458,7 +486,6 @@ class RunningServer:
             if time.monotonic() > end:
                 raise ServerFailed(f"did not accept connections within {deadline:.0f}s")
             time.sleep(0.02)  # poll interval, not a wait for readiness
-        probe = ENDPOINTS["plaintext"]
         while True:
             if self.proc.poll() is not None:
                 raise self._died()
@@ -466,7 +493,7 @@ class RunningServer:
             if remaining <= 0:
                 raise ServerFailed(f"GET / got no answer within {deadline:.0f}s")
             try:
-                http_request(self.port, probe, timeout=remaining)
+                self.probe(self.port, remaining)
                 return
             except (OSError, http.client.HTTPException):
                 time.sleep(0.05)
@@ -474,7 +501,9 @@ class RunningServer:
     def check(self, endpoint: Endpoint, timeout: float = 10.0) -> None:
         """Fail unless ``endpoint`` answers correctly: no cell measures a broken endpoint."""
         try:
-            problem = endpoint.check(*http_request(self.port, endpoint, timeout=timeout))
+            problem = endpoint.check(
+                *http_request(self.port, endpoint, timeout=timeout, scheme=self.target.scheme)
+            )
         except socket.timeout:
             problem = f"{endpoint.method} {endpoint.path}: no response within {timeout:.0f}s"
         except (OSError, http.client.HTTPException) as exc:
@@ -504,8 +533,19 @@ class RunningServer:
             self.log.close()
 
 
-def http_request(port: int, endpoint: Endpoint, timeout: float) -> tuple:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+def unverified_tls() -> ssl.SSLContext:
+    """A client context that encrypts but does not check the server's (throwaway) certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def http_request(port: int, endpoint: Endpoint, timeout: float, scheme: str = "http") -> tuple:
+    if scheme == "https":  # a throwaway certificate: encrypted, not verified
+        conn = http.client.HTTPSConnection(HOST, port, timeout=timeout, context=unverified_tls())
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/octet-stream"} if endpoint.body else {}
         conn.request(endpoint.method, endpoint.path, body=endpoint.body or None, headers=headers)
@@ -526,14 +566,15 @@ class WrkRun:
     wall_s: float
 
 
-def run_wrk(args, port: int, endpoint: Endpoint, duration: float, script_path: str) -> WrkRun:
+def run_wrk(args, port: int, endpoint: Endpoint, duration: float, script_path: str,
+            scheme: str = "http") -> WrkRun:
     cmd = []
     if args.client_cpus is not None:
         cmd += ["taskset", "-c", args.client_cpus]
     cmd += [
         args.wrk, "-t", str(args.threads), "-c", str(args.connections),
         "-d", f"{duration}s", "--timeout", f"{args.wrk_timeout:g}s", "--latency",
-        "-s", script_path, f"http://{HOST}:{port}{endpoint.path}",
+        "-s", script_path, f"{scheme}://{HOST}:{port}{endpoint.path}",
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -566,56 +607,73 @@ class Cell:
     noisy_runs: list = field(default_factory=list)  # discarded: the server CPU was shared
 
 
+def measure_load(args, server: RunningServer, load: Callable[[], object]) -> tuple:
+    """Run ``load()`` (a client run, returning an object with ``client_cpu_s`` and ``wall_s``)
+    against the running ``server`` and return (its result, what the server used meanwhile):
+    the CPU of its whole process tree, its memory after the load, and the share of the pinned
+    CPUs that other work took (``noise`` on the server's, ``client_noise`` on the client's)."""
+    pid = server.proc.pid
+    server_cpus = parse_cpus(args.server_cpus)
+    client_cpus = parse_cpus(args.client_cpus)
+    core_before, client_core_before = cpu_stat(server_cpus), cpu_stat(client_cpus)
+    before = tree_snapshot(pid)
+    run = load()
+    after = tree_snapshot(pid)
+    core_after, client_core_after = cpu_stat(server_cpus), cpu_stat(client_cpus)
+    if server.proc.poll() is not None:
+        raise ServerFailed(f"died during the measurement: {server.log_tail(3)}")
+    # Per-process CPU; a process that appeared during the run counts from zero.
+    per_pid = {p: after[p] - before.get(p, 0.0) for p in after}
+    cpu = sum(per_pid.values())
+    # A process that ended during the run: its time is in its parent's cutime/cstime, once
+    # reaped; count nothing more for it here.
+    rss_by_pid = {p: rss_mib(p) for p in after}
+    busiest = max(per_pid, key=per_pid.get) if per_pid else pid
+    # Work on the server's CPUs that was not the server's: other processes, hypervisor steal.
+    core_busy = core_after[0] - core_before[0]
+    ours = cpu if args.server_cpus is not None else cpu + run.client_cpu_s  # unpinned: all CPUs
+    foreign = max(0.0, core_busy - ours) / (run.wall_s * len(server_cpus))
+    steal = (core_after[1] - core_before[1]) / (run.wall_s * len(server_cpus))
+    # The same on the client's CPUs: a starved client understates req/s just as a shared server CPU.
+    if args.client_cpus is not None:
+        client_busy = client_core_after[0] - client_core_before[0]
+        client_noise = max(0.0, client_busy - run.client_cpu_s) / (run.wall_s * len(client_cpus))
+    else:
+        client_noise = foreign
+    return run, {
+        "server_cpu_s": cpu,
+        "server_cpu_by_pid": {str(p): c for p, c in per_pid.items()},
+        "server_cpu_util": cpu / run.wall_s if run.wall_s else 0.0,
+        "server_processes": len(after),
+        "rss_mib": rss_by_pid.get(busiest),  # the process that served (most CPU)
+        "rss_tree_mib": sum(v for v in rss_by_pid.values() if v is not None),
+        "noise": foreign,  # share of the server CPUs used by something else during the run
+        "steal": steal,
+        "client_noise": client_noise,  # share of the client's CPUs used by something else
+        "client_cpu_s": run.client_cpu_s,
+        "client_cpu_util": run.client_cpu_s / run.wall_s if run.wall_s else 0.0,
+    }
+
+
 def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> dict:
-    if args.quiet_wait > 0:
-        busy = wait_for_quiet(
-            sorted(set(parse_cpus(args.server_cpus) + parse_cpus(args.client_cpus))),
-            args.quiet_threshold,
-            args.quiet_wait,
-        )
-        if busy >= args.quiet_threshold:
-            print(f"[busy {busy * 100:.0f}% before start]", end=" ", flush=True)
+    wait_before_run(args)
     server = RunningServer(target, args.python, args.server_cpus, log_dir)
     server.start()
     try:
         server.wait_ready()
         server.check(endpoint)
-        pid = server.proc.pid
-        rss_idle = rss_mib(pid)
+        rss_idle = rss_mib(server.proc.pid)
         if args.warmup > 0:
-            run_wrk(args, server.port, endpoint, args.warmup, script_path)
-        server_cpus = parse_cpus(args.server_cpus)
-        client_cpus = parse_cpus(args.client_cpus)
-        core_before, client_core_before = cpu_stat(server_cpus), cpu_stat(client_cpus)
-        before = tree_snapshot(pid)
-        wrk = run_wrk(args, server.port, endpoint, args.duration, script_path)
-        after = tree_snapshot(pid)
-        core_after, client_core_after = cpu_stat(server_cpus), cpu_stat(client_cpus)
-        if server.proc.poll() is not None:
-            raise ServerFailed(f"died during the measurement: {server.log_tail(3)}")
-        # Per-process CPU; a process that appeared during the run counts from zero.
-        per_pid = {p: after[p] - before.get(p, 0.0) for p in after}
-        cpu = sum(per_pid.values())
-        # A process that ended during the run: its time is in its parent's cutime/cstime, once
-        # reaped; count nothing more for it here.
-        rss_by_pid = {p: rss_mib(p) for p in after}
-        busiest = max(per_pid, key=per_pid.get) if per_pid else pid
-        # Work on the server's CPUs that was not the server's: other processes, hypervisor steal.
-        core_busy = core_after[0] - core_before[0]
-        ours = cpu if args.server_cpus is not None else cpu + wrk.client_cpu_s  # unpinned: all CPUs
-        foreign = max(0.0, core_busy - ours) / (wrk.wall_s * len(server_cpus))
-        steal = (core_after[1] - core_before[1]) / (wrk.wall_s * len(server_cpus))
-        # The same on wrk's CPUs: a starved client understates req/s just as a shared server CPU.
-        if args.client_cpus is not None:
-            client_busy = client_core_after[0] - client_core_before[0]
-            client_noise = max(0.0, client_busy - wrk.client_cpu_s) / (
-                wrk.wall_s * len(client_cpus)
-            )
-        else:
-            client_noise = foreign
+            run_wrk(args, server.port, endpoint, args.warmup, script_path, target.scheme)
+        wrk, usage = measure_load(
+            args, server, lambda: run_wrk(
+                args, server.port, endpoint, args.duration, script_path, target.scheme
+            ),
+        )
         server.check(endpoint)  # still correct after the load
     finally:
         exit_code = server.stop()
+    cpu = usage["server_cpu_s"]
     s = wrk.summary
     seconds = s["duration_us"] / 1e6
     requests = s["requests"]
@@ -630,20 +688,10 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
         "p99_ms": s["latency_us"]["p99"] / 1000,
         "errors": errors,
         "error_count": sum(errors.values()),
-        "server_cpu_s": cpu,
-        "server_cpu_by_pid": {str(p): c for p, c in per_pid.items()},
-        "server_cpu_util": cpu / wrk.wall_s if wrk.wall_s else 0.0,
+        **usage,
         "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
-        "server_processes": len(after),
-        "rss_mib": rss_by_pid.get(busiest),  # the process that served (most CPU)
-        "rss_tree_mib": sum(v for v in rss_by_pid.values() if v is not None),
         "rss_idle_mib": rss_idle,
-        "noise": foreign,  # share of the server CPUs used by something else during the run
-        "steal": steal,
-        "client_noise": client_noise,  # share of wrk's CPUs used by something else
-        "client_cpu_s": wrk.client_cpu_s,
-        "client_cpu_util": wrk.client_cpu_s / wrk.wall_s if wrk.wall_s else 0.0,
         "server_exit_code": exit_code,
         "wrk_stdout": wrk.stdout,
     }
@@ -675,15 +723,16 @@ def settle(cell: Cell) -> None:
 
 
 def measure_run(args, cell: Cell, target: Target, endpoint: Endpoint, script_path: str,
-                log_dir: str) -> dict | None:
+                log_dir: str, once: Callable = None) -> dict | None:
     """Add one run to ``cell`` and return it, or mark the cell failed and return None.
+    ``once`` takes the run (``measure_once`` by default, which loads the server with wrk).
 
     A run during which more than ``--max-noise`` of the server's CPU went to other processes is
     recorded in ``cell.noisy_runs`` and run again at once, at most ``--noise-retries`` times per
     cell over all its runs (the budget is ``noisy_runs``, so it holds across rounds)."""
     while True:
         try:
-            run = measure_once(args, target, endpoint, script_path, log_dir)
+            run = (once or measure_once)(args, target, endpoint, script_path, log_dir)
         except (ServerFailed, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
             cell.status, cell.reason = "failed", str(exc)
             settle(cell)
@@ -766,12 +815,12 @@ def _geomean(values: list) -> float | None:
     return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
 
 
-def ratio_lines(cells: list, endpoints: list, max_noise: float) -> list:
+def ratio_lines(cells: list, endpoints: list, max_noise: float, pairs: list = RATIOS) -> list:
     """One line per pair; a req/s ratio marked † involves a cell where other processes took more
     than ``max_noise`` of the server CPU (its per-CPU ratio is still sound)."""
     by_key = {(c.target, c.endpoint): c for c in cells if c.status == "ok"}
     lines = []
-    for ours, theirs in RATIOS:
+    for ours, theirs in pairs:
         parts_rps, parts_cpu, rps, cpu = [], [], [], []
         for e in endpoints:
             a, b = by_key.get((ours, e)), by_key.get((theirs, e))
@@ -843,7 +892,8 @@ def environment(args) -> dict:
             ).stdout.strip()
         )
     git["tree_sha256"] = source_digest(os.path.join(ROOT, "refserver"))
-    wrk_version = subprocess.run([args.wrk, "-v"], capture_output=True, text=True).stdout
+    wrk = getattr(args, "wrk", None)  # None for a runner without wrk
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout if wrk else ""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -877,17 +927,14 @@ def _select(names: str | None, known: dict, what: str) -> list:
     return chosen
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="refserver vs Granian, uvicorn and hypercorn: one run, one table, ratios.",
-    )
-    p.add_argument("--targets", help="comma-separated target names or globs (default: all but "
-                   "floor-*; refserver-fast-* is skipped with a reason when the fast path is not built)")
-    p.add_argument("--endpoints", help="comma-separated: " + ", ".join(ENDPOINTS) + " (default: all)")
+def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
+                    quiet_wait: float = 20.0, noise_retries: int = 2) -> None:
+    """The options every runner here shares (timing, rounds, noise, pinning, the servers'
+    interpreter, the output); ``client`` names the load generator in their help."""
     p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
-    p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
-    p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one core)")
+    p.add_argument("--connections", type=int, default=connections,
+                   help=f"{client} connections ({connections})")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per cell, taken in this many rounds over the whole matrix (each "
                         "round measures every cell once): a shared machine's speed drifts over "
@@ -898,25 +945,31 @@ def parse_args(argv=None):
     p.add_argument("--max-noise", type=float, default=0.05,
                    help="a run where other work took more than this share of the server CPU "
                         "is run again (0.05)")
-    p.add_argument("--noise-retries", type=int, default=2,
-                   help="at most this many re-runs per cell because of noise (2)")
-    p.add_argument("--no-second-pass", dest="second_pass", action="store_false",
-                   help="do not re-measure, after the matrix, the cells that stayed noisy")
-    p.add_argument("--quiet-wait", type=float, default=20.0,
+    p.add_argument("--noise-retries", type=int, default=noise_retries,
+                   help=f"at most this many re-runs per cell because of noise ({noise_retries})")
+    p.add_argument("--quiet-wait", type=float, default=quiet_wait,
                    help="before each run, wait up to this many seconds for the pinned CPUs to be "
-                        "quiet (busy less than --quiet-threshold); 0 to start at once (20)")
+                        f"quiet (busy less than --quiet-threshold); 0 to start at once "
+                        f"({quiet_wait:g})")
     p.add_argument("--quiet-threshold", type=float, default=0.10,
                    help="busy share of the pinned CPUs that counts as quiet (0.10)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
-    p.add_argument("--client-cpus", default="1", help="taskset CPU list for wrk (1)")
+    p.add_argument("--client-cpus", default="1", help=f"taskset CPU list for {client} (1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin (results are then noisier)")
-    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk", help="the wrk binary")
-    p.add_argument("--wrk-timeout", type=float, default=10.0,
-                   help="wrk --timeout: slower responses count as errors (10)")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--output", help="results JSON path (default: benchmarks/results/<time>.json)")
     p.add_argument("--list", action="store_true", help="list targets and endpoints, then exit")
-    args = p.parse_args(argv)
+
+
+def add_wrk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (1: wrk has one core)")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk", help="the wrk binary")
+    p.add_argument("--wrk-timeout", type=float, default=10.0,
+                   help="wrk --timeout: slower responses count as errors (10)")
+
+
+def finish_run_options(p: argparse.ArgumentParser, args, argv) -> None:
+    """--quick and --no-pin, and the checks of :func:`add_run_options`' values."""
     explicit = {a.lstrip("-").split("=")[0].replace("-", "_") for a in (argv or sys.argv[1:])}
     if args.quick:
         if "duration" not in explicit:
@@ -929,8 +982,25 @@ def parse_args(argv=None):
         args.server_cpus = args.client_cpus = None
     if args.warmup < 0:
         p.error("--warmup must not be negative")
-    if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.repeat < 1:
-        p.error("--duration, --connections, --threads and --repeat must be positive")
+    if args.duration <= 0 or args.connections < 1 or args.repeat < 1:
+        p.error("--duration, --connections and --repeat must be positive")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="refserver vs Granian, uvicorn and hypercorn: one run, one table, ratios.",
+    )
+    p.add_argument("--targets", help="comma-separated target names or globs (default: all but "
+                   "floor-*; refserver-fast-* is skipped with a reason when the fast path is not built)")
+    p.add_argument("--endpoints", help="comma-separated: " + ", ".join(ENDPOINTS) + " (default: all)")
+    add_run_options(p, "wrk", 64)
+    add_wrk_options(p)
+    p.add_argument("--no-second-pass", dest="second_pass", action="store_false",
+                   help="do not re-measure, after the matrix, the cells that stayed noisy")
+    args = p.parse_args(argv)
+    finish_run_options(p, args, argv)
+    if args.threads < 1:
+        p.error("--threads must be positive")
     if args.threads > args.connections:
         p.error("--threads must not exceed --connections")
     return args
