@@ -51,6 +51,7 @@ cdef class H1Protocol:
     cdef bint _upgrades
     cdef public bint h2c
     cdef bint _fresh
+    cdef bytes _early
 
     cpdef _process(self)
     cpdef _process_events(self)

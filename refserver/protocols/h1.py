@@ -283,6 +283,7 @@ class H1Protocol:
         # Cleartext --http auto: HTTP/2 by prior knowledge or by h2c upgrade (connection.py).
         self.h2c = False
         self._fresh = False  # no byte read yet: the first read may be an HTTP/2 preface
+        self._early = b""  # a first read too short to tell
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -315,9 +316,16 @@ class H1Protocol:
 
     def data_received(self, data: bytes) -> None:
         if self._fresh:
+            # RFC 9113 3.3, prior knowledge: the preface starts with "PRI ", which no HTTP/1.1
+            # request does. A first read shorter than that is held until it can be told apart.
+            data = self._early + data
+            if len(data) < 4 and b"PRI "[: len(data)] == data:
+                self._early = data
+                return
             self._fresh = False
+            self._early = b""
             if data[:4] == b"PRI ":
-                switch_to_h2(self, data)  # RFC 9113 3.3, prior knowledge
+                switch_to_h2(self, data)
                 return
         try:
             self.conn.receive_data(data)
