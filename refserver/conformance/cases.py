@@ -23,18 +23,28 @@ A CASE names the clauses it checks and describes one exchange, either as the sho
 ``{"ws_handshake": ...}``, ``{"ws_send": FRAME}``, ``{"ws_expect": FRAME}``  WebSocket steps
                                           (the opening handshake, client frames, the next server
                                           frame): see :mod:`.ws`
+``{"h2_connect": ...}``, ``{"h2_send": FRAME}``, ``{"h2_goaway": ...}``, ...  HTTP/2 steps on a
+                                          connection of their own: see :mod:`.h2client`
 
 A REQUEST is ``{"raw": TEXT or [PIECE, ...]}`` (text is latin-1, one character per byte; a piece
 may be ``{"repeat": TEXT, "times": N}``) or structured: ``method``, ``target``, ``version``,
 ``headers`` (list of pairs), ``body`` or ``chunks``, ``host`` (false to send no Host).
-``@NONCE@``, ``@HOST@`` and ``@PORT@`` are replaced in requests and expectations.
+``@NONCE@``, ``@HOST@``, ``@PORT@``, ``@SCHEME@`` ("http" or "https") and ``@WS_SCHEME@`` ("ws"
+or "wss") are replaced in requests and expectations, so one case holds over cleartext and TLS.
 
 Other case keys: ``interfaces`` (default: the file's ``defaults``), ``hostile`` (a malformed or
 hostile HTTP/1.1 request), ``timeout`` (seconds per read, default 3), ``volatile`` (observation
 paths the differential mode ignores), ``isolated`` (the case gets a server start of its own, for
 misuse that may crash a server), ``app`` (a variant probe attribute, e.g. a lifespan variant),
 ``startup: "fails"`` (the server must exit non-zero without serving), ``report`` (predicates on
-what the probe wrote at shutdown, plus ``exit_code``), ``note``.
+what the probe wrote at shutdown, plus ``exit_code``), ``note``, ``needs``.
+
+``needs`` lists what the target must offer for the case to run (default: the file's
+``defaults``), beyond what the steps themselves imply: ``h1`` (any HTTP/1.1 step), ``ws`` (a
+WebSocket step, or every case of a WebSocket file), ``h2`` (an HTTP/2 step), ``tls`` (only over
+``--tls``), ``cleartext`` (a TCP half-close, which has no TLS counterpart here). HTTP/2 and
+TLS-only cases are selected by ``--http2`` and ``--tls``; a target found not to offer HTTP/1.1,
+WebSockets or HTTP/2 gets the cases that need them skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -66,6 +76,19 @@ CASE_KEYS = {
     "volatile",
     "note",
     "isolated",
+    "needs",
+}
+NEEDS = ("h1", "ws", "h2", "tls", "cleartext")
+H2_STEP_KEYS = {
+    "h2_connect",
+    "h2_send",
+    "h2_request",
+    "h2_response",
+    "h2_goaway",
+    "h2_reset",
+    "h2_expect",
+    "h2_closed",
+    "h2_open",
 }
 STEP_KEYS = {
     "send",
@@ -85,7 +108,7 @@ STEP_KEYS = {
     "ws_handshake",
     "ws_send",
     "ws_expect",
-}
+} | H2_STEP_KEYS
 REQUEST_KEYS = {"raw", "method", "target", "version", "headers", "body", "chunks", "host"}
 EXPECT_KEYS = {
     "status",
@@ -131,6 +154,7 @@ class Case:
         "source",
         "note",
         "isolated",
+        "needs",
     )
 
     def __init__(self, data: dict, defaults: dict, source: str):
@@ -177,6 +201,22 @@ class Case:
         for step in steps:
             _check_step(step, where)
         self.steps = steps
+        needs = set(data.get("needs", defaults.get("needs", ())))
+        unknown = needs - set(NEEDS)
+        if unknown:
+            raise CaseError(f"{where}: unknown needs {sorted(unknown)}")
+        for step in steps:
+            if any(key in H2_STEP_KEYS for key in step):
+                needs.add("h2")
+            elif "not_reached" not in step and "sleep" not in step:
+                needs.add("h1")
+            if any(key.startswith("ws_") for key in step):
+                needs.add("ws")
+            if "shutdown_write" in step:
+                needs.add("cleartext")
+        if "h2" in needs and "h1" in needs:
+            raise CaseError(f"{where}: HTTP/2 steps and HTTP/1.1 steps in one case")
+        self.needs = frozenset(needs)
 
     @property
     def phase(self) -> str:
@@ -240,6 +280,12 @@ def _check_step(step, where: str) -> None:
         check = step["check"]
         _check_request(check.get("request"), where)
         _check_expect(check.get("expect"), where)
+    if any(key in H2_STEP_KEYS for key in step):
+        from .h2client import check_step  # HTTP/2 steps: see .h2client
+
+        if len(step) != 1:
+            raise CaseError(f"{where}: an HTTP/2 step has one key: {sorted(step)}")
+        check_step(step, where)
     if any(key in step for key in ("ws_handshake", "ws_send", "ws_expect")):
         from .ws import check_frame_spec, check_handshake_spec  # WebSocket steps: see .ws
 

@@ -7,6 +7,10 @@ Examples::
         --server 'granian --interface rsgi --host 127.0.0.1 --port {port} --no-ws {app}'
     python -m refserver.conformance --server 'refserver --loop asyncio' \\
         --compare 'refserver --loop uvloop'                           # differential mode
+    python -m refserver.conformance --interface asgi --tls \\
+        --server 'uvicorn --port {port} --ssl-certfile {certfile} --ssl-keyfile {keyfile} {app}'
+    python -m refserver.conformance --interface asgi --http2 -k 'h2-*' \\
+        --server 'hypercorn --bind 127.0.0.1:{port} {app}'             # HTTP/2 frame cases
 
 Exit status: 0 when every selected case passed (and, with ``--compare``, no difference was
 found), 1 on a failure or a difference, 2 when the run itself could not be done.
@@ -18,13 +22,16 @@ import argparse
 import fnmatch
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 from .cases import INTERFACES, CaseError, load_cases
 from .differential import compare, format_differences
 from .report import format_failures, format_table, load_clause_index, to_json, to_junit
 from .runner import Runner, TargetError, TargetSpec
+from .transport import Certificate, TLSUnavailable, Transport
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -39,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "A server command is a template: {app} (module:attribute of the probe), {port}, "
-            "{interface}, {host} and {python} are filled in. 'refserver [OPTIONS]' is shorthand "
-            "for refserver's own command with those options appended."
+            "{interface}, {host} and {python} are filled in, and with --tls {certfile}, {keyfile} "
+            "(a throwaway certificate for 127.0.0.1) and {cafile}. 'refserver [OPTIONS]' is "
+            "shorthand for refserver's own command with those options appended."
         ),
     )
     parser.add_argument(
@@ -74,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--clause", action="append", default=[], metavar="PATTERN",
         help="only cases checking a clause matching this glob (repeatable)",
     )
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="run every case over TLS: the command gets a throwaway certificate through "
+        "{certfile} and {keyfile}; also runs the cases that need TLS",
+    )
+    parser.add_argument(
+        "--http2", action="store_true",
+        help="also run the HTTP/2 cases (frame level and requests; cleartext prior knowledge, "
+        "or ALPN h2 with --tls)",
+    )
     parser.add_argument("--jobs", type=int, default=8, help="cases run concurrently (default 8)")
     parser.add_argument(
         "--startup-timeout", type=float, default=30.0,
@@ -89,10 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def select(cases: list, interfaces: list, ids: list, clauses: list) -> list:
+def select(
+    cases: list, interfaces: list, ids: list, clauses: list, tls: bool = False,
+    http2: bool = False,
+) -> list:
     out = []
     for case in cases:
         if not any(i in case.interfaces for i in interfaces):
+            continue
+        if ("h2" in case.needs and not http2) or ("tls" in case.needs and not tls):
             continue
         if ids and not any(fnmatch.fnmatchcase(case.id, p) for p in ids):
             continue
@@ -104,7 +127,7 @@ def select(cases: list, interfaces: list, ids: list, clauses: list) -> list:
     return out
 
 
-def run_target(spec, interfaces, cases, args, log) -> tuple:
+def run_target(spec, interfaces, cases, args, log, transport) -> tuple:
     results, notes = [], []
     for interface in interfaces:
         runner = Runner(
@@ -115,6 +138,7 @@ def run_target(spec, interfaces, cases, args, log) -> tuple:
             startup_timeout=args.startup_timeout,
             connect_port=args.connect,
             log=log,
+            transport=transport,
         )
         results.extend(runner.run())
         notes.extend(runner.notes)
@@ -139,7 +163,7 @@ def main(argv: list | None = None) -> int:
     except CaseError as exc:
         print(f"invalid case data: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    cases = select(cases, interfaces, args.case, args.clause)
+    cases = select(cases, interfaces, args.case, args.clause, args.tls, args.http2)
     if args.list:
         for case in cases:
             print(f"{case.id:<48} {','.join(case.interfaces):<15} {' '.join(case.clauses)}")
@@ -149,12 +173,30 @@ def main(argv: list | None = None) -> int:
         print("no case selected", file=sys.stderr)
         return EXIT_ERROR
     try:
-        spec_a = TargetSpec(args.server)
-        spec_b = TargetSpec(args.compare) if args.compare else None
+        spec_a = TargetSpec(args.server, tls=args.tls and args.connect is None)
+        spec_b = TargetSpec(args.compare, tls=args.tls) if args.compare else None
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
+    workdir = None
+    certificate = None
+    if args.tls and args.connect is None:
+        workdir = tempfile.mkdtemp(prefix="refserver-conformance-tls-")
+        try:
+            certificate = Certificate(workdir)
+        except TLSUnavailable as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(str(exc), file=sys.stderr)
+            return EXIT_ERROR
+    transport = Transport(tls=args.tls, http2=args.http2, certificate=certificate)
+    try:
+        return _run(args, interfaces, cases, spec_a, spec_b, transport)
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
+
+def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
     def log(message: str) -> None:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
@@ -162,9 +204,9 @@ def main(argv: list | None = None) -> int:
     index = load_clause_index()
     started = time.monotonic()
     try:
-        results_a, notes_a = run_target(spec_a, interfaces, cases, args, log)
+        results_a, notes_a = run_target(spec_a, interfaces, cases, args, log, transport)
         if spec_b is not None:
-            results_b, notes_b = run_target(spec_b, interfaces, cases, args, log)
+            results_b, notes_b = run_target(spec_b, interfaces, cases, args, log, transport)
     except TargetError as exc:
         print(f"cannot run the target: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,6 +10,7 @@ is reported as a malformed response rather than guessed around.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 MAX_RESPONSE_HEAD = 65536
@@ -107,9 +108,17 @@ class Connection:
     parsed stay in ``buffer`` so pipelined responses are split exactly where the server put them.
     """
 
-    def __init__(self, host: str, port: int, timeout: float):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None):
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except OSError:
+                sock.close()
+                raise
+        self.sock = sock
+        self.tls = tls is not None
         self.timeout = timeout
         self.buffer = bytearray()
         self.eof = False
@@ -127,12 +136,17 @@ class Connection:
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return False
         except socket.timeout:
             return False
 
+    def selected_protocol(self):
+        """The protocol the server chose by ALPN (None in cleartext or without ALPN)."""
+        return self.sock.selected_alpn_protocol() if self.tls else None
+
     def shutdown_write(self) -> None:
+        """Half-close: a TCP FIN (cleartext only; cases that do it do not run over TLS)."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:

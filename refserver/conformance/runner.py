@@ -25,9 +25,11 @@ import time
 import uuid
 
 from . import client as wire
+from . import h2client
 from . import ws as ws_steps
 from .cases import request_bytes, substitute
 from .expect import check_head, check_observation, check_response, lookup, parse_observation
+from .transport import CLEARTEXT, Transport
 
 HOST = "127.0.0.1"
 PROBES = {
@@ -39,6 +41,7 @@ REFSERVER_COMMAND = (
     "{python} -m refserver {app} --interface {interface} --port {port} --host 127.0.0.1 "
     "--no-access-log"
 )
+REFSERVER_TLS = " --ssl-certfile {certfile} --ssl-keyfile {keyfile}"
 
 
 class TargetError(Exception):
@@ -48,25 +51,31 @@ class TargetError(Exception):
 class TargetSpec:
     """A server command template and a label for reports."""
 
-    def __init__(self, command: str, label: str | None = None):
+    def __init__(self, command: str, label: str | None = None, tls: bool = False):
         command = command.strip()
         if command == "refserver" or command.startswith("refserver "):
             extra = command[len("refserver") :].strip()
             self.label = label or ("refserver " + extra).strip()
-            command = REFSERVER_COMMAND + (" " + extra if extra else "")
+            command = REFSERVER_COMMAND + (REFSERVER_TLS if tls else "")
+            command += " " + extra if extra else ""
         else:
             self.label = label or command
         if "{port}" not in command or "{app}" not in command:
             raise ValueError("a server command must contain {port} and {app}: %r" % command)
+        if tls and ("{certfile}" not in command or "{keyfile}" not in command):
+            raise ValueError(
+                "with --tls a server command must contain {certfile} and {keyfile}: %r" % command
+            )
         self.command = command
 
-    def argv(self, interface: str, app: str, port: int) -> list:
+    def argv(self, interface: str, app: str, port: int, transport: Transport = CLEARTEXT) -> list:
         text = self.command.format(
             python=shlex.quote(sys.executable),
             app=app,
             port=port,
             interface=interface,
             host=HOST,
+            **{k: shlex.quote(v) for k, v in transport.placeholders().items()},
         )
         return shlex.split(text)
 
@@ -80,9 +89,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ping(port: int, timeout: float = 1.0) -> bool:
+def ping(port: int, timeout: float = 1.0, tls=None) -> bool:
+    """Whether the probe answers an HTTP/1.1 request on ``port``."""
     try:
-        conn = wire.Connection(HOST, port, timeout)
+        conn = wire.Connection(HOST, port, timeout, tls)
     except OSError:
         return False
     try:
@@ -95,12 +105,73 @@ def ping(port: int, timeout: float = 1.0) -> bool:
         conn.close()
 
 
+def ws_accepted(port: int, timeout: float, tls=None) -> str | None:
+    """None when the probe accepts a WebSocket handshake, else what happened instead."""
+    try:
+        conn = wire.Connection(HOST, port, timeout, tls)
+    except OSError as exc:
+        return f"cannot connect: {exc}"
+    try:
+        conn.send(ws_steps.handshake_bytes({"target": "/ws/echo"}, {"HOST": f"{HOST}:{port}"}))
+        head = conn.read_head_only()
+        if head.status == 101:
+            return None
+        return f"it answered a WebSocket handshake with {head.status} {head.reason}".rstrip()
+    except (wire.ClientError, OSError) as exc:
+        return f"no answer to a WebSocket handshake: {exc}"
+    finally:
+        conn.close()
+
+
+class Capabilities:
+    """What a target was found to offer; a case that needs anything else is skipped, with why."""
+
+    def __init__(self, missing: dict | None = None):
+        self.missing = dict(missing or {})  # need -> reason
+
+    @classmethod
+    def detect(cls, port: int, transport: Transport, cases: list, timeout: float = 3.0):
+        needs = set().union(*(case.needs for case in cases)) if cases else set()
+        missing = {}
+        if transport.tls:
+            missing["cleartext"] = (
+                "half-closes the TCP connection, which the runner does not do over TLS"
+            )
+        else:
+            missing["tls"] = "runs over TLS only (--tls)"
+        h1 = ping(port, timeout, transport.context("http/1.1"))
+        if not h1:
+            missing["h1"] = "the target does not answer HTTP/1.1"
+            missing["ws"] = "the target does not answer HTTP/1.1, so no WebSocket handshake"
+        elif "ws" in needs:
+            refused = ws_accepted(port, timeout, transport.context("http/1.1"))
+            if refused:
+                missing["ws"] = f"the target does not do WebSockets: {refused}"
+        if "h2" in needs:
+            refused = h2client.refusal(HOST, port, timeout, transport.context("h2"))
+            if refused:
+                way = "with ALPN h2" if transport.tls else "with prior knowledge (h2c)"
+                missing["h2"] = f"the target does not speak HTTP/2 {way}: {refused}"
+        return cls(missing)
+
+    def skip_reason(self, case) -> str | None:
+        for need in sorted(case.needs):
+            if need in self.missing:
+                return self.missing[need]
+        return None
+
+
 class RunningTarget:
     """One server process started from a :class:`TargetSpec`."""
 
-    def __init__(self, spec: TargetSpec, interface: str, app_attr: str = "app"):
+    def __init__(
+        self, spec: TargetSpec, interface: str, app_attr: str = "app",
+        transport: Transport = CLEARTEXT,
+    ):
         self.spec = spec
         self.interface = interface
+        self.transport = transport
+        self.cleartext_only = False  # under --tls: it answered, but in cleartext
         self.app = f"{PROBES[interface]}:{app_attr}"
         self.port = free_port()
         self.workdir = tempfile.mkdtemp(prefix="refserver-conformance-")
@@ -113,7 +184,7 @@ class RunningTarget:
         env = dict(os.environ)
         env["REFSERVER_PROBE_REPORT"] = self.report_path
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = self.spec.argv(self.interface, self.app, self.port)
+        argv = self.spec.argv(self.interface, self.app, self.port, self.transport)
         self._log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
@@ -128,12 +199,24 @@ class RunningTarget:
             raise TargetError(f"cannot run {argv[0]!r}: {exc}") from None
 
     def wait_ready(self, timeout: float) -> bool:
-        """True once the probe answers; False if the process exited first. Raises at timeout."""
+        """True once the probe answers; False if the process exited first. Raises at timeout.
+
+        The probe may answer over HTTP/1.1 or, with ``--http2``, over HTTP/2 only; under
+        ``--tls`` an answer in cleartext also ends the wait (``cleartext_only``), so the cases
+        are skipped as needing TLS instead of waiting for the timeout."""
+        transport = self.transport
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if ping(self.port, 0.5):
+            if ping(self.port, 0.5, transport.context("http/1.1")):
+                return True
+            if transport.http2 and h2client.refusal(
+                HOST, self.port, 0.5, transport.context("h2")
+            ) is None:
+                return True
+            if transport.tls and ping(self.port, 0.5):
+                self.cleartext_only = True
                 return True
             time.sleep(0.05)
         raise TargetError(
@@ -191,8 +274,9 @@ class RunningTarget:
 class Endpoint:
     """Where cases connect: a started target, or a server the user started (``--connect``)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, transport: Transport = CLEARTEXT):
         self.port = port
+        self.transport = transport
 
 
 # ------------------------------------------------------------------------------------ results
@@ -300,17 +384,26 @@ class CaseRun:
         self.endpoint = endpoint
         self.nonce = f"{case.id}-{run_token}"
         port = endpoint.port
-        self.variables = {"NONCE": self.nonce, "HOST": f"{HOST}:{port}", "PORT": str(port)}
+        transport = endpoint.transport
+        self.variables = {
+            "NONCE": self.nonce,
+            "HOST": f"{HOST}:{port}",
+            "PORT": str(port),
+            "SCHEME": transport.scheme,
+            "WS_SCHEME": transport.ws_scheme,
+        }
         self.replacements = {self.nonce: "<nonce>", str(port): "<port>"}
         self.timeout = case.timeout
         self.conn = None
+        self.h2 = None  # the HTTP/2 connection of an HTTP/2 case
         self.heads: list = []
         self.transcript: list = []
 
     # --------------------------------------------------------------- helpers
 
     def connect(self) -> wire.Connection:
-        conn = wire.Connection(HOST, self.endpoint.port, self.timeout)
+        tls = self.endpoint.transport.context("http/1.1")
+        conn = wire.Connection(HOST, self.endpoint.port, self.timeout, tls)
         self.replacements[str(conn.local_port)] = "<client-port>"
         return conn
 
@@ -341,6 +434,8 @@ class CaseRun:
         finally:
             if self.conn is not None:
                 self.conn.close()
+            if self.h2 is not None:
+                self.h2.close()
 
     def _smuggling_after_failure(self, failed_at: int) -> str:
         """Whether a smuggled request got through matters more than the step that failed first,
@@ -395,6 +490,8 @@ class CaseRun:
             ws_steps.do_send(self, step["ws_send"])
         elif "ws_expect" in step:
             ws_steps.do_expect(self, step["ws_expect"])
+        else:
+            h2client.do_step(self, step)
 
     def do_send(self, step: dict) -> None:
         conn = self._ensure()
@@ -583,8 +680,11 @@ class Runner:
         startup_timeout: float = 30.0,
         connect_port: int | None = None,
         log=None,
+        transport: Transport = CLEARTEXT,
     ):
         self.spec = spec
+        self.transport = transport
+        self.capabilities = Capabilities()
         self.interface = interface
         self.cases = [c for c in cases if interface in c.interfaces]
         self.jobs = jobs
@@ -602,7 +702,9 @@ class Runner:
         others = [c for c in self.cases if c not in main and c not in shutdown]
         results = {}
         if self.connect_port is not None:
-            endpoint = Endpoint(self.connect_port)
+            endpoint = Endpoint(self.connect_port, self.transport)
+            self.capabilities = Capabilities.detect(self.connect_port, self.transport, main)
+            self._note_missing()
             for result in self._run_batch(main, endpoint):
                 results[result.case.id] = result
             for case in shutdown + others:
@@ -611,7 +713,7 @@ class Runner:
                     "needs to start and stop the server (not possible with --connect)",
                 )
         else:
-            target = RunningTarget(self.spec, self.interface)
+            target = RunningTarget(self.spec, self.interface, transport=self.transport)
             self.log(f"[{self.interface}] starting {target.spec.label} on port {target.port}")
             target.start()
             try:
@@ -620,7 +722,17 @@ class Runner:
                         f"{self.spec.label}: exited with code {target.proc.returncode} before "
                         f"answering\n" + target.log_tail()
                     )
-                for result in self._run_batch(main, Endpoint(target.port)):
+                if target.cleartext_only:
+                    reason = "the target answered in cleartext, not over TLS"
+                    self.capabilities = Capabilities(
+                        {need: reason for need in ("h1", "ws", "h2", "cleartext", "tls")}
+                    )
+                else:
+                    self.capabilities = Capabilities.detect(
+                        target.port, self.transport, self.cases
+                    )
+                self._note_missing()
+                for result in self._run_batch(main, Endpoint(target.port, self.transport)):
                     results[result.case.id] = result
             finally:
                 code = target.stop()
@@ -637,15 +749,33 @@ class Runner:
                     results[result.case.id] = result
         return [results[c.id] for c in self.cases]
 
+    def _note_missing(self) -> None:
+        for need, reason in sorted(self.capabilities.missing.items()):
+            if any(need in case.needs for case in self.cases):
+                self.notes.append(f"[{self.interface}] cases needing {need} skipped: {reason}")
+                self.log(self.notes[-1])
+
+    def _skipped(self, cases: list) -> tuple:
+        """(cases to run, results of the cases the target cannot run)."""
+        run, skipped = [], []
+        for case in cases:
+            reason = self.capabilities.skip_reason(case)
+            if reason is None:
+                run.append(case)
+            else:
+                skipped.append(CaseResult(case, self.interface, "skip", reason))
+        return run, skipped
+
     def _run_batch(self, cases: list, endpoint: Endpoint) -> list:
+        cases, skipped = self._skipped(cases)
         if not cases:
-            return []
+            return skipped
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
             futures = [
                 pool.submit(CaseRun(case, self.interface, endpoint, self.run_token).run)
                 for case in cases
             ]
-            return [future.result() for future in futures]
+            return skipped + [future.result() for future in futures]
 
     def _check_report(self, case, report, exit_code) -> CaseResult:
         if report is None:
@@ -664,11 +794,13 @@ class Runner:
         return CaseResult(case, self.interface, "pass", "", transcript)
 
     def _run_variant(self, app_attr: str, group: list) -> list:
-        target = RunningTarget(self.spec, self.interface, app_attr)
+        group, results = self._skipped(group)
+        if not group:
+            return results
+        target = RunningTarget(self.spec, self.interface, app_attr, self.transport)
         self.log(f"[{self.interface}] starting {app_attr} on port {target.port}")
         startup = [c for c in group if c.phase == "startup"]
         runs = [c for c in group if c.phase == "run"]
-        results = []
         target.start()
         try:
             try:
@@ -679,7 +811,7 @@ class Runner:
                 results.append(self._check_startup_failure(case, target, ready))
             if runs:
                 if ready:
-                    results.extend(self._run_batch(runs, Endpoint(target.port)))
+                    results.extend(self._run_batch(runs, Endpoint(target.port, self.transport)))
                 else:
                     reason = (
                         f"the server did not start with {app_attr} (exit code "

@@ -239,6 +239,9 @@ def do_send(run, frames) -> None:
 
 
 def do_expect(run, expect: dict) -> None:
+    from .cases import substitute
+
+    expect = substitute(expect, run.variables)
     conn = run._ensure()
     try:
         frame = read_frame(conn, run.timeout)
