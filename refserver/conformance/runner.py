@@ -25,7 +25,6 @@ import time
 import uuid
 
 from . import client as wire
-from . import h2client
 from . import ws as ws_steps
 from .cases import request_bytes, substitute
 from .expect import check_head, check_observation, check_response, lookup, parse_observation
@@ -123,6 +122,12 @@ def ws_accepted(port: int, timeout: float, tls=None) -> str | None:
         conn.close()
 
 
+def _h2_refusal(port: int, timeout: float, tls) -> str | None:
+    from . import h2client
+
+    return h2client.refusal(HOST, port, timeout, tls)
+
+
 class Capabilities:
     """What a target was found to offer; a case that needs anything else is skipped, with why."""
 
@@ -148,6 +153,8 @@ class Capabilities:
             if refused:
                 missing["ws"] = f"the target does not do WebSockets: {refused}"
         if "h2" in needs:
+            from . import h2client  # hpack and hyperframe, only for HTTP/2 cases
+
             refused = h2client.refusal(HOST, port, timeout, transport.context("h2"))
             if refused:
                 way = "with ALPN h2" if transport.tls else "with prior knowledge (h2c)"
@@ -211,9 +218,7 @@ class RunningTarget:
                 return False
             if ping(self.port, 0.5, transport.context("http/1.1")):
                 return True
-            if transport.http2 and h2client.refusal(
-                HOST, self.port, 0.5, transport.context("h2")
-            ) is None:
+            if transport.http2 and _h2_refusal(self.port, 0.5, transport.context("h2")) is None:
                 return True
             if transport.tls and ping(self.port, 0.5):
                 self.cleartext_only = True
@@ -491,6 +496,8 @@ class CaseRun:
         elif "ws_expect" in step:
             ws_steps.do_expect(self, step["ws_expect"])
         else:
+            from . import h2client
+
             h2client.do_step(self, step)
 
     def do_send(self, step: dict) -> None:
