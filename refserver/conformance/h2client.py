@@ -246,9 +246,12 @@ def _hpack_int(value: int, prefix: int, first: int = 0) -> bytes:
 def _uncompressed_field(name: bytes, size: int) -> bytes:
     """A literal field, not indexed and not Huffman-coded, at least ``size`` bytes long."""
     head = b"\x00" + _hpack_int(len(name), 7) + name
-    length = 1
-    while len(head) + len(_hpack_int(length, 7)) + length < size:
-        length += max(1, size - len(head) - len(_hpack_int(length, 7)) - length)
+    for width in range(1, 6):
+        length = size - len(head) - width
+        if length > 0 and len(_hpack_int(length, 7)) == width:
+            break
+    else:
+        length = 1
     return head + _hpack_int(length, 7) + b"v" * length
 
 
