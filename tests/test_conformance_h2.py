@@ -375,8 +375,8 @@ def test_tls_cases_against_uvicorn(tmp_path):
     out = tmp_path / "r.json"
     code = main(["--interface", "asgi", "--tls", "-k", "asgi-scope-*", "--quiet",
                  "--json", str(out), "--server",
-                 "{python} -m uvicorn --host 127.0.0.1 --port {port} "
-                 "--ssl-certfile {certfile} --ssl-keyfile {keyfile} {app}"])
+                 ("{python} -m uvicorn --host 127.0.0.1 --port {port} "
+                  "--ssl-certfile {certfile} --ssl-keyfile {keyfile} {app}")])
     data = json.loads(out.read_text())
     by_id = {c["case"]: c for c in data["cases"]}
     scheme = by_id["asgi-scope-method-scheme"]

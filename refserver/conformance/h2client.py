@@ -208,7 +208,8 @@ def _text_bytes(value) -> bytes:
 def frame_bytes(kind: int, flags: int, stream: int, payload: bytes, length=None) -> bytes:
     """A frame as RFC 9113 4.1 lays it out; ``length`` may lie about the payload's size."""
     length = len(payload) if length is None else length
-    return struct.pack("!I", length)[1:] + bytes([kind, flags]) + struct.pack("!I", stream) + payload
+    head = struct.pack("!I", length)[1:] + bytes([kind, flags]) + struct.pack("!I", stream)
+    return head + payload
 
 
 def _flags(value) -> int:
@@ -642,7 +643,7 @@ def h2_connect(run, spec: dict) -> None:
     if not client.send(PREFACE + settings):
         run.fail("the connection closed before the preface was sent")
     if spec.get("wait", True):
-        seen = client.wait_for(lambda: client.settings_seen or client.goaway, run.timeout)
+        client.wait_for(lambda: client.settings_seen or client.goaway, run.timeout)
         run.log({"kind": "h2_connect", "settings": client.server_settings})
         if not client.settings_seen:
             run.fail(f"no SETTINGS from the server after the preface; received {_summary(client)}")

@@ -38,8 +38,7 @@ class Certificate:
         self.keyfile = os.path.join(directory, "server-key.pem")
         self.cafile = os.path.join(directory, "ca.pem")
         with open(self.certfile, "wb") as fh:
-            for pem in issued.cert_chain_pems:
-                fh.write(pem.bytes())
+            fh.writelines(pem.bytes() for pem in issued.cert_chain_pems)
         issued.private_key_pem.write_to_path(self.keyfile)
         authority.cert_pem.write_to_path(self.cafile)
 
