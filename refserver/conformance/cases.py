@@ -37,7 +37,8 @@ hostile HTTP/1.1 request), ``timeout`` (seconds per read, default 3), ``volatile
 paths the differential mode ignores), ``isolated`` (the case gets a server start of its own, for
 misuse that may crash a server), ``app`` (a variant probe attribute, e.g. a lifespan variant),
 ``startup: "fails"`` (the server must exit non-zero without serving), ``report`` (predicates on
-what the probe wrote at shutdown, plus ``exit_code``), ``note``, ``needs``.
+what the probe wrote at shutdown, plus ``exit_code``), ``note``, ``rfc`` (the RFC section the
+case checks, e.g. "RFC 9113 6.7"), ``needs``.
 
 ``needs`` lists what the target must offer for the case to run (default: the file's
 ``defaults``), beyond what the steps themselves imply: ``h1`` (any HTTP/1.1 step), ``ws`` (a
@@ -77,6 +78,7 @@ CASE_KEYS = {
     "note",
     "isolated",
     "needs",
+    "rfc",
 }
 NEEDS = ("h1", "ws", "h2", "tls", "cleartext")
 H2_STEP_KEYS = {
@@ -155,6 +157,7 @@ class Case:
         "note",
         "isolated",
         "needs",
+        "rfc",
     )
 
     def __init__(self, data: dict, defaults: dict, source: str):
@@ -187,6 +190,7 @@ class Case:
         self.timeout = float(data.get("timeout", defaults.get("timeout", 3.0)))
         self.volatile = list(data.get("volatile", ()))
         self.note = data.get("note", "")
+        self.rfc = data.get("rfc", "")  # the section of the protocol's RFC the case checks
         # A case that may kill the server (Granian panics on some misuse) gets a server of its own.
         self.isolated = bool(data.get("isolated", False))
         self.source = source

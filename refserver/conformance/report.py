@@ -104,7 +104,8 @@ def format_failures(results: list) -> str:
     lines = []
     for result in results:
         if result.outcome == "fail":
-            lines.append(f"FAIL [{result.interface}] {result.case.id}: {result.reason}")
+            source = f" ({result.case.rfc})" if result.case.rfc else ""
+            lines.append(f"FAIL [{result.interface}] {result.case.id}{source}: {result.reason}")
     return "\n".join(lines)
 
 

@@ -224,9 +224,12 @@ class RunningTarget:
                 self.cleartext_only = True
                 return True
             time.sleep(0.05)
+        hints = [] if transport.http2 else ["--http2 if it speaks only HTTP/2"]
+        hints += [] if transport.tls else ["--tls if it serves only TLS"]
+        hint = f" (add {', '.join(hints)})" if hints else ""
         raise TargetError(
-            f"{self.spec.label}: not answering on {HOST}:{self.port} after {timeout:.0f}s\n"
-            + self.log_tail()
+            f"{self.spec.label}: not answering on {HOST}:{self.port} after {timeout:.0f}s"
+            f"{hint}\n" + self.log_tail()
         )
 
     def wait_exit(self, timeout: float):
@@ -306,6 +309,7 @@ class CaseResult:
             "hostile": self.case.hostile,
             "source": self.case.source,
             "title": self.case.title,
+            "rfc": self.case.rfc,
             "outcome": self.outcome,
             "reason": self.reason,
             "duration": round(self.duration, 4),
