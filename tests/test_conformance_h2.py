@@ -30,6 +30,12 @@ pytestmark = pytest.mark.timeout(120)
 HAS_H2_SERVER = importlib.util.find_spec("refserver.protocols.h2") is not None
 
 
+def _refserver_serves_tls() -> bool:
+    from refserver.config import OPTIONS
+
+    return any(option.name == "ssl_certfile" for option in OPTIONS)
+
+
 def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
@@ -399,4 +405,21 @@ def test_refserver_passes_every_http2_case(tmp_path, impl, tls):
     failed = [f"[{c['interface']}] {c['case']}: {c['reason']}"
               for c in data["cases"] if c["outcome"] != "pass"]
     assert not failed, "\n".join(failed)
+    assert code == 0
+
+
+@pytest.mark.skipif(not _refserver_serves_tls(), reason="refserver does not serve TLS yet")
+@pytest.mark.parametrize("impl", ["pure", "fast"])
+def test_refserver_passes_every_case_over_tls(tmp_path, impl):
+    """The HTTP/1.1, WebSocket and gateway cases over TLS; only the half-close cases skip."""
+    if impl == "fast" and not _has_module("refserver._speedups"):
+        pytest.skip("refserver._speedups is not built")
+    out = tmp_path / "r.json"
+    code = main(["--tls", "--quiet", "--json", str(out), "--server", f"refserver --impl {impl}"])
+    data = json.loads(out.read_text())
+    failed = [f"[{c['interface']}] {c['case']}: {c['reason']}"
+              for c in data["cases"] if c["outcome"] == "fail"]
+    assert not failed, "\n".join(failed)
+    skipped = {c["case"] for c in data["cases"] if c["outcome"] == "skip"}
+    assert skipped == {case.id for case in load_cases() if "cleartext" in case.needs}
     assert code == 0
