@@ -43,7 +43,8 @@ case checks, e.g. "RFC 9113 6.7"), ``needs``.
 ``needs`` lists what the target must offer for the case to run (default: the file's
 ``defaults``), beyond what the steps themselves imply: ``h1`` (any HTTP/1.1 step), ``ws`` (a
 WebSocket step, or every case of a WebSocket file), ``h2`` (an HTTP/2 step), ``tls`` (only over
-``--tls``), ``cleartext`` (a TCP half-close, which has no TLS counterpart here). HTTP/2 and
+``--tls``), ``cleartext`` (not over ``--tls``: a TCP half-close, which has no TLS counterpart
+here, or an expectation TLS changes, whose TLS variant is a case of its own). HTTP/2 and
 TLS-only cases are selected by ``--http2`` and ``--tls``; a target found not to offer HTTP/1.1,
 WebSockets or HTTP/2 gets the cases that need them skipped, with the reason.
 """

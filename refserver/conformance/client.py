@@ -113,7 +113,9 @@ class Connection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             try:
-                sock = tls.wrap_socket(sock, server_hostname=host)
+                # A TLS connection that ends without close_notify was cut, not closed: the
+                # error is kept, so a body delimited by the close is seen as truncated.
+                sock = tls.wrap_socket(sock, server_hostname=host, suppress_ragged_eofs=False)
             except OSError:
                 sock.close()
                 raise
@@ -164,7 +166,7 @@ class Connection:
             data = self.sock.recv(65536)
         except socket.timeout:
             raise Timeout("no data from the server in time", bytes(self.buffer)) from None
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             self.eof = True
             self.reset = True
             return False

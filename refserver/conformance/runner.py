@@ -140,7 +140,7 @@ class Capabilities:
         missing = {}
         if transport.tls:
             missing["cleartext"] = (
-                "half-closes the TCP connection, which the runner does not do over TLS"
+                "runs in cleartext only (a TCP half-close, or an expectation TLS changes)"
             )
         else:
             missing["tls"] = "runs over TLS only (--tls)"
