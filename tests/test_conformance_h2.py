@@ -41,11 +41,16 @@ def _has_module(name: str) -> bool:
 
 
 class MiniH2Server:
-    """HTTP/2 on the h2 library, one thread per connection, on 127.0.0.1."""
+    """HTTP/2 on the h2 library, one thread per connection, on 127.0.0.1.
+
+    Like the probes it answers ``/__probe__/ping`` and ``/__probe__/seen?prefix=``; any other
+    path is answered with itself and counted as seen.
+    """
 
     def __init__(self, silent: bool = False, tls: ssl.SSLContext | None = None):
         self.silent = silent
         self.tls = tls
+        self.seen: list = []
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -85,8 +90,7 @@ class MiniH2Server:
                     return
                 for event in events:
                     if isinstance(event, h2.events.RequestReceived):
-                        path = dict(event.headers)[b":path"]
-                        body = b"pong" if path == b"/__probe__/ping" else path
+                        body = self._answer(dict(event.headers)[b":path"].decode())
                         conn.send_headers(
                             event.stream_id,
                             [(":status", "200"), ("content-length", str(len(body)))],
@@ -97,6 +101,15 @@ class MiniH2Server:
             pass
         finally:
             sock.close()
+
+    def _answer(self, path: str) -> bytes:
+        if path == "/__probe__/ping":
+            return b"pong"
+        if path.startswith("/__probe__/seen?prefix="):
+            prefix = path.partition("=")[2]
+            return json.dumps({"count": sum(p.startswith(prefix) for p in self.seen)}).encode()
+        self.seen.append(path)
+        return path.encode()
 
     def close(self) -> None:
         self.listener.close()
@@ -109,8 +122,8 @@ def h2_server():
     server.close()
 
 
-def _case(steps, **extra) -> Case:
-    return Case({"id": "h2-test", "title": "t", "clauses": ["H2-PING-1"], "steps": steps, **extra},
+def _case(steps, case_id: str = "h2-test") -> Case:
+    return Case({"id": case_id, "title": "t", "clauses": ["H2-PING-1"], "steps": steps},
                 {}, "test.json")
 
 
@@ -186,6 +199,42 @@ def test_a_stream_error_accepts_the_connection_error_of_the_same_code(h2_server)
     result = _run(case, h2_server.port)
     assert result.outcome == "pass", result.reason
     assert result.transcript[-1]["goaway"] == "PROTOCOL_ERROR"
+
+
+def test_not_reached_asks_the_probe_over_http2(h2_server):
+    """A request that reached the application fails the check; one refused does not."""
+    served = _case([
+        {"h2_connect": {}},
+        {"h2_request": {"stream": 1, "path": "/unreached/@NONCE@"}},
+        {"h2_response": {"stream": 1, "status": 200}},
+        {"not_reached": "/unreached/@NONCE@"},
+    ])
+    result = _run(served, h2_server.port)
+    assert result.outcome == "fail"
+    assert "a refused request for /unreached/h2-test-token reached the application" in result.reason
+    refused = _case([
+        {"h2_connect": {}},
+        {"h2_send": {"type": "HEADERS", "stream": 1, "flags": ["END_HEADERS", "END_STREAM"],
+                     "headers": [[":method", "GET"], [":scheme", "http"],
+                                 [":path", "/unreached/@NONCE@"], ["X-Upper", "1"]]}},
+        {"h2_reset": {"stream": 1, "error": "PROTOCOL_ERROR"}},
+        {"not_reached": "/unreached/@NONCE@"},
+    ], "h2-refused")
+    result = _run(refused, h2_server.port)
+    assert result.outcome == "pass", result.reason
+    assert result.transcript[-1] == {"kind": "not_reached", "count": 0}
+
+
+def test_concurrency_is_checked_by_the_order_streams_end(h2_server):
+    """The mini server answers in order of arrival, so stream 3 cannot end before stream 1."""
+    case = _case([
+        {"h2_connect": {}},
+        {"h2_request": {"stream": 1, "path": "/one"}},
+        {"h2_request": {"stream": 3, "path": "/three"}},
+        {"h2_response": {"stream": 3, "status": 200, "before": 1}},
+    ])
+    result = _run(case, h2_server.port)
+    assert result.outcome == "fail" and "not served concurrently" in result.reason
 
 
 def test_refusal_tells_an_http2_server_from_an_http1_one(h2_server):
@@ -405,6 +454,18 @@ def test_refserver_passes_every_http2_case(tmp_path, impl, tls):
     failed = [f"[{c['interface']}] {c['case']}: {c['reason']}"
               for c in data["cases"] if c["outcome"] != "pass"]
     assert not failed, "\n".join(failed)
+    assert code == 0
+
+
+@pytest.mark.skipif(not (HAS_H2_SERVER and _has_module("refserver._speedups")),
+                    reason="needs refserver's HTTP/2 and its fast path")
+def test_http2_differential_pure_vs_fast(tmp_path):
+    out = tmp_path / "r.json"
+    code = main(["--http2", "-k", "h2-*", "--quiet", "--json", str(out),
+                 "--server", "refserver --impl pure --loop asyncio",
+                 "--compare", "refserver --impl fast --loop uvloop"])
+    data = json.loads(out.read_text())
+    assert data["differences"] == [], json.dumps(data["differences"][:20], indent=1)
     assert code == 0
 
 

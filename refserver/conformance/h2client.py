@@ -17,8 +17,9 @@ under ``--tls``) and uses these steps:
 ``{"h2_request": {"stream": 1, "method": "GET", "path": "/", "headers": [[n, v]], "body": TEXT}}``
     HEADERS (``:method``, ``:scheme``, ``:authority``, ``:path``, then ``headers``) and DATA; the
     request ends with the body unless ``"end_stream": false``. ``"authority": null`` sends none.
-``{"h2_response": EXPECTATION + {"stream": N, "data_frames": N}}``
-    the complete response on that stream (any :mod:`.expect` key, on the final response).
+``{"h2_response": EXPECTATION + {"stream": N, "data_frames": N, "before": M}}``
+    the complete response on that stream (any :mod:`.expect` key, on the final response);
+    ``before``: it ended while stream M was still unanswered.
 ``{"h2_goaway": {"error": NAME or [NAME, ...], "last_stream": N or PREDICATE}}``
     a GOAWAY (a close without one fails the case: never a silent close); then, for an error
     code, the server closes the connection (``"closed": false`` to skip that check).
@@ -177,7 +178,7 @@ def check_step(step: dict, where: str) -> None:
     if key == "h2_response":
         from .cases import EXPECT_KEYS
 
-        unknown = set(spec) - EXPECT_KEYS - {"stream", "data_frames"}
+        unknown = set(spec) - EXPECT_KEYS - {"stream", "data_frames", "before"}
     else:
         unknown = set(spec) - STEP_SPEC_KEYS[key]
     if unknown:
@@ -552,35 +553,39 @@ class H2Client:
         return final
 
 
-def refusal(host: str, port: int, timeout: float, tls=None) -> str | None:
-    """None when the probe answers a GET over HTTP/2 on ``port``, else what happened instead."""
-    try:
-        client = H2Client(host, port, timeout, tls)
-    except (OSError, wire.ClientError) as exc:
-        return str(exc)
+def fetch(host: str, port: int, target: str, timeout: float, tls=None) -> wire.Response:
+    """GET ``target`` on a new HTTP/2 connection; raises :class:`wire.ClientError` if it fails."""
+    client = H2Client(host, port, timeout, tls)
     try:
         client.send(
             PREFACE + frame_bytes(4, 0, 0, b"")
-            + client.request_frames({"path": "/__probe__/ping"}, {"HOST": f"{host}:{port}"})
+            + client.request_frames({"path": target}, {"HOST": f"{host}:{port}"})
         )
-        ended = client.wait_for(
-            lambda: client.streams.get(1, {}).get("ended") or client.resets or client.goaway,
-            timeout,
-        )
+        try:
+            ended = client.wait_for(
+                lambda: client.streams.get(1, {}).get("ended") or client.resets or client.goaway,
+                timeout,
+            )
+        except wire.Timeout:
+            raise wire.Timeout("no answer" + _first_bytes(client)) from None
         if not ended:
-            return "the connection closed" + _first_bytes(client)
+            raise wire.Closed("the connection closed" + _first_bytes(client))
         if client.goaway or client.resets:
-            return f"the request was refused: {client.goaway or client.resets}"
-        response = client.response(1)
-        if response.status != 200 or response.body != b"pong":
-            return f"the probe answered {response.status} {response.body[:40]!r}"
-        return None
-    except wire.Timeout:
-        return "no answer" + _first_bytes(client)
-    except (OSError, wire.ClientError) as exc:
-        return str(exc)
+            raise wire.ClientError(f"the request was refused: {client.goaway or client.resets}")
+        return client.response(1)
     finally:
         client.close()
+
+
+def refusal(host: str, port: int, timeout: float, tls=None) -> str | None:
+    """None when the probe answers a ping over HTTP/2 on ``port``, else what happened instead."""
+    try:
+        response = fetch(host, port, "/__probe__/ping", timeout, tls)
+    except (OSError, wire.ClientError) as exc:
+        return str(exc)
+    if response.status != 200 or response.body != b"pong":
+        return f"the probe answered {response.status} {response.body[:40]!r}"
+    return None
 
 
 def _first_bytes(client: H2Client) -> str:
@@ -690,12 +695,17 @@ def h2_response(run, spec: dict) -> None:
         run.log({"kind": "h2_response", "stream": sid, "error": "closed"})
         run.fail(f"the connection closed before stream {sid} was answered; received "
                  f"{_summary(client)}")
+    # Frames are read one at a time, so the other stream's state is the one when this one ended.
+    other = client.streams.get(int(spec.get("before", 0)), {})
     response = client.response(sid)
     record = response_record(response, run.replacements, run.case.volatile)
     record["data_frames"] = stream["data_frames"]
     run.log({"kind": "h2_response", "stream": sid, **record})
-    expect = {k: v for k, v in spec.items() if k not in ("stream", "data_frames")}
+    expect = {k: v for k, v in spec.items() if k not in ("stream", "data_frames", "before")}
     failures = check_response(response, expect)
+    if "before" in spec and other.get("ended"):
+        failures.append(f"stream {spec['before']} was answered first: streams are not served "
+                        "concurrently")
     if "data_frames" in spec and stream["data_frames"] != spec["data_frames"]:
         failures.append(f"{stream['data_frames']} DATA frames, expected {spec['data_frames']}")
     if failures:

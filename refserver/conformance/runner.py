@@ -641,25 +641,33 @@ class CaseRun:
     def do_not_reached(self, prefix: str) -> None:
         prefix = substitute(prefix, self.variables)
         time.sleep(0.05)
+        try:
+            body = self._ask_probe(f"/__probe__/seen?prefix={_quote(prefix)}")
+        except (wire.ClientError, OSError) as exc:
+            self.fail(f"could not ask the probe what it saw: {exc}")
+        try:
+            count = json.loads(body)["count"]
+        except (ValueError, KeyError, TypeError):
+            self.fail(f"bad answer from /__probe__/seen: {_text(body)}")
+        self.log({"kind": "not_reached", "count": count})
+        if count:
+            what = "refused" if "h2" in self.case.needs else "smuggled"
+            self.fail(f"a {what} request for {prefix} reached the application {count} time(s)")
+
+    def _ask_probe(self, target: str) -> bytes:
+        """The body of the probe's answer to a GET, on a new connection of the case's protocol."""
+        if "h2" in self.case.needs:
+            from . import h2client
+
+            tls = self.endpoint.transport.context("h2")
+            return h2client.fetch(HOST, self.endpoint.port, target, self.timeout, tls).body
         conn = self.connect()
         try:
             conn.send(
-                b"GET /__probe__/seen?prefix=%s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                % (_quote(prefix).encode(), self.variables["HOST"].encode())
+                b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                % (target.encode(), self.variables["HOST"].encode())
             )
-            try:
-                response = conn.read_response()
-            except wire.ClientError as exc:
-                self.fail(f"could not ask the probe what it saw: {exc}")
-            try:
-                count = json.loads(response.body)["count"]
-            except (ValueError, KeyError, TypeError):
-                self.fail(f"bad answer from /__probe__/seen: {_text(response.body)}")
-            self.log({"kind": "not_reached", "count": count})
-            if count:
-                self.fail(
-                    f"a smuggled request for {prefix} reached the application {count} time(s)"
-                )
+            return conn.read_response().body
         finally:
             conn.close()
 
