@@ -32,6 +32,9 @@ under ``--tls``) and uses these steps:
     the next frame of that type (received since the previous ``h2_expect``).
 ``{"h2_closed": true}``, ``{"h2_open": true}``
     the server closes the connection; or it still answers a PING.
+``{"not_reached": PATH_PREFIX}``
+    as in HTTP/1.1 cases: no request for that path reached the application (the probe is asked
+    on a new HTTP/2 connection).
 
 A FRAME is ``{"type": NAME or INT, "stream": N, "flags": [NAME, ...] or INT}`` (stream 0 by
 default for SETTINGS, PING, GOAWAY and WINDOW_UPDATE, 1 otherwise) with, by type:

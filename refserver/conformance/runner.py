@@ -1,8 +1,10 @@
 """Start a server command with a probe application, run cases against it over real sockets.
 
 A target is any command line with ``{app}``, ``{port}`` (and optionally ``{interface}``,
-``{python}``, ``{host}``) in it; ``refserver`` followed by extra options is shorthand for
-refserver's own command. Only 127.0.0.1 is ever contacted.
+``{python}``, ``{host}``; with ``--tls``, ``{certfile}`` and ``{keyfile}``) in it; ``refserver``
+followed by extra options is shorthand for refserver's own command. Only 127.0.0.1 is ever
+contacted. What the target offers (HTTP/1.1, WebSockets, HTTP/2, TLS) is found out once it
+answers, and the cases that need something else are skipped with the reason.
 
 Cases of one interface run concurrently, each on its own connection(s), with short deadlines, so a
 server that hangs on hostile input costs a few seconds, not the run. Cases that need a different
