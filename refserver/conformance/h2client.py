@@ -249,7 +249,8 @@ def _hpack_int(value: int, prefix: int, first: int = 0) -> bytes:
 
 
 def _uncompressed_field(name: bytes, size: int) -> bytes:
-    """A literal field, not indexed and not Huffman-coded, at least ``size`` bytes long."""
+    """A literal field, not indexed and not Huffman-coded, of ``size`` bytes (or a few more when
+    ``size`` is too small for one)."""
     head = b"\x00" + _hpack_int(len(name), 7) + name
     for width in range(1, 6):
         length = size - len(head) - width
@@ -267,50 +268,16 @@ def _padded(payload: bytes, spec: dict, flags: int) -> bytes:
     return bytes([pad]) + payload + b"\0" * pad
 
 
-# ------------------------------------------------------------------------------------ the client
+class FrameWriter:
+    """Frames from their description, with the connection's HPACK encoder.
 
-
-class NotHTTP2(wire.ClientError):
-    kind = "not-h2"
-
-
-class H2Client:
-    """One HTTP/2 connection, with what the server sent so far kept as state.
-
-    Frames are read only when a step waits for something; each is recorded (``frames``) and
-    folded into the state the steps look at: responses by stream, resets, the first GOAWAY, the
-    server's settings, PING and SETTINGS acknowledgements.
+    ``server_settings`` (the server's SETTINGS as received so far) sizes the frames that must
+    exceed what the server allows.
     """
 
-    def __init__(self, host: str, port: int, timeout: float, tls=None):
-        self.conn = wire.Connection(host, port, timeout, tls)
-        if tls is not None and self.conn.selected_protocol() != "h2":
-            protocol = self.conn.selected_protocol()
-            self.conn.close()
-            raise NotHTTP2(f"ALPN chose {protocol!r}, not 'h2'")
-        self.timeout = timeout
+    def __init__(self, server_settings: dict):
         self.encoder = hpack.Encoder()
-        self.decoder = hpack.Decoder()
-        self.frames: list = []
-        self.streams: dict = {}
-        self.resets: dict = {}
-        self.goaway = None
-        self.server_settings: dict = {}
-        self.settings_seen = False
-        self.settings_acks = 0
-        self.ping_acks: list = []
-        self.closed = False
-        self.cursor = 0  # frames already matched by an h2_expect step
-        self._block = None  # (stream, bytearray, end_stream) while CONTINUATION frames are due
-        self._unacknowledged = 0  # DATA bytes received since the last WINDOW_UPDATE
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def send(self, data: bytes) -> bool:
-        return self.conn.send(data)
-
-    # --------------------------------------------------------------- encoding
+        self.server_settings = server_settings
 
     def encode(self, spec: dict) -> bytes:
         kind = spec.get("type")
@@ -403,6 +370,50 @@ class H2Client:
                                  "flags": ["END_STREAM"] if end else [], "data": body})
         return data
 
+
+# ------------------------------------------------------------------------------------ the client
+
+
+class NotHTTP2(wire.ClientError):
+    kind = "not-h2"
+
+
+class H2Client:
+    """One HTTP/2 connection, with what the server sent so far kept as state.
+
+    Frames are read only when a step waits for something; each is recorded (``frames``) and
+    folded into the state the steps look at: responses by stream, resets, the first GOAWAY, the
+    server's settings, PING and SETTINGS acknowledgements.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float, tls=None):
+        self.conn = wire.Connection(host, port, timeout, tls)
+        if tls is not None and self.conn.selected_protocol() != "h2":
+            protocol = self.conn.selected_protocol()
+            self.conn.close()
+            raise NotHTTP2(f"ALPN chose {protocol!r}, not 'h2'")
+        self.timeout = timeout
+        self.decoder = hpack.Decoder()
+        self.frames: list = []
+        self.streams: dict = {}
+        self.resets: dict = {}
+        self.goaway = None
+        self.server_settings: dict = {}
+        self.writer = FrameWriter(self.server_settings)
+        self.settings_seen = False
+        self.ping_acks: list = []
+        self.closed = False
+        self.cursor = 0  # frames already matched by an h2_expect step
+        # (stream, block so far, END_STREAM, frame type) while CONTINUATION frames are due
+        self._block = None
+        self._unacknowledged = 0  # DATA bytes received since the last WINDOW_UPDATE
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def send(self, data: bytes) -> bool:
+        return self.conn.send(data)
+
     # --------------------------------------------------------------- reading
 
     def read_frame(self, deadline: float):
@@ -439,9 +450,7 @@ class H2Client:
         sid = frame.stream_id
         record = {"type": kind, "stream": sid, "flags": flags, "length": len(body)}
         if kind == "SETTINGS":
-            if "ACK" in flags:
-                self.settings_acks += 1
-            else:
+            if "ACK" not in flags:
                 values = {SETTING_NAMES.get(k, k): v for k, v in frame.settings.items()}
                 record["settings"] = values
                 self.server_settings.update(values)
@@ -562,7 +571,7 @@ def fetch(host: str, port: int, target: str, timeout: float, tls=None) -> wire.R
     try:
         client.send(
             PREFACE + frame_bytes(4, 0, 0, b"")
-            + client.request_frames({"path": target}, {"HOST": f"{host}:{port}"})
+            + client.writer.request_frames({"path": target}, {"HOST": f"{host}:{port}"})
         )
         try:
             ended = client.wait_for(
@@ -647,7 +656,7 @@ def _summary(client, limit: int = 6) -> str:
 
 def h2_connect(run, spec: dict) -> None:
     client = _client(run)
-    settings = frame_bytes(4, 0, 0, client._payload("SETTINGS", spec, 0))
+    settings = client.writer.encode({"type": "SETTINGS", "settings": spec.get("settings", [])})
     if not client.send(PREFACE + settings):
         run.fail("the connection closed before the preface was sent")
     if spec.get("wait", True):
@@ -663,13 +672,13 @@ def h2_connect(run, spec: dict) -> None:
 def h2_send(run, spec) -> None:
     client = _client(run)
     frames = spec if isinstance(spec, list) else [spec]
-    if not client.send(b"".join(client.encode(frame) for frame in frames)):
+    if not client.send(b"".join(client.writer.encode(frame) for frame in frames)):
         run.log({"kind": "h2_send", "delivered": False})
 
 
 def h2_request(run, spec: dict) -> None:
     client = _client(run)
-    if not client.send(client.request_frames(spec, run.variables)):
+    if not client.send(client.writer.request_frames(spec, run.variables)):
         run.log({"kind": "h2_send", "delivered": False})
 
 
