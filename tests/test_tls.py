@@ -482,6 +482,46 @@ def test_shutdown_closes_connections_still_in_their_handshake(server_factory, fi
         assert data == b"" and time.monotonic() - started < 2
 
 
+def test_a_client_that_stops_reading_over_tls_is_dropped_after_the_write_timeout(
+    server_factory, files
+):
+    """The write deadline and the write buffer's bound hold over TLS: the SSL transport's
+    buffer is what the deadline watches. Its high-water mark is the loops' default for TLS
+    (512 KiB in asyncio and uvloop, against 64 KiB for a plain socket)."""
+    chunk = 65536
+    progress = {"sent": 0, "error": None}
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"z" * chunk,
+                            "more_body": True})
+                progress["sent"] += chunk
+        except OSError as exc:
+            progress["error"] = type(exc).__name__
+
+    with server_factory(app, lifespan="off", timeout_write=0.5, **files.options()) as srv:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(5)
+        raw.connect((srv.host, srv.port))
+        with client_context(files).wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            wait_for(lambda: progress["sent"] > 0, "the first write")
+            started = time.monotonic()
+            buffered = []
+            while progress["error"] is None and time.monotonic() - started < 5:
+                buffered += live_connections(srv, lambda t: t.get_write_buffer_size())
+                time.sleep(0.02)
+            assert progress["error"] == "ClientDisconnected"
+            assert 0.45 <= time.monotonic() - started < 3
+            # The TLS high-water mark, one chunk, and the TLS records' overhead.
+            assert buffered and max(buffered) <= 512 * 1024 + chunk + 4096, max(buffered)
+            assert progress["sent"] < 16 * 1024 * 1024
+            wait_for(lambda: not live_connections(srv, id), "the connection to be dropped")
+
+
 def test_a_cleartext_request_on_the_tls_port_is_closed_and_logged_only_at_debug(
     server_factory, files, refusals, caplog
 ):
