@@ -335,6 +335,21 @@ def test_asgi_tls_extension_without_a_client_certificate_and_in_cleartext(files)
     assert asgi_tls_extension(FakeTransport(None)) is None
 
 
+def test_client_cert_chain_is_what_the_client_sent_its_own_certificate_first(files):
+    """Python 3.13+ gives the whole chain the client sent; before it only its own certificate."""
+    intermediate = files.ca.create_child_ca()
+    cert = intermediate.issue_cert("chained@example.org", common_name="chained")
+    context = make_context(config(files, **_client_cert_options(files)))
+    server, _ = memory_handshake(context, client_context(files, cert=cert))
+    chain = asgi_tls_extension(FakeTransport(server))["client_cert_chain"]
+    sent = [_pem(blob.bytes().decode()) for blob in cert.cert_chain_pems]
+    assert len(sent) == 2  # the client's certificate, then the intermediate CA's
+    if hasattr(ssl.SSLObject, "get_unverified_chain"):
+        assert chain == sent
+    else:
+        assert chain == sent[:1]
+
+
 @pytest.mark.parametrize("common_name", [
     ' lead space, comma+plus "quote" back\\slash <angle> semi; trail ',
     "#hash first",
