@@ -57,7 +57,8 @@ def make_context(config, served: tuple = ("h2", "http/1.1")) -> ServerContext | 
         return None
     context = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _MIN_VERSION[config.ssl_protocol_min]
-    context.options |= ssl.OP_NO_COMPRESSION  # CRIME; OpenSSL 3 defaults to it, older may not
+    # The ssl module's default already; stated because HTTPS depends on it (CRIME).
+    context.options |= ssl.OP_NO_COMPRESSION
     if config.ssl_ciphers is not None:
         try:
             context.set_ciphers(config.ssl_ciphers)
@@ -178,7 +179,8 @@ def asgi_tls_extension(transport) -> dict | None:
     the extension must be absent.
 
     ``client_cert_error`` is always None: a client certificate that fails verification ends the
-    handshake, so no request ever reaches the application with one.
+    handshake, so no request ever reaches the application with one. The facts do not change
+    during a connection: made once per connection, a copy of the dict can serve each request.
     """
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:

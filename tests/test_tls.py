@@ -276,6 +276,7 @@ def test_alpn_offers_what_http_chooses_among_the_served_protocols(files):
 def test_protocol_minimum_and_ciphers(files):
     default = make_context(config(files))
     assert default.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert default.options & ssl.OP_NO_COMPRESSION
     assert make_context(config(files, ssl_protocol_min="1.3")).minimum_version == (
         ssl.TLSVersion.TLSv1_3)
     # The default set is the ssl module's: the same suites a fresh server context has.
