@@ -46,12 +46,8 @@ class _NeedPassword(Exception):
     """OpenSSL asked for a password that was not given (instead of prompting on the terminal)."""
 
 
-def make_context(config, served: tuple = ("h2", "http/1.1")) -> ServerContext | None:
-    """The SSL context for ``config``, or None when TLS is off (no ``--ssl-certfile``).
-
-    ``served`` lists the ALPN ids of the protocols the server can speak: ``--http`` chooses among
-    them, so a client is never offered a protocol no connection handler exists for.
-    """
+def make_context(config) -> ServerContext | None:
+    """The SSL context for ``config``, or None when TLS is off (no ``--ssl-certfile``)."""
     certfile = config.ssl_certfile
     if certfile is None:
         return None
@@ -81,11 +77,7 @@ def make_context(config, served: tuple = ("h2", "http/1.1")) -> ServerContext | 
         # The leaf only: the CA that signed the client certificate is the one that publishes
         # this list; the chain above it would need a list from each of its CAs.
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    protocols = [p for p in ALPN_BY_HTTP[config.http] if p in served]
-    if not protocols:
-        raise ConfigError(f"--http {config.http}: this server offers only "
-                          f"{', '.join(served)} over TLS")
-    context.set_alpn_protocols(protocols)
+    context.set_alpn_protocols(ALPN_BY_HTTP[config.http])
     # OpenSSL's id of a TLS cipher is 0x0300 followed by the suite's two IANA bytes
     # (SSL_CIPHER_get_id); get_ciphers() is the supported way to read it.
     context.cipher_ids = {

@@ -28,7 +28,6 @@ from tls_helpers import (
 )
 
 from refserver.config import Config, ConfigError
-from refserver.server import TLS_PROTOCOLS
 from refserver.tls import asgi_tls_extension, make_context, negotiated_protocol
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,7 +63,10 @@ async def asgi_app(scope, receive, send):
     if scope["type"] == "websocket":
         await receive()
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": scope["scheme"]})
+        await send({"type": "websocket.send", "text": json.dumps({
+            "scheme": scope["scheme"],
+            "tls": scope["extensions"].get("tls"),
+        })})
         await send({"type": "websocket.close"})
         return
     body = json.dumps({
@@ -79,7 +81,7 @@ async def asgi_app(scope, receive, send):
 async def rsgi_app(scope, protocol):
     if scope.proto == "ws":
         transport = await protocol.accept()
-        await transport.send_str(scope.scheme)
+        await transport.send_str(json.dumps({"scheme": scope.scheme}))
         return
     protocol.response_str(200, [("content-type", "application/json")],
                           json.dumps({"scheme": scope.scheme}))
@@ -94,9 +96,9 @@ def wsgi_app(environ, start_response):
 APPS = {"asgi": asgi_app, "rsgi": rsgi_app, "wsgi": wsgi_app}
 
 
-def https(srv, files, path="/", cert=None) -> httpx.Response:
+def https(srv, files, path="/", cert=None, http2=False) -> httpx.Response:
     context = client_context(files, cert=cert)
-    with httpx.Client(verify=context, trust_env=False, timeout=5) as client:
+    with httpx.Client(verify=context, trust_env=False, timeout=5, http2=http2) as client:
         return client.get(f"https://{srv.host}:{srv.port}{path}")
 
 
@@ -254,22 +256,21 @@ def test_every_unusable_file_is_one_config_error_line_naming_option_and_file(fil
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
 
 
-def test_alpn_offers_what_http_chooses_among_the_served_protocols(files):
+def test_alpn_offers_what_http_chooses(files):
     both = ["h2", "http/1.1"]
 
-    def chosen(http, served=("h2", "http/1.1"), offer=both):
-        context = make_context(config(files, http=http), served=served)
+    def chosen(http, offer=both):
+        context = make_context(config(files, http=http))
         server, client = memory_handshake(context, client_context(files, alpn=offer))
         assert negotiated_protocol(FakeTransport(server)) == client.selected_alpn_protocol()
         return client.selected_alpn_protocol()
 
     assert chosen("auto") == "h2"
+    assert chosen("auto", offer=["http/1.1", "h2"]) == "h2"  # the server's preference
     assert chosen("auto", offer=["http/1.1"]) == "http/1.1"
     assert chosen("1") == "http/1.1"
     assert chosen("2") == "h2"
-    assert chosen("auto", served=("http/1.1",)) == "http/1.1"
-    with pytest.raises(ConfigError, match="--http 2: this server offers only http/1.1"):
-        make_context(config(files, http="2"), served=("http/1.1",))
+    assert chosen("1", offer=["h2"]) is None  # no common protocol: no ALPN at all
     assert negotiated_protocol(FakeTransport(None)) is None
 
 
@@ -371,11 +372,10 @@ def test_client_cert_name_is_rfc4514_escaped_as_cryptography_writes_it(files, co
 @pytest.mark.parametrize("interface", ["asgi", "rsgi", "wsgi"])
 def test_each_interface_sees_the_https_scheme(server_factory, files, interface):
     with server_factory(APPS[interface], interface=interface, **files.options()) as srv:
-        response = https(srv, files)
-        assert response.status_code == 200 and response.http_version == "HTTP/1.1"
-        assert response.json()["scheme"] == "https"
-        # Keep-alive over TLS: a second request on the same connection.
-        assert https(srv, files).json()["scheme"] == "https"
+        for http2, version in ((False, "HTTP/1.1"), (True, "HTTP/2")):
+            response = https(srv, files, http2=http2)
+            assert response.status_code == 200 and response.http_version == version
+            assert response.json()["scheme"] == "https"
 
 
 @pytest.mark.parametrize("interface, scheme", [("asgi", "wss"), ("rsgi", "https")])
@@ -387,7 +387,10 @@ def test_a_websocket_over_tls_is_wss_for_asgi_and_https_for_rsgi(
     with server_factory(APPS[interface], interface=interface, **files.options()) as srv:
         with connect(f"wss://localhost:{srv.port}/", ssl=client_context(files), proxy=None,
                      open_timeout=5, close_timeout=5) as ws:
-            assert ws.recv(timeout=5) == scheme
+            seen = json.loads(ws.recv(timeout=5))
+    assert seen["scheme"] == scheme
+    if interface == "asgi":
+        assert seen["tls"]["tls_version"] in (0x0303, 0x0304)
 
 
 def test_a_live_connection_reports_its_tls_facts(server_factory, files):
@@ -407,19 +410,24 @@ def test_a_live_connection_reports_its_tls_facts(server_factory, files):
         assert "CN=client one" in tls["client_cert_name"]
 
 
-def test_alpn_never_offers_a_protocol_the_server_does_not_serve(server_factory, files):
-    with server_factory(asgi_app, **files.options()) as srv:
-        for offer in (["http/1.1"], ["h2", "http/1.1"]):
+@pytest.mark.parametrize("http, offer, expected", [
+    ("auto", ["h2", "http/1.1"], "HTTP/2"),
+    ("auto", ["http/1.1"], "HTTP/1.1"),
+    ("1", ["h2", "http/1.1"], "HTTP/1.1"),
+    ("2", ["h2"], "HTTP/2"),
+])
+def test_alpn_decides_the_protocol_of_a_tls_connection(server_factory, files, http, offer,
+                                                       expected):
+    with server_factory(asgi_app, http=http, **files.options()) as srv:
+        response = https(srv, files, http2="h2" in offer)
+        assert response.http_version == expected and response.json()["scheme"] == "https"
+        if offer == ["http/1.1"]:
             context = client_context(files, alpn=offer)
             raw = socket.create_connection((srv.host, srv.port), timeout=5)
             with context.wrap_socket(raw, server_hostname="localhost") as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-                chosen = sock.selected_alpn_protocol()
-                assert live_connections(srv, negotiated_protocol) == [chosen]
-            assert chosen in TLS_PROTOCOLS
-            if offer == ["http/1.1"]:
-                assert chosen == "http/1.1"
+                assert live_connections(srv, negotiated_protocol) == ["http/1.1"]
 
 
 def test_client_certificates_required(server_factory, files):
@@ -606,7 +614,7 @@ def test_cli_serves_https_to_curl_and_says_https_at_startup(files, impl):
             capture_output=True, timeout=10,
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout == b"done 1.1 HTTPS"
+        assert result.stdout == b"done 2 HTTPS"  # curl offers h2 first in ALPN
     finally:
         proc.terminate()
     code, _, err = _finish(proc)
@@ -614,23 +622,27 @@ def test_cli_serves_https_to_curl_and_says_https_at_startup(files, impl):
     assert f"running on https://127.0.0.1:{port} (interface asgi, impl {impl}," in err
 
 
-# ------------------------------------------------------------------ the scope builders
+# ------------------------------------------------------------------ the scopes
 
 
-@pytest.mark.skip(reason="the WSGI environ and ASGI scope builders do not take TLS facts yet")
 def test_wsgi_environ_has_https_on_over_tls_only(server_factory, files):
     with server_factory(wsgi_app, interface="wsgi", **files.options()) as srv:
-        assert https(srv, files).json()["HTTPS"] == "on"
+        for http2 in (False, True):
+            assert https(srv, files, http2=http2).json()["HTTPS"] == "on"
     with server_factory(wsgi_app, interface="wsgi") as srv:
         assert httpx.get(srv.url, trust_env=False).json()["HTTPS"] is None
 
 
-@pytest.mark.skip(reason="the WSGI environ and ASGI scope builders do not take TLS facts yet")
 def test_asgi_scope_has_the_tls_extension_over_tls_only(server_factory, files):
+    with open(files.certfile) as fh:
+        server_pem = _pem(fh.read())
     with server_factory(asgi_app, **files.options(**_client_cert_options(files))) as srv:
-        tls = https(srv, files, cert=files.client).json()["tls"]
-    assert tls["tls_version"] in (0x0303, 0x0304)
-    assert tls["client_cert_name"] and "CN=client one" in tls["client_cert_name"]
-    assert tls["server_cert"] == _pem(open(files.certfile).read())
+        for http2 in (False, True):
+            tls = https(srv, files, cert=files.client, http2=http2).json()["tls"]
+            assert tls["tls_version"] in (0x0303, 0x0304)
+            assert tls["client_cert_name"] and "CN=client one" in tls["client_cert_name"]
+            assert tls["client_cert_chain"][0] == _pem(
+                files.client.cert_chain_pems[0].bytes().decode())
+            assert tls["server_cert"] == server_pem and tls["client_cert_error"] is None
     with server_factory(asgi_app) as srv:
         assert httpx.get(srv.url, trust_env=False).json()["tls"] is None
