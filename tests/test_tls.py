@@ -487,6 +487,27 @@ def test_a_client_that_never_handshakes_is_closed_after_the_handshake_timeout(
         assert https(srv, files).status_code == 200
 
 
+def test_a_client_that_never_answers_the_servers_close_notify_is_dropped_after_the_timeout(
+    server_factory, files
+):
+    """Closing an idle keep-alive connection, the server sends close_notify and waits for the
+    client's; a client that keeps its socket open without answering is dropped after
+    --ssl-handshake-timeout, not the loops' default of 30 s."""
+    with server_factory(asgi_app, timeout_keep_alive=0.2,
+                        **files.options(ssl_handshake_timeout=0.5)) as srv:
+        raw = socket.create_connection((srv.host, srv.port), timeout=5)
+        with client_context(files, alpn=["http/1.1"]).wrap_socket(
+            raw, server_hostname="localhost"
+        ) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            started = time.monotonic()
+            wait_for(lambda: not live_connections(srv, id), "the connection to be dropped",
+                     timeout=5)
+            # The keep-alive timeout, then the closing exchange's.
+            assert 0.6 <= time.monotonic() - started < 3
+
+
 def test_shutdown_closes_connections_still_in_their_handshake(server_factory, files):
     """A connection with no finished handshake has sent no request: closed at shutdown like an
     idle one, not left waiting for the handshake timeout."""
