@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import resource
 import socket
+import sys
 
 #: How often accepting is tried again after it failed for want of a resource.
 RETRY_DELAY = 0.5
@@ -22,6 +23,18 @@ RETRY_DELAY = 0.5
 BATCH = 64
 
 _SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM)  # one connection failed; go on
+
+
+def _ssl_options(loop, context, timeout: float | None) -> dict:
+    """``connect_accepted_socket``'s TLS arguments: the handshake timeout bounds the closing
+    exchange too. Closing, the loops send close_notify and wait for the client's; a client that
+    keeps its socket open without answering would otherwise hold the connection for the loops'
+    default of 30 s after every close (a keep-alive timeout included). asyncio takes that
+    timeout from 3.11, uvloop always."""
+    options = {"ssl": context, "ssl_handshake_timeout": timeout}
+    if sys.version_info >= (3, 11) or not type(loop).__module__.startswith("asyncio"):
+        options["ssl_shutdown_timeout"] = timeout
+    return options
 
 
 class Acceptor:
@@ -33,8 +46,7 @@ class Acceptor:
                  ssl_handshake_timeout: float | None = None):
         self._loop = loop
         self._ssl = ssl
-        # Only with TLS: asyncio rejects a handshake timeout given without a context.
-        self._ssl_options = {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout} if ssl else {}
+        self._ssl_options = _ssl_options(loop, ssl, ssl_handshake_timeout) if ssl else {}
         self._sock = sock
         self._fd = sock.fileno()
         self._factory = factory

@@ -278,7 +278,8 @@ OPTIONS: tuple[Option, ...] = (
         "ssl_handshake_timeout",
         float,
         10.0,
-        "Close a connection whose TLS handshake is not done after N seconds.",
+        "Close a connection whose TLS handshake is not done after N seconds; closing, wait at "
+        "most N seconds for the client's close_notify.",
         minimum=0.001,
     ),
     Option(

@@ -46,18 +46,15 @@ class _NeedPassword(Exception):
     """OpenSSL asked for a password that was not given (instead of prompting on the terminal)."""
 
 
-def make_context(config, served: tuple = ("h2", "http/1.1")) -> ServerContext | None:
-    """The SSL context for ``config``, or None when TLS is off (no ``--ssl-certfile``).
-
-    ``served`` lists the ALPN ids of the protocols the server can speak: ``--http`` chooses among
-    them, so a client is never offered a protocol no connection handler exists for.
-    """
+def make_context(config) -> ServerContext | None:
+    """The SSL context for ``config``, or None when TLS is off (no ``--ssl-certfile``)."""
     certfile = config.ssl_certfile
     if certfile is None:
         return None
     context = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _MIN_VERSION[config.ssl_protocol_min]
-    context.options |= ssl.OP_NO_COMPRESSION  # CRIME; OpenSSL 3 defaults to it, older may not
+    # The ssl module's default already; stated because HTTPS depends on it (CRIME).
+    context.options |= ssl.OP_NO_COMPRESSION
     if config.ssl_ciphers is not None:
         try:
             context.set_ciphers(config.ssl_ciphers)
@@ -80,11 +77,7 @@ def make_context(config, served: tuple = ("h2", "http/1.1")) -> ServerContext | 
         # The leaf only: the CA that signed the client certificate is the one that publishes
         # this list; the chain above it would need a list from each of its CAs.
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    protocols = [p for p in ALPN_BY_HTTP[config.http] if p in served]
-    if not protocols:
-        raise ConfigError(f"--http {config.http}: this server offers only "
-                          f"{', '.join(served)} over TLS")
-    context.set_alpn_protocols(protocols)
+    context.set_alpn_protocols(ALPN_BY_HTTP[config.http])
     # OpenSSL's id of a TLS cipher is 0x0300 followed by the suite's two IANA bytes
     # (SSL_CIPHER_get_id); get_ciphers() is the supported way to read it.
     context.cipher_ids = {
@@ -178,7 +171,8 @@ def asgi_tls_extension(transport) -> dict | None:
     the extension must be absent.
 
     ``client_cert_error`` is always None: a client certificate that fails verification ends the
-    handshake, so no request ever reaches the application with one.
+    handshake, so no request ever reaches the application with one. The facts do not change
+    during a connection: made once per connection, a copy of the dict can serve each request.
     """
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:

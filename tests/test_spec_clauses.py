@@ -43,7 +43,7 @@ def test_every_subject_has_its_document(clauses):
 def test_clause_ids_follow_the_area_topic_number_form(clauses):
     prefixes = {
         "http1": "H1-", "asgi": "ASGI-", "rsgi": "RSGI-", "wsgi": "WSGI-", "websocket": "WS-",
-        "server": "SERVER-", "http2": "H2-",
+        "server": "SERVER-", "http2": "H2-", "tls": "TLS-",
     }
     for clause in clauses:
         assert clause.id.startswith(prefixes[clause.document]), clause
