@@ -112,7 +112,7 @@ def asgi_scope(kind, stream, root_path, state, scheme, method):
     if method is None:
         del scope["method"]
     if stream.tls is not None:
-        scope["extensions"]["tls"] = stream.tls
+        scope["extensions"]["tls"] = stream.tls.copy()  # one per scope: an app may change it
     return scope
 
 
