@@ -22,6 +22,7 @@ SPEEDUPS = os.path.join("refserver", "_speedups")
 COMPILED_COPIES = [
     (os.path.join("refserver", "wire", "h1.py"), "refserver.wire._compiled_h1"),
     (os.path.join("refserver", "wire", "chunked.py"), "refserver.wire._compiled_chunked"),
+    (os.path.join("refserver", "wire", "request.py"), "refserver.wire._compiled_request"),
     (os.path.join("refserver", "wire", "response.py"), "refserver.wire._compiled_response"),
     (os.path.join("refserver", "protocols", "h1.py"), "refserver.protocols._compiled_h1"),
 ]

@@ -27,6 +27,7 @@ class Implementation:
     h1_connection: object  # refserver.wire.h1.H1Connection, or its compiled copy
     h1_protocol: object  # refserver.protocols.h1.H1Protocol, or its compiled copy: (state, impl)
     response_rules: object  # refserver.wire.response.ResponseRules, or its compiled copy
+    request_view: object  # refserver.wire.request.from_h1_head, or its compiled copy
     ws_unmask: object = None  # (data, key) -> bytes, WebSocket unmasking; None: the pure one
 
 
@@ -35,11 +36,12 @@ def _pure() -> Implementation:
     from .scopes import asgi_scope, rsgi_scope, wsgi_environ
     from .wire.h1 import H1Connection, write_head
     from .wire.h11_parser import H11Parser
+    from .wire.request import from_h1_head
     from .wire.response import ResponseRules
 
     return Implementation(
         "pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol, ResponseRules,
+        H1Protocol, ResponseRules, from_h1_head,
     )
 
 
@@ -48,11 +50,12 @@ def _fast() -> Implementation:
     from ._speedups import FastParser, asgi_scope, rsgi_scope, write_head, ws_unmask, wsgi_environ
     from .protocols._compiled_h1 import H1Protocol
     from .wire._compiled_h1 import H1Connection
+    from .wire._compiled_request import from_h1_head
     from .wire._compiled_response import ResponseRules
 
     return Implementation(
         "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol, ResponseRules, ws_unmask,
+        H1Protocol, ResponseRules, from_h1_head, ws_unmask,
     )
 
 

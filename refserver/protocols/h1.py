@@ -252,6 +252,7 @@ class H1Protocol:
             server_header=b"refserver" if config.server_header else None,
             head_writer=impl.head_writer,
             rules=impl.response_rules,
+            view=impl.request_view,
         )
         self.transport = None
         self.scheme = "http"

@@ -8,12 +8,12 @@ cimport cython
 # Module constants read on every response: C variables rather than module dict lookups.
 cdef int _LENGTH, _CHUNKED, _CLOSE_DELIMITED, _NONE
 cdef Py_ssize_t JOIN_LIMIT
-cdef dict _NAMES
 
 cdef class H1Connection:
     cdef object _parser
     cdef object _limits
     cdef object _rules
+    cdef object _view
     cdef object _write_head
     cdef object _head_buffer
     cdef object _last_head

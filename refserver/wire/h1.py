@@ -24,7 +24,7 @@ from .events import (
     URITooLong,
     VersionNotSupported,
 )
-from .request import HOST_RE, Request, split_target, with_host
+from .request import HOST_RE, Request, from_h1_head
 from .response import (
     NO_BODY_STATUSES,
     ResponseRules,
@@ -47,10 +47,6 @@ _HEAD_END_RE = re.compile(rb"\n\r?\n")  # the blank line that ends a head (CRLF 
 _EMPTY_LINE_BYTES = b"\r\n"
 REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
-# The str forms of the usual methods and versions, decoded once (others are decoded per request).
-_NAMES = {name: name.decode("ascii") for name in (
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
-)}
 #: Host values that passed their check (the keys): a server mostly sees a few.
 _CHECKED_HOSTS: dict = {}
 
@@ -105,31 +101,6 @@ def _te_unframeable(head: bytes) -> bool:
     return not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1
 
 
-def request_view(head: RequestHead) -> Request:
-    """The :class:`~refserver.wire.request.Request` of a parsed head (RFC 9112 3.2).
-
-    CONNECT is 501 (refserver does not tunnel). ``*`` is passed on with any method (only OPTIONS
-    gives it a meaning, but extension methods such as M-SEARCH use it too). An absolute-form
-    target's authority replaces the Host header (3.2.2: the origin server MUST ignore Host then),
-    so every interface shows the application the same host.
-    """
-    if head.method == b"CONNECT":
-        raise NotImplementedByServer("CONNECT is not supported")
-    raw_path, query, authority = split_target(head.target)
-    headers = head.headers
-    if authority is not None:
-        headers = with_host(headers, authority)
-        authority = authority.decode("latin-1")
-    return Request(
-        _NAMES.get(head.method) or head.method.decode("ascii"),
-        raw_path,
-        query,
-        _NAMES.get(head.http_version) or head.http_version.decode("ascii"),
-        headers,
-        authority,
-    )
-
-
 # Response framing modes.
 _LENGTH = 0
 _CHUNKED = 1
@@ -154,10 +125,12 @@ class H1Connection:
         server_header: bytes | None = b"refserver",
         head_writer=write_head,
         rules=ResponseRules,
+        view=from_h1_head,
     ):
         self._parser = parser
         self._limits = limits
         self._rules = rules(server_header, date_header)
+        self._view = view  # the request view's builder (a component: the fast path's is compiled)
         self._write_head = head_writer
         self._head_buffer = b""
         self._last_head = b""
@@ -331,7 +304,7 @@ class H1Connection:
             # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
             raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         self._head_only = head.method == b"HEAD"
-        self.request = request_view(head)
+        self.request = self._view(head)
 
     def switching_protocols(self, headers: list) -> bytes:
         """A ``101 Switching Protocols`` head (RFC 9110 15.2.2) with the Server and Date fields

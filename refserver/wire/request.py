@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import re
 
-from .events import BadRequest
+from .events import BadRequest, NotImplementedByServer
 
 # RFC 9112 3.2 / RFC 3986: uri-host [ ":" port ], uri-host an IP-literal or a reg-name.
 HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?")
 _ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
+# The str forms of the usual methods and versions, decoded once (others are decoded per request).
+_NAMES = {name: name.decode("ascii") for name in (
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
+)}
 
 
 class Request:
@@ -25,8 +29,6 @@ class Request:
     duplicates of the wire, names lower-case. ``authority`` is the authority the protocol carried
     apart from the fields (see the module docstring), else ``None``.
     """
-
-    __slots__ = ("method", "raw_path", "query_string", "http_version", "headers", "authority")
 
     def __init__(
         self,
@@ -48,6 +50,33 @@ class Request:
         return "Request(%r, %r, %r, %r)" % (
             self.method, self.raw_path, self.query_string, self.http_version
         )
+
+
+def from_h1_head(head):
+    """The view of a parsed HTTP/1.1 head (a :class:`refserver.wire.events.RequestHead`).
+
+    CONNECT is 501 (refserver does not tunnel). ``*`` is passed on with any method (only OPTIONS
+    gives it a meaning, but extension methods such as M-SEARCH use it too). An absolute-form
+    target's authority replaces the Host header (RFC 9112 3.2.2: the origin server MUST ignore
+    Host then), so every interface shows the application the same host.
+    """
+    method = head.method
+    if method == b"CONNECT":
+        raise NotImplementedByServer("CONNECT is not supported")
+    raw_path, query, authority = split_target(head.target)
+    headers = head.headers
+    if authority is not None:
+        headers = with_host(headers, authority)
+        authority = authority.decode("latin-1")
+    version = head.http_version
+    return Request(
+        _NAMES.get(method) or method.decode("ascii"),
+        raw_path,
+        query,
+        _NAMES.get(version) or version.decode("ascii"),
+        headers,
+        authority,
+    )
 
 
 def split_target(target: bytes):
