@@ -20,6 +20,7 @@ import pytest
 from h2_apps import APPS, State
 from h2_helpers import H2Client, certs, h2_serve, httpx_client, tls_mode  # noqa: F401
 from support import read_until_closed
+from ws_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,3 +107,116 @@ def test_an_application_error_is_500_on_its_stream_only(h2_serve, interface):
         assert client.goaway is None and not client.closed
         # the connection goes on after the failure
         assert client.response(client.request("/204")).status == 204
+
+
+# ---------------------------------------------------------------------------- multiplexing
+
+
+def test_many_concurrent_streams_on_one_connection(h2_serve, interface, loop_name):
+    state, ctx = served(h2_serve, interface, loop=loop_name)
+    with ctx as srv, H2Client(srv) as client:
+        bodies = {}
+        for i in range(60):
+            if i % 3 == 0:
+                sid = client.request(f"/stream?{i % 7 + 1}")
+                bodies[sid] = b"".join(b"%03d" % k + b"x" * 997 for k in range(i % 7 + 1))
+            else:
+                body = os.urandom(1000 * i)
+                sid = client.request("/echo", "POST", body)
+                bodies[sid] = body
+        for sid, body in bodies.items():
+            record = client.response(sid)
+            assert record.status == 200 and bytes(record.data) == body, sid
+        assert len(state.entered) == 60 and client.goaway is None
+
+
+def test_a_stream_whose_application_never_reads_does_not_block_others(h2_serve, interface):
+    """Twenty streams each send a full stream window (65535) to an application that never reads:
+    more than the connection window (1 MiB), so the server must give the connection window back
+    as the data arrives for another stream's upload to get through."""
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            held = []
+            for _ in range(20):
+                sid = client.headers("/hold", "POST", end=False)
+                # the connection window comes back as the data arrives, unread or not
+                client.wait(lambda: client.conn.outbound_flow_control_window >= 65_535)
+                assert client.send_available(sid, b"h" * 70_000) == 65_535
+                held.append(sid)
+            body = os.urandom(400_000)
+            sid = client.headers("/echo", "POST", end=False)
+            client.send_body(sid, body)
+            record = client.response(sid)
+            assert record.status == 200 and bytes(record.data) == body
+            assert not any(client.streams[h].done for h in held)
+        finally:
+            state.release.set()
+        for sid in held:  # answered without reading: the rest of each body is not wanted
+            record = client.response(sid)
+            assert record.status == 200 and bytes(record.data) == b"held"
+
+
+def test_a_slow_reading_client_stream_does_not_block_others(h2_serve, interface):
+    """The client keeps stream 1's window shut (it reopens only the connection's): the server
+    sends what that window allows, and a large response on another stream still completes."""
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        slow = client.conn.get_next_available_stream_id()
+        client.hold.add(slow)
+        client.request("/big?1048576")
+        fast = client.request("/big?600000")
+        record = client.response(fast)
+        assert record.status == 200 and len(record.data) == 600_000
+        stalled = client.streams[slow]
+        assert not stalled.done and len(stalled.data) <= 65_535
+        client.hold.discard(slow)
+        client.conn.acknowledge_received_data(len(stalled.data), slow)
+        client.flush()
+        assert len(client.response(slow).data) == 1 << 20
+
+
+# ---------------------------------------------------------------------------- reset
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_a_client_reset_disconnects_the_application_and_spares_the_others(h2_serve, interface):
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        waiting = client.request("/wait")
+        wait_for(lambda: "/wait" in state.entered)
+        other = client.request("/stream?50")
+        client.reset(waiting)
+        record = client.response(other)
+        assert record.status == 200 and len(record.data) == 50_000
+        wait_for(lambda: state.disconnects == ["/wait"])
+        assert client.streams[waiting].status is None
+        assert client.response(client.request("/204")).status == 204
+
+
+# ---------------------------------------------------------------------------- shutdown
+
+
+def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(h2_serve, loop_name):
+    state, ctx = served(h2_serve, "asgi", loop=loop_name)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            assert client.response(client.request("/204")).status == 204
+            in_flight = client.request("/hold")
+            wait_for(lambda: "/hold" in state.entered)
+            srv.loop.call_soon_threadsafe(srv.server.request_shutdown)
+            client.wait(lambda: client.goaway is not None)
+            assert client.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+            assert client.goaway.last_stream_id == in_flight
+            late = client.request("/204")
+            client.wait(lambda: client.streams[late].done)
+            assert client.streams[late].reset == h2.errors.ErrorCodes.REFUSED_STREAM
+            assert not client.streams[in_flight].done
+        finally:
+            state.release.set()
+        record = client.response(in_flight)
+        assert record.status == 200 and bytes(record.data) == b"held"
+        client.wait_closed()
+        srv.thread.join(5)
+        assert not srv.thread.is_alive()
+    assert "/204" not in state.entered[2:]
