@@ -220,3 +220,126 @@ def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(h2
         srv.thread.join(5)
         assert not srv.thread.is_alive()
     assert "/204" not in state.entered[2:]
+
+
+# ---------------------------------------------------------------------------- selection
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def frames(raw: bytes) -> list:
+    """(type, payload) of each whole HTTP/2 frame in ``raw``."""
+    out, pos = [], 0
+    while len(raw) - pos >= 9:
+        length = int.from_bytes(raw[pos : pos + 3], "big")
+        out.append((raw[pos + 3], raw[pos + 9 : pos + 9 + length]))
+        pos += 9 + length
+    return out
+
+
+def test_http_1_answers_the_preface_in_http_1_1(h2_serve):
+    state, ctx = served(h2_serve, "asgi", http="1")
+    with ctx as srv:
+        raw = srv.request(PREFACE + EMPTY_SETTINGS)
+        assert raw.startswith(b"HTTP/1.1 505 "), raw[:60]
+        with httpx.Client() as client:
+            assert client.get(srv.url + "/204").http_version == "HTTP/1.1"
+    assert state.entered == ["/204"]
+
+
+def test_http_2_answers_prior_knowledge_and_refuses_http_1_1(h2_serve):
+    state, ctx = served(h2_serve, "asgi", http="2")
+    with ctx as srv:
+        with H2Client(srv) as client:
+            assert client.response(client.request("/204")).status == 204
+        raw = srv.request(b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n")
+        # the server's SETTINGS, then GOAWAY(PROTOCOL_ERROR): no HTTP/1.1 answer
+        kinds = [kind for kind, _ in frames(raw)]
+        assert kinds[0] == 4 and kinds[-1] == 7, kinds
+        goaway = frames(raw)[-1][1]
+        assert int.from_bytes(goaway[4:8], "big") == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert state.entered == ["/204"]
+
+
+@pytest.mark.parametrize("http", ["auto", "1", "2"])
+def test_alpn_picks_the_protocol_over_tls(h2_serve, http):
+    state, ctx = served(h2_serve, "asgi", tls=True, http=http)
+    with ctx as srv:
+        chosen = {}
+        for offer in (("h2", "http/1.1"), ("http/1.1",)):
+            ctx_ = srv.certs.client_context(alpn=offer)
+            with ctx_.wrap_socket(socket.create_connection((srv.host, srv.port), timeout=5),
+                                  server_hostname="127.0.0.1") as sock:
+                chosen[offer] = sock.selected_alpn_protocol()
+        expected_h2 = {"auto": "h2", "1": "http/1.1", "2": "h2"}[http]
+        assert chosen[("h2", "http/1.1")] == expected_h2
+        if http != "2":
+            assert chosen[("http/1.1",)] == "http/1.1"
+            with httpx.Client(verify=srv.certs.client_context(), timeout=10) as client:
+                response = client.get(srv.url + "/scope")
+            assert response.http_version == "HTTP/1.1"
+            assert response.json()["http_version"] == "1.1"
+            assert response.json()["scheme"] == "https"
+        with httpx_client(srv) as client:
+            response = client.get(srv.url + "/scope")
+        assert response.http_version == ("HTTP/1.1" if http == "1" else "HTTP/2")
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
+                          timeout=20, check=False)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_prior_knowledge_h2c_upgrade_and_tls(h2_serve, interface, tmp_path):
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv:
+        done = curl("--http2-prior-knowledge", "-w", "\n%{http_version}", srv.url + "/stream?2")
+        assert done.returncode == 0, done.stderr
+        body, version = done.stdout.rsplit(b"\n", 1)
+        assert version == b"2" and body == b"000" + b"x" * 997 + b"001" + b"x" * 997
+
+        # curl --http2 in cleartext asks for Upgrade: h2c; the answer is 101 then stream 1
+        done = curl("-v", "--http2", "-w", "\n%{http_version}", srv.url + "/scope?up")
+        assert done.returncode == 0, done.stderr
+        body, version = done.stdout.rsplit(b"\n", 1)
+        assert b"< HTTP/1.1 101 Switching Protocols" in done.stderr
+        assert version == b"2"
+        facts = json.loads(body)
+        assert facts["query_string"] == "up"
+        assert facts["http_version"] in ("2", "HTTP/2")
+
+        # an upgrade whose request has a body is served over HTTP/1.1 instead (RFC 9110 7.8)
+        upload = tmp_path / "upload"
+        upload.write_bytes(os.urandom(100_000))
+        done = curl("--http2", "--data-binary", f"@{upload}", "-w", "%{http_version}",
+                    srv.url + "/echo")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == upload.read_bytes() + b"1.1"
+
+    state, ctx = served(h2_serve, interface, tls=True)
+    with ctx as srv:
+        done = curl("--http2", "--cacert", srv.certs.ca_file, "-w", "\n%{http_version}",
+                    f"https://localhost:{srv.port}/scope")
+        assert done.returncode == 0, done.stderr
+        body, version = done.stdout.rsplit(b"\n", 1)
+        assert version == b"2"
+        assert json.loads(body)["scheme"] == "https"
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is missing")
+def test_h2load_smoke(h2_serve, tls_mode):
+    """A short, bounded load: 4 connections, 10 streams each at a time, 400 requests."""
+    state, ctx = served(h2_serve, "asgi", tls=tls_mode == "tls")
+    with ctx as srv:
+        done = subprocess.run(
+            ["h2load", "-n", "400", "-c", "4", "-m", "10", "-T", "10", "-N", "10",
+             srv.url + "/stream?3"],
+            capture_output=True, timeout=30, check=False, text=True,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "400 succeeded, 0 failed, 0 errored" in done.stdout, done.stdout
+    assert "status codes: 400 2xx" in done.stdout
+    if tls_mode == "tls":
+        assert "Application protocol: h2" in done.stdout
