@@ -161,6 +161,10 @@ class H2Client:
             validate_inbound_headers=validate,
         )
         self.conn = h2.connection.H2Connection(config=config)
+        # Literal strings, not Huffman: encoding (and decoding) 100 KB of header in pure Python
+        # Huffman takes seconds, and the tests are about sizes, not compression.
+        encode = self.conn.encoder.encode
+        self.conn.encoder.encode = lambda headers, huffman=False: encode(headers, huffman=False)
         self.streams: dict[int, StreamRecord] = {}
         self.hold: set[int] = set()
         self.goaway = None  # the ConnectionTerminated event, once received

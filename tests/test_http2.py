@@ -343,3 +343,58 @@ def test_h2load_smoke(h2_serve, tls_mode):
     assert "status codes: 400 2xx" in done.stdout
     if tls_mode == "tls":
         assert "Application protocol: h2" in done.stdout
+
+
+# ---------------------------------------------------------------------------- defences
+
+
+def test_rapid_reset_ends_the_connection_and_spares_the_others(h2_serve):
+    """CVE-2023-44487: streams opened and reset before their answer, 150 of them in one burst,
+    draw on an allowance of 100; the connection ends with ENHANCE_YOUR_CALM while another
+    connection goes on being served."""
+    state, ctx = served(h2_serve, "asgi")
+    with ctx as srv, H2Client(srv) as attacker, H2Client(srv) as neighbour:
+        assert neighbour.response(neighbour.request("/204")).status == 204
+        attacker.wait(lambda: attacker.remote_settings_seen)
+        for _ in range(150):
+            sid = attacker.conn.get_next_available_stream_id()
+            attacker.conn.send_headers(sid, [
+                (b":method", b"GET"), (b":scheme", b"http"),
+                (b":authority", attacker.authority.encode()), (b":path", b"/wait"),
+            ], end_stream=True)
+            attacker.conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.CANCEL)
+        attacker.flush()
+        attacker.wait(lambda: attacker.goaway is not None)
+        assert attacker.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        attacker.wait_closed()
+        for _ in range(3):
+            record = neighbour.response(neighbour.request("/stream?2"))
+            assert record.status == 200 and len(record.data) == 2000
+        assert neighbour.goaway is None
+
+
+def test_a_ping_flood_ends_the_connection(h2_serve):
+    state, ctx = served(h2_serve, "asgi")
+    with ctx as srv, H2Client(srv) as client:
+        for i in range(1100):
+            client.conn.ping(i.to_bytes(8, "big"))
+        client.flush()
+        client.wait(lambda: client.goaway is not None)
+        assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert 0 < len(client.ping_acks) < 1100
+        client.wait_closed()
+
+
+def test_an_oversized_header_list_is_431_and_a_far_larger_one_ends_the_connection(h2_serve):
+    """Up to twice SETTINGS_MAX_HEADER_LIST_SIZE (65536 by default) the request is answered 431
+    and the connection goes on; beyond, it ends with ENHANCE_YOUR_CALM (spec H2-HPACK-2)."""
+    state, ctx = served(h2_serve, "asgi")
+    with ctx as srv, H2Client(srv) as client:
+        refused = client.request("/scope", extra=[("x-big", "v" * 70_000)])
+        assert client.response(refused).status == 431
+        assert client.response(client.request("/204")).status == 204
+        client.request("/scope", extra=[("x-big", "v" * 140_000)])
+        client.wait(lambda: client.goaway is not None)
+        assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        client.wait_closed()
+    assert state.entered == ["/204"]
