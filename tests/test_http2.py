@@ -398,3 +398,28 @@ def test_an_oversized_header_list_is_431_and_a_far_larger_one_ends_the_connectio
         assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
         client.wait_closed()
     assert state.entered == ["/204"]
+
+
+# ---------------------------------------------------------------------------- keep-alive PING
+
+KEEP_ALIVE = {"http2_keep_alive_interval": 0.1, "http2_keep_alive_timeout": 0.2}
+
+
+def test_keep_alive_pings_answered_keep_the_connection(h2_serve):
+    state, ctx = served(h2_serve, "asgi", **KEEP_ALIVE)
+    with ctx as srv, H2Client(srv) as client:
+        client.wait(lambda: len(client.pings) >= 3)  # each acknowledged, so the next one comes
+        assert len(set(client.pings)) == len(client.pings)
+        assert client.goaway is None and not client.closed
+        assert client.response(client.request("/204")).status == 204
+
+
+def test_an_unanswered_keep_alive_ping_closes_the_connection(h2_serve):
+    state, ctx = served(h2_serve, "asgi", **KEEP_ALIVE)
+    with ctx as srv, H2Client(srv) as client:
+        client.wait(lambda: client.pings, send=False)
+        pinged = time.monotonic()
+        client.wait_closed(timeout=5, send=False)
+        elapsed = time.monotonic() - pinged
+        assert len(client.pings) == 1  # no second PING while the first is unanswered
+        assert 0.1 < elapsed < 3, elapsed
