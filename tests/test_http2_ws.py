@@ -1,0 +1,188 @@
+"""WebSockets over HTTP/2 (RFC 8441) end to end: an extended CONNECT on one stream of a real
+connection, WebSocket frames in its DATA, for ASGI and RSGI, in cleartext and over TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h2.settings
+import pytest
+from h2_helpers import H2Client, StreamRecord, certs, h2_serve, tls_mode  # noqa: F401
+from ws_helpers import BINARY, CLOSE, TEXT, close_code, close_frame, frame, parse_frames, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def asgi_app(log: list):
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"plain"})
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        if scope["path"] == "/deny":
+            await send({"type": "websocket.close"})
+            return
+        await send({"type": "websocket.accept"})
+        facts = {"type": scope["type"], "http_version": scope["http_version"],
+                 "scheme": scope["scheme"], "path": scope["path"]}
+        await send({"type": "websocket.send", "text": json.dumps(facts)})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                log.append(("closed", message["code"]))
+                return
+            if message.get("bytes") is not None:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+            else:
+                await send({"type": "websocket.send", "text": message["text"]})
+
+    return app
+
+
+def rsgi_app(log: list):
+    from refserver.rsgi import WebsocketMessageType
+
+    async def app(scope, protocol):
+        if scope.proto == "http":
+            protocol.response_bytes(200, [], b"plain")
+            return
+        if scope.path == "/deny":
+            protocol.close()
+            return
+        transport = await protocol.accept()
+        facts = {"type": scope.proto, "http_version": scope.http_version, "scheme": scope.scheme,
+                 "path": scope.path}
+        await transport.send_str(json.dumps(facts))
+        while True:
+            message = await transport.receive()
+            if message.kind == WebsocketMessageType.close:
+                log.append(("closed", message.data))
+                return
+            if message.kind == WebsocketMessageType.bytes:
+                await transport.send_bytes(message.data)
+            else:
+                await transport.send_str(message.data)
+
+    return app
+
+
+APPS = {"asgi": asgi_app, "rsgi": rsgi_app}
+CONNECT_WS = [(":protocol", "websocket"), ("sec-websocket-version", "13")]
+
+
+@pytest.fixture(params=list(APPS))
+def interface(request):
+    return request.param
+
+
+class Channel:
+    """The WebSocket frames of one HTTP/2 stream, as the client sees them."""
+
+    def __init__(self, client: H2Client, sid: int):
+        self.client, self.sid, self.seen = client, sid, 0
+
+    def send(self, data: bytes) -> None:
+        self.client.send_body(self.sid, data, end=False)
+
+    def read_frame(self):
+        """The next whole server frame as (fin, rsv, opcode, payload)."""
+        record = self.client.streams[self.sid]
+
+        def complete():
+            frames, _ = parse_frames(bytes(record.data[self.seen :]))
+            return frames
+
+        found = []
+
+        def have_one():
+            found[:] = complete()
+            return bool(found) or record.done
+
+        self.client.wait(have_one)
+        assert found, "the stream ended without another frame"
+        fin, rsv, opcode, payload = found[0]
+        head = 2 + (2 if 126 <= len(payload) < 65536 else 8 if len(payload) >= 65536 else 0)
+        self.seen += head + len(payload)
+        return fin, rsv, opcode, payload
+
+
+def open_websocket(client: H2Client, path: str = "/echo") -> int:
+    client.wait(lambda: client.remote_settings_seen)
+    return client.headers(path, "CONNECT", extra=CONNECT_WS, end=False)
+
+
+def test_a_websocket_over_http2_echoes_and_closes(h2_serve, interface, tls_mode):
+    log: list = []
+    with h2_serve(APPS[interface](log), tls=tls_mode == "tls", interface=interface) as srv, \
+            H2Client(srv) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        settings = client.server_settings
+        assert settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL) == 1
+
+        sid = open_websocket(client)
+        client.wait(lambda: client.streams[sid].status is not None)
+        record = client.streams[sid]
+        assert record.status == 200 and not record.done
+        assert record.header(b"sec-websocket-accept") is None  # RFC 8441 5: no key, no accept
+        channel = Channel(client, sid)
+
+        _, _, opcode, payload = channel.read_frame()
+        assert opcode == TEXT
+        assert json.loads(payload) == {
+            "type": "websocket" if interface == "asgi" else "ws",
+            "http_version": "2",
+            "scheme": ("wss" if tls_mode == "tls" else "ws") if interface == "asgi"
+            else ("https" if tls_mode == "tls" else "http"),
+            "path": "/echo",
+        }
+
+        channel.send(frame(TEXT, "héllo".encode()))
+        assert channel.read_frame() == (True, 0, TEXT, "héllo".encode())
+
+        # a plain request on the same connection while the WebSocket is open
+        plain = client.request("/plain")
+        assert bytes(client.response(plain).data) == b"plain"
+
+        # a message larger than the stream windows, both ways
+        big = os.urandom(300_000)
+        channel.send(frame(BINARY, big))
+        assert channel.read_frame() == (True, 0, BINARY, big)
+
+        channel.send(close_frame(1000))
+        fin, _, opcode, payload = channel.read_frame()
+        assert (opcode, close_code(payload)) == (CLOSE, 1000)
+        client.wait(lambda: client.streams[sid].ended)  # the server ends its side of the stream
+        if client.streams[sid].reset is None:
+            client.send_body(sid, b"", end=True)
+        else:  # the core's RST_STREAM(NO_ERROR) after a stream it ended first (H2-STREAM-3)
+            assert client.streams[sid].reset == 0
+        wait_for(lambda: log)
+        assert log == [("closed", 1000 if interface == "asgi" else None)]  # RSGI: no code
+        assert client.goaway is None
+
+
+def test_a_websocket_denied_before_accept_is_403(h2_serve, interface):
+    log: list = []
+    with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
+        sid = open_websocket(client, "/deny")
+        record = client.response(sid)
+        assert record.status == 403 and record.ended
+        assert bytes(client.response(client.request("/plain")).data) == b"plain"
+
+
+def test_a_plain_connect_is_501_and_the_connection_goes_on(h2_serve):
+    log: list = []
+    with h2_serve(asgi_app(log), interface="asgi") as srv, H2Client(srv) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        sid = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(sid, [(b":method", b"CONNECT"),
+                                       (b":authority", b"example.com:443")], end_stream=False)
+        client.flush()
+        client.streams[sid] = StreamRecord()
+        record = client.response(sid)
+        assert record.status == 501
+        assert bytes(client.response(client.request("/plain")).data) == b"plain"
