@@ -2,11 +2,14 @@
 
 ``/scope``   the request facts the interface gives, as JSON
 ``/echo``    the request body back, streamed as it is read
+``/upload``  reads the whole body first, then answers its length
 ``/stream``  ``?n`` chunks of 1000 bytes, streamed
 ``/big``     ``?n`` bytes in one response
 ``/204``, ``/304``  bodiless statuses
 ``/keepalive``      a response carrying ``connection: keep-alive`` (not allowed in HTTP/2)
 ``/error``   the application fails before answering
+``/late-error``  the application fails after the response began
+``/bigheader``   a response field of ``?n`` bytes (20000 by default)
 ``/hold``    never reads the body; answers once ``release`` is set (tests set it before leaving)
 ``/wait``    reads the body, then waits for the client to go away; ``seen`` records it
 
@@ -72,6 +75,14 @@ def asgi_app(state: State):
                 if not message.get("more_body"):
                     break
             await send({"type": "http.response.body", "body": b""})
+        elif path == "/upload":
+            size = 0
+            while True:
+                message = await receive()
+                size += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            await respond(200, str(size).encode())
         elif path == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             for i in range(_query_int(query, 5)):
@@ -87,6 +98,12 @@ def asgi_app(state: State):
             await respond(200, b"ok", [(b"connection", b"keep-alive"), (b"x-kept", b"yes")])
         elif path == "/error":
             raise RuntimeError("the application failed")
+        elif path == "/late-error":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+            raise RuntimeError("the application failed after the response began")
+        elif path == "/bigheader":
+            await respond(200, b"ok", [(b"x-big", b"h" * _query_int(query, 20_000))])
         elif path == "/hold":
             await _released(state)
             await respond(200, b"held")
@@ -126,6 +143,8 @@ def rsgi_app(state: State):
             transport = protocol.response_stream(200, [])
             async for chunk in protocol:
                 await transport.send_bytes(chunk)
+        elif path == "/upload":
+            protocol.response_bytes(200, text, str(len(await protocol())).encode())
         elif path == "/stream":
             transport = protocol.response_stream(200, [])
             for i in range(_query_int(query, 5)):
@@ -139,6 +158,12 @@ def rsgi_app(state: State):
                                     b"ok")
         elif path == "/error":
             raise RuntimeError("the application failed")
+        elif path == "/late-error":
+            transport = protocol.response_stream(200, [])
+            await transport.send_bytes(b"partial")
+            raise RuntimeError("the application failed after the response began")
+        elif path == "/bigheader":
+            protocol.response_bytes(200, [*text, ("x-big", "h" * _query_int(query, 20_000))], b"ok")
         elif path == "/hold":
             await _released(state)
             protocol.response_bytes(200, text, b"held")
@@ -183,6 +208,10 @@ def wsgi_app(state: State):
                     yield chunk
 
             return chunks()
+        if path == "/upload":
+            size = len(environ["wsgi.input"].read())
+            start_response("200 OK", text)
+            return [str(size).encode()]
         if path == "/stream":
             start_response("200 OK", [])
             return (b"%03d" % i + b"x" * 997 for i in range(_query_int(query, 5)))
@@ -197,6 +226,17 @@ def wsgi_app(state: State):
             return [b"ok"]
         if path == "/error":
             raise RuntimeError("the application failed")
+        if path == "/late-error":
+            start_response("200 OK", [])
+
+            def failing():
+                yield b"partial"
+                raise RuntimeError("the application failed after the response began")
+
+            return failing()
+        if path == "/bigheader":
+            start_response("200 OK", [*text, ("X-Big", "h" * _query_int(query, 20_000))])
+            return [b"ok"]
         if path == "/hold":
             state.release.wait(10)
             start_response("200 OK", text)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+import types
 
 import h2.errors
+import h2.settings
 import httpx
 import pytest
 from h2_apps import APPS, State
-from h2_helpers import H2Client, certs, h2_serve, httpx_client, tls_mode  # noqa: F401
-from support import read_until_closed
+from h2_helpers import H2Client, StreamRecord, certs, h2_serve, httpx_client, tls_mode  # noqa: F401
+from support import free_port, start_cli, wait_for_port
 from ws_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,8 +102,12 @@ def test_an_application_error_is_500_on_its_stream_only(h2_serve, interface):
     with ctx as srv, H2Client(srv) as client:
         ok_before = client.request("/stream?3")
         failing = client.request("/error")
+        failing_late = client.request("/late-error")
         ok_after = client.request("/echo", "POST", b"after the failure")
         assert client.response(failing).status == 500
+        late = client.response(failing_late)  # too late for a 500: the stream is reset
+        assert late.status == 200 and late.reset == h2.errors.ErrorCodes.INTERNAL_ERROR
+        assert not late.ended
         first, last = client.response(ok_before), client.response(ok_after)
         assert first.status == 200 and len(first.data) == 3000
         assert last.status == 200 and bytes(last.data) == b"after the failure"
@@ -112,8 +119,8 @@ def test_an_application_error_is_500_on_its_stream_only(h2_serve, interface):
 # ---------------------------------------------------------------------------- multiplexing
 
 
-def test_many_concurrent_streams_on_one_connection(h2_serve, interface, loop_name):
-    state, ctx = served(h2_serve, interface, loop=loop_name)
+def test_many_concurrent_streams_on_one_connection(h2_serve, interface, loop_name, tls_mode):
+    state, ctx = served(h2_serve, interface, tls=tls_mode == "tls", loop=loop_name)
     with ctx as srv, H2Client(srv) as client:
         bodies = {}
         for i in range(60):
@@ -176,6 +183,47 @@ def test_a_slow_reading_client_stream_does_not_block_others(h2_serve, interface)
         assert len(client.response(slow).data) == 1 << 20
 
 
+def test_the_client_window_and_frame_size_are_respected(h2_serve, interface):
+    """A client window of 1000 bytes per stream: every response goes out in pieces as the client
+    reopens it (h2 on the client side fails the connection on any excess)."""
+    state, ctx = served(h2_serve, interface)
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000}
+    with ctx as srv, H2Client(srv, settings=settings) as client:
+        sids = [client.request("/big?300000") for _ in range(3)] + [client.request("/stream?50")]
+        for sid in sids:
+            record = client.response(sid)
+            assert record.status == 200 and record.reset is None
+        assert [len(client.streams[sid].data) for sid in sids] == [300_000] * 3 + [50_000]
+        assert client.goaway is None
+
+
+def test_a_response_field_larger_than_a_frame_goes_in_continuation_frames(h2_serve, interface):
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        record = client.response(client.request("/bigheader?20000"))
+        assert record.status == 200 and record.header(b"x-big") == b"h" * 20_000
+
+
+def test_expect_100_continue_is_answered_when_the_application_reads(h2_serve, interface):
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        sid = client.headers("/upload", "POST", extra=[("expect", "100-continue")], end=False)
+        client.wait(lambda: client.streams[sid].informational)
+        assert client.streams[sid].informational == [100]
+        client.send_body(sid, b"c" * 100_000)
+        record = client.response(sid)
+        assert record.status == 200 and bytes(record.data) == b"100000"
+
+
+def test_a_body_over_the_limit_is_413_and_the_connection_goes_on(h2_serve):
+    state, ctx = served(h2_serve, "asgi", limit_request_body=100_000)
+    with ctx as srv, H2Client(srv) as client:
+        sid = client.headers("/wait", "POST", end=False)
+        client.send_body(sid, b"x" * 200_000)
+        assert client.response(sid).status == 413
+        assert client.response(client.request("/204")).status == 204
+
+
 # ---------------------------------------------------------------------------- reset
 
 
@@ -194,11 +242,26 @@ def test_a_client_reset_disconnects_the_application_and_spares_the_others(h2_ser
         assert client.response(client.request("/204")).status == 204
 
 
+def test_a_reset_in_the_middle_of_a_response_spares_the_connection(h2_serve, interface):
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv) as client:
+        endless = client.request("/stream?100000")
+        client.hold.add(endless)  # the server stops at the stream window, mid-response
+        client.wait(lambda: len(client.streams[endless].data) >= 60_000)
+        client.reset(endless)
+        other = client.request("/stream?20")
+        assert len(client.response(other).data) == 20_000
+        assert client.response(client.request("/204")).status == 204
+        assert client.goaway is None
+
+
 # ---------------------------------------------------------------------------- shutdown
 
 
-def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(h2_serve, loop_name):
-    state, ctx = served(h2_serve, "asgi", loop=loop_name)
+def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(
+    h2_serve, interface, loop_name
+):
+    state, ctx = served(h2_serve, interface, loop=loop_name)
     with ctx as srv, H2Client(srv) as client:
         try:
             assert client.response(client.request("/204")).status == 204
@@ -219,7 +282,66 @@ def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(h2
         client.wait_closed()
         srv.thread.join(5)
         assert not srv.thread.is_alive()
-    assert "/204" not in state.entered[2:]
+    assert state.entered == ["/204", "/hold"]
+
+
+def test_sigint_over_http2_finishes_the_stream_in_flight_and_exits(impl):
+    port = free_port()
+    proc = start_cli("--app-dir", "tests", "--port", str(port), "--impl", impl, "cli_apps:slow")
+    try:
+        wait_for_port("127.0.0.1", port, proc=proc)
+        address = types.SimpleNamespace(host="127.0.0.1", port=port, tls=False)
+        with H2Client(address) as client, H2Client(address) as idle:
+            sid = client.request("/?0.5")
+            while not proc.stdout.readline().startswith(b"request in flight"):
+                pass
+            idle.wait(lambda: idle.remote_settings_seen)
+            proc.send_signal(signal.SIGINT)
+            client.wait(lambda: client.goaway is not None)
+            assert client.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+            assert client.goaway.last_stream_id == sid
+            record = client.response(sid)
+            assert record.status == 200 and bytes(record.data) == b"done"
+            client.wait_closed()
+            idle.wait_closed()  # the idle connection is told too, and closed
+            assert idle.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_client_goaway_lets_its_streams_finish(h2_serve):
+    state, ctx = served(h2_serve, "asgi")
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            sid = client.request("/hold")
+            wait_for(lambda: "/hold" in state.entered)
+            client.conn.close_connection(h2.errors.ErrorCodes.NO_ERROR)
+            client.flush()
+        finally:
+            state.release.set()
+        record = client.response(sid)
+        assert record.status == 200 and bytes(record.data) == b"held"
+        client.wait_closed()
+
+
+def test_an_idle_connection_is_closed_with_goaway_after_the_keep_alive_timeout(h2_serve):
+    state, ctx = served(h2_serve, "asgi", timeout_keep_alive=0.2)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            sid = client.request("/hold")
+            until = time.monotonic() + 0.4  # a stream in flight: not idle
+            while time.monotonic() < until:
+                client.pump(0.05)
+            assert client.goaway is None and not client.closed
+        finally:
+            state.release.set()
+        assert client.response(sid).status == 200
+        client.wait_closed()
+        assert client.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
 
 
 # ---------------------------------------------------------------------------- selection
@@ -245,7 +367,10 @@ def test_http_1_answers_the_preface_in_http_1_1(h2_serve):
         assert raw.startswith(b"HTTP/1.1 505 "), raw[:60]
         with httpx.Client() as client:
             assert client.get(srv.url + "/204").http_version == "HTTP/1.1"
-    assert state.entered == ["/204"]
+        if shutil.which("curl"):  # no h2c upgrade either
+            done = curl("--http2", "-w", "%{http_version}", srv.url + "/204")
+            assert done.returncode == 0 and done.stdout == b"1.1", done.stderr
+    assert state.entered[0] == "/204"
 
 
 def test_http_2_answers_prior_knowledge_and_refuses_http_1_1(h2_serve):
@@ -326,6 +451,30 @@ def test_curl_prior_knowledge_h2c_upgrade_and_tls(h2_serve, interface, tmp_path)
         body, version = done.stdout.rsplit(b"\n", 1)
         assert version == b"2"
         assert json.loads(body)["scheme"] == "https"
+
+
+def test_an_h2c_upgrade_answers_101_then_stream_1_and_goes_on_in_http2(h2_serve, loop_name):
+    state, ctx = served(h2_serve, "asgi", loop=loop_name)
+    with ctx as srv, H2Client(srv, connect=False) as client:
+        settings = client.conn.initiate_upgrade_connection()
+        client.send_raw(
+            b"GET /stream?2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.sock.recv(65536)
+            assert data, head
+            head += data
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: h2c" in head.lower()
+        client.streams[1] = StreamRecord()
+        client.feed(rest)  # and the client preface goes out
+        record = client.response(1)
+        assert record.status == 200 and len(record.data) == 2000
+        record = client.response(client.request("/scope"))
+        assert json.loads(record.data)["http_version"] == "2"
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is missing")

@@ -9,7 +9,7 @@ import os
 import h2.settings
 import pytest
 from h2_helpers import H2Client, StreamRecord, certs, h2_serve, tls_mode  # noqa: F401
-from ws_helpers import BINARY, CLOSE, TEXT, close_code, close_frame, frame, parse_frames, wait_for
+from ws_helpers import BINARY, CLOSE, PING, PONG, TEXT, close_code, close_frame, frame, parse_frames, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,7 +44,7 @@ def asgi_app(log: list):
 
 
 def rsgi_app(log: list):
-    from refserver.rsgi import WebsocketMessageType
+    from refserver.rsgi import ProtocolClosed, WebsocketMessageType
 
     async def app(scope, protocol):
         if scope.proto == "http":
@@ -58,7 +58,11 @@ def rsgi_app(log: list):
                  "path": scope.path}
         await transport.send_str(json.dumps(facts))
         while True:
-            message = await transport.receive()
+            try:
+                message = await transport.receive()
+            except ProtocolClosed:  # the stream was reset: RSGI's dropped connection
+                log.append(("dropped",))
+                return
             if message.kind == WebsocketMessageType.close:
                 log.append(("closed", message.data))
                 return
@@ -186,3 +190,40 @@ def test_a_plain_connect_is_501_and_the_connection_goes_on(h2_serve):
         record = client.response(sid)
         assert record.status == 501
         assert bytes(client.response(client.request("/plain")).data) == b"plain"
+
+
+def test_pings_and_a_client_reset_of_a_websocket_stream(h2_serve, interface):
+    log: list = []
+    with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
+        sid = open_websocket(client)
+        channel = Channel(client, sid)
+        channel.read_frame()
+        channel.send(frame(PING, b"are you there"))
+        assert channel.read_frame() == (True, 0, PONG, b"are you there")
+        client.reset(sid)  # like a TCP RST under an HTTP/1.1 WebSocket
+        wait_for(lambda: log)
+        if interface == "asgi":
+            assert log == [("closed", 1006)]
+        else:
+            assert log == [("dropped",)]
+        assert bytes(client.response(client.request("/plain")).data) == b"plain"
+        assert client.goaway is None
+
+
+def test_shutdown_closes_an_open_websocket_with_1001_then_the_server_exits(h2_serve, interface):
+    log: list = []
+    with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
+        sid = open_websocket(client)
+        channel = Channel(client, sid)
+        channel.read_frame()
+        srv.loop.call_soon_threadsafe(srv.server.request_shutdown)
+        _, _, opcode, payload = channel.read_frame()
+        assert (opcode, close_code(payload)) == (CLOSE, 1001)
+        assert not client.streams[sid].done  # the server waits for the client's Close
+        channel.send(close_frame(1001))
+        client.wait_closed()
+        assert client.streams[sid].ended
+        assert client.goaway.error_code == 0 and client.goaway.last_stream_id == sid
+        srv.thread.join(5)
+        assert not srv.thread.is_alive()
+        assert log == [("closed", 1001 if interface == "asgi" else None)]
