@@ -97,6 +97,19 @@ def test_request_facts_bodies_and_bodiless_responses(h2_serve, interface, tls_mo
         assert "connection" not in response.headers  # HTTP/2 forbids it: stripped, not sent
 
 
+def test_the_authority_replaces_a_host_field(h2_serve, interface):
+    """A request with both ``:authority`` and ``host``: the application sees the authority, as
+    with an absolute-form target in HTTP/1.1 (H2-REQUEST-2)."""
+    state, ctx = served(h2_serve, interface)
+    with ctx as srv, H2Client(srv, validate=False) as client:  # h2 would not send them both
+        record = client.response(client.request("/scope", extra=[("host", "other.example")]))
+        facts = json.loads(record.data)
+        authority = f"127.0.0.1:{srv.port}"
+        assert facts["host"] == (authority if interface == "wsgi" else [authority])
+        if interface == "rsgi":
+            assert facts["authority"] == authority
+
+
 def test_an_application_error_is_500_on_its_stream_only(h2_serve, interface):
     state, ctx = served(h2_serve, interface)
     with ctx as srv, H2Client(srv) as client:
