@@ -226,7 +226,8 @@ class H2Client:
         while view:
             if self.streams[sid].reset is not None:
                 return  # the server does not want the rest
-            window = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            window = min(self.conn.local_flow_control_window(sid),
+                         self.conn.max_outbound_frame_size)
             if window <= 0:
                 self.pump(deadline - time.monotonic())
                 if time.monotonic() > deadline:
@@ -243,7 +244,8 @@ class H2Client:
         """Send as much of ``body`` as the windows allow right now, without ending; the count."""
         sent = 0
         while sent < len(body):
-            window = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            window = min(self.conn.local_flow_control_window(sid),
+                         self.conn.max_outbound_frame_size)
             if window <= 0:
                 break
             chunk = body[sent : sent + window]

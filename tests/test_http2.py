@@ -20,12 +20,16 @@ import h2.errors
 import h2.settings
 import httpx
 import pytest
+
+pytest.register_assert_rewrite("h2_helpers")  # before its import, as it is a plugin below
 from h2_apps import APPS, State
-from h2_helpers import H2Client, StreamRecord, certs, h2_serve, httpx_client, tls_mode  # noqa: F401
+from h2_helpers import H2Client, StreamRecord, httpx_client
 from support import free_port, start_cli, wait_for_port
 from ws_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
+#: the fixtures certs, tls_mode and h2_serve
+pytest_plugins = ("h2_helpers",)
 
 INTERFACES = ["asgi", "rsgi", "wsgi"]
 

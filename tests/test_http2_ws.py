@@ -8,10 +8,16 @@ import os
 
 import h2.settings
 import pytest
-from h2_helpers import H2Client, StreamRecord, certs, h2_serve, tls_mode  # noqa: F401
-from ws_helpers import BINARY, CLOSE, PING, PONG, TEXT, close_code, close_frame, frame, parse_frames, wait_for
+
+pytest.register_assert_rewrite("h2_helpers")  # before its import, as it is a plugin below
+from h2_helpers import H2Client, StreamRecord
+from ws_helpers import (
+    BINARY, CLOSE, PING, PONG, TEXT, close_code, close_frame, frame, parse_frames, wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
+#: the fixtures certs, tls_mode and h2_serve
+pytest_plugins = ("h2_helpers",)
 
 
 def asgi_app(log: list):
