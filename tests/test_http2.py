@@ -45,6 +45,19 @@ def served(h2_serve, interface, tls=False, **options):
     return state, ctx
 
 
+def require(tool: str) -> str:
+    """The path of a smoke-check client; a missing one fails the test (CI installs them)."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is required for this check (apt-get install curl nghttp2-client)")
+    return path
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([require("curl"), "-sS", "--max-time", "10", *args],
+                          capture_output=True, timeout=20, check=False)
+
+
 # ---------------------------------------------------------------------------- interfaces
 
 
@@ -384,9 +397,8 @@ def test_http_1_answers_the_preface_in_http_1_1(h2_serve):
         assert raw.startswith(b"HTTP/1.1 505 "), raw[:60]
         with httpx.Client() as client:
             assert client.get(srv.url + "/204").http_version == "HTTP/1.1"
-        if shutil.which("curl"):  # no h2c upgrade either
-            done = curl("--http2", "-w", "%{http_version}", srv.url + "/204")
-            assert done.returncode == 0 and done.stdout == b"1.1", done.stderr
+        done = curl("--http2", "-w", "%{http_version}", srv.url + "/204")  # no h2c upgrade
+        assert done.returncode == 0 and done.stdout == b"1.1", done.stderr
     assert state.entered[0] == "/204"
 
 
@@ -428,12 +440,6 @@ def test_alpn_picks_the_protocol_over_tls(h2_serve, http):
         assert response.http_version == ("HTTP/1.1" if http == "1" else "HTTP/2")
 
 
-def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
-                          timeout=20, check=False)
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_prior_knowledge_h2c_upgrade_and_tls(h2_serve, interface, tmp_path):
     state, ctx = served(h2_serve, interface)
     with ctx as srv:
@@ -494,13 +500,12 @@ def test_an_h2c_upgrade_answers_101_then_stream_1_and_goes_on_in_http2(h2_serve,
         assert json.loads(record.data)["http_version"] == "2"
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is missing")
 def test_h2load_smoke(h2_serve, tls_mode):
     """A short, bounded load: 4 connections, 10 streams each at a time, 400 requests."""
     state, ctx = served(h2_serve, "asgi", tls=tls_mode == "tls")
     with ctx as srv:
         done = subprocess.run(
-            ["h2load", "-n", "400", "-c", "4", "-m", "10", "-T", "10", "-N", "10",
+            [require("h2load"), "-n", "400", "-c", "4", "-m", "10", "-T", "10", "-N", "10",
              srv.url + "/stream?3"],
             capture_output=True, timeout=30, check=False, text=True,
         )
