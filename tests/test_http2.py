@@ -416,6 +416,39 @@ def test_http_2_answers_prior_knowledge_and_refuses_http_1_1(h2_serve):
     assert state.entered == ["/204"]
 
 
+def head_partly_read(srv):
+    """Whether a connection of ``srv`` holds part of an HTTP/1.1 request head (run on its loop):
+    the proof that a first read was handled alone."""
+    return any(
+        getattr(getattr(conn, "conn", None), "has_partial_head", False)
+        for conn in srv.server.state.connections
+    )
+
+
+@pytest.mark.parametrize("http", [
+    "2",
+    pytest.param("auto", marks=pytest.mark.xfail(strict=True, reason=(
+        "protocols/h1.py data_received looks for the preface only in the first read, as "
+        "data[:4] == b'PRI ': a first read of 1 to 3 bytes goes to the HTTP/1.1 parser and the "
+        "rest of the preface is answered 505 (connection.is_preface, which allows for this, is "
+        "never called)"))),
+])
+def test_a_preface_split_after_two_bytes_is_still_http2(h2_serve, http):
+    state, ctx = served(h2_serve, "asgi", http=http)
+    with ctx as srv, H2Client(srv, connect=False) as client:
+        client.conn.initiate_connection()
+        preface = client.conn.data_to_send()
+        client.send_raw(preface[:2])
+        if http == "auto":  # wait until the HTTP/1.1 protocol has taken the two bytes alone
+            wait_for(lambda: srv.call(head_partly_read, srv))
+        client.send_raw(preface[2:])
+        client.sock.settimeout(5)
+        first = client.sock.recv(9, socket.MSG_WAITALL)
+        assert first[3:4] == b"\x04", first  # the server's SETTINGS, not an HTTP/1.1 answer
+        client.feed(first)
+        assert client.response(client.request("/204")).status == 204
+
+
 @pytest.mark.parametrize("http", ["auto", "1", "2"])
 def test_alpn_picks_the_protocol_over_tls(h2_serve, http):
     state, ctx = served(h2_serve, "asgi", tls=True, http=http)
