@@ -227,6 +227,47 @@ def test_the_client_window_and_frame_size_are_respected(h2_serve, interface):
         assert client.goaway is None
 
 
+def test_a_larger_initial_window_from_the_client_resumes_blocked_streams(h2_serve, interface):
+    """A client that opens with a stream window of 0 gets response heads but no DATA until its
+    SETTINGS raise the window (RFC 9113 6.9.2): then the responses go on by themselves."""
+    state, ctx = served(h2_serve, interface)
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    with ctx as srv, H2Client(srv, settings=settings) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        sids = [client.request("/big?100000"), client.request("/stream?30")]
+        client.wait(lambda: all(client.streams[sid].status for sid in sids))
+        until = time.monotonic() + 0.2
+        while time.monotonic() < until:
+            client.pump(0.05)
+        assert not any(client.streams[sid].data for sid in sids)
+        client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+        client.flush()
+        assert [len(client.response(sid).data) for sid in sids] == [100_000, 30_000]
+
+
+def test_a_client_that_takes_no_bytes_is_cut_after_the_write_timeout(h2_serve):
+    """Windows wide open and a 20 MB response the client never reads: the transport's buffer
+    fills, and the connection is closed --timeout-write after the client last took a byte."""
+    state, ctx = served(h2_serve, "asgi", timeout_write=0.3)
+    window = 2**31 - 1
+    with ctx as srv, H2Client(srv, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+                              ) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        client.conn.increment_flow_control_window(window - client.conn.inbound_flow_control_window)
+        client.flush()
+        sid = client.request("/big?20000000")
+        client.wait(lambda: client.streams[sid].status == 200)
+        wait_for(lambda: not srv.call(lambda: srv.server.state.connections), timeout=10)
+        received = b""
+        client.sock.settimeout(5)
+        try:
+            while chunk := client.sock.recv(1 << 20):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        assert len(received) < 20_000_000
+
+
 def test_a_response_field_larger_than_a_frame_goes_in_continuation_frames(h2_serve, interface):
     state, ctx = served(h2_serve, interface)
     with ctx as srv, H2Client(srv) as client:
