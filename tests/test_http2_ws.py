@@ -3,8 +3,11 @@ connection, WebSocket frames in its DATA, for ASGI and RSGI, in cleartext and ov
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
+import time
 
 import h2.settings
 import pytest
@@ -20,6 +23,22 @@ pytestmark = pytest.mark.timeout(60)
 pytest_plugins = ("h2_helpers",)
 
 
+class Log(list):
+    """What the application saw, and ``release`` for ``/late-reader``, which reads nothing until
+    it is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+
+async def released(log: Log) -> None:
+    for _ in range(1000):
+        if log.release.is_set():
+            return
+        await asyncio.sleep(0.01)
+
+
 def asgi_app(log: list):
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -33,6 +52,8 @@ def asgi_app(log: list):
             await send({"type": "websocket.close"})
             return
         await send({"type": "websocket.accept"})
+        if scope["path"] == "/late-reader":
+            await released(log)
         facts = {"type": scope["type"], "http_version": scope["http_version"],
                  "scheme": scope["scheme"], "path": scope["path"]}
         await send({"type": "websocket.send", "text": json.dumps(facts)})
@@ -60,6 +81,8 @@ def rsgi_app(log: list):
             protocol.close()
             return
         transport = await protocol.accept()
+        if scope.path == "/late-reader":
+            await released(log)
         facts = {"type": scope.proto, "http_version": scope.http_version, "scheme": scope.scheme,
                  "path": scope.path}
         await transport.send_str(json.dumps(facts))
@@ -126,7 +149,7 @@ def open_websocket(client: H2Client, path: str = "/echo") -> int:
 
 
 def test_a_websocket_over_http2_echoes_and_closes(h2_serve, interface, tls_mode):
-    log: list = []
+    log = Log()
     with h2_serve(APPS[interface](log), tls=tls_mode == "tls", interface=interface) as srv, \
             H2Client(srv) as client:
         client.wait(lambda: client.remote_settings_seen)
@@ -176,7 +199,7 @@ def test_a_websocket_over_http2_echoes_and_closes(h2_serve, interface, tls_mode)
 
 
 def test_a_websocket_denied_before_accept_is_403(h2_serve, interface):
-    log: list = []
+    log = Log()
     with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
         sid = open_websocket(client, "/deny")
         record = client.response(sid)
@@ -185,7 +208,7 @@ def test_a_websocket_denied_before_accept_is_403(h2_serve, interface):
 
 
 def test_a_plain_connect_is_501_and_the_connection_goes_on(h2_serve):
-    log: list = []
+    log = Log()
     with h2_serve(asgi_app(log), interface="asgi") as srv, H2Client(srv) as client:
         client.wait(lambda: client.remote_settings_seen)
         sid = client.conn.get_next_available_stream_id()
@@ -199,7 +222,7 @@ def test_a_plain_connect_is_501_and_the_connection_goes_on(h2_serve):
 
 
 def test_pings_and_a_client_reset_of_a_websocket_stream(h2_serve, interface):
-    log: list = []
+    log = Log()
     with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
         sid = open_websocket(client)
         channel = Channel(client, sid)
@@ -217,7 +240,7 @@ def test_pings_and_a_client_reset_of_a_websocket_stream(h2_serve, interface):
 
 
 def test_shutdown_closes_an_open_websocket_with_1001_then_the_server_exits(h2_serve, interface):
-    log: list = []
+    log = Log()
     with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
         sid = open_websocket(client)
         channel = Channel(client, sid)
@@ -233,3 +256,35 @@ def test_shutdown_closes_an_open_websocket_with_1001_then_the_server_exits(h2_se
         srv.thread.join(5)
         assert not srv.thread.is_alive()
         assert log == [("closed", 1001 if interface == "asgi" else None)]
+
+
+def test_a_websocket_application_that_does_not_read_holds_back_its_stream_only(
+    h2_serve, interface
+):
+    """Messages the application does not take pile up to the session's high-water mark, then
+    the stream's window stays shut (the client must wait); the rest of the connection goes on,
+    and everything is echoed once the application reads."""
+    log = Log()
+    with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
+        try:
+            sid = open_websocket(client, "/late-reader")
+            client.wait(lambda: client.streams[sid].status == 200)
+            blob = b"".join(frame(BINARY, bytes([i]) * 10_000) for i in range(40))
+            sent = client.send_available(sid, blob)
+            until = time.monotonic() + 0.3  # the window stays shut while nothing is read
+            while time.monotonic() < until:
+                client.pump(0.05)
+                sent += client.send_available(sid, blob[sent:])
+            assert client.conn.local_flow_control_window(sid) == 0
+            # about the high-water mark (64 KiB) plus one stream window: far from all of it
+            assert 65_536 < sent < 65_536 + 65_535 + 20_000, sent
+            assert bytes(client.response(client.request("/plain")).data) == b"plain"
+        finally:
+            log.release.set()
+        client.send_body(sid, blob[sent:], end=False)
+        channel = Channel(client, sid)
+        assert channel.read_frame()[2] == TEXT  # the facts, sent once released
+        for i in range(40):
+            assert channel.read_frame() == (True, 0, BINARY, bytes([i]) * 10_000)
+        channel.send(close_frame(1000))
+        assert close_code(channel.read_frame()[3]) == 1000
