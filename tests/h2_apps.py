@@ -64,6 +64,7 @@ def asgi_app(state: State):
                 "query_string": query.decode(),
                 "host": [v.decode() for n, v in scope["headers"] if n == b"host"],
                 "server": list(scope["server"]),
+                "tls": (scope.get("extensions") or {}).get("tls"),
             }
             await respond(200, json.dumps(facts).encode())
         elif path == "/echo":

@@ -76,6 +76,11 @@ def test_request_facts_bodies_and_bodiless_responses(h2_serve, interface, tls_mo
         if interface == "asgi":
             assert facts["http_version"] == "2"
             assert facts["host"] == [authority]
+            if tls:  # the ASGI tls extension, over HTTP/2 as over HTTP/1.1
+                assert facts["tls"]["tls_version"] in (0x0303, 0x0304)
+                assert "BEGIN CERTIFICATE" in facts["tls"]["server_cert"]
+            else:
+                assert facts["tls"] is None
         elif interface == "rsgi":
             assert facts["http_version"] == "2"
             assert facts["authority"] == authority
