@@ -496,8 +496,8 @@ def test_a_preface_split_after_two_bytes_is_still_http2(h2_serve, http):
 
 
 @pytest.mark.parametrize("http", ["auto", "1", "2"])
-def test_alpn_picks_the_protocol_over_tls(h2_serve, http):
-    state, ctx = served(h2_serve, "asgi", tls=True, http=http)
+def test_alpn_picks_the_protocol_over_tls(h2_serve, http, loop_name):
+    state, ctx = served(h2_serve, "asgi", tls=True, http=http, loop=loop_name)
     with ctx as srv:
         chosen = {}
         for offer in (("h2", "http/1.1"), ("http/1.1",)):
