@@ -361,6 +361,28 @@ def test_graceful_shutdown_finishes_the_stream_in_flight_and_refuses_new_ones(
     assert state.entered == ["/204", "/hold"]
 
 
+@pytest.mark.parametrize("interface", ["asgi", "wsgi"])
+def test_a_stream_still_running_when_the_grace_ends_is_cut_and_the_server_exits(
+    h2_serve, interface
+):
+    state, ctx = served(h2_serve, interface, timeout_graceful_shutdown=0.3)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            sid = client.request("/hold")
+            wait_for(lambda: "/hold" in state.entered)
+            started = time.monotonic()
+            srv.loop.call_soon_threadsafe(srv.server.request_shutdown)
+            client.wait_closed()
+            assert client.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+            assert client.goaway.last_stream_id == sid
+            assert not client.streams[sid].ended  # never answered: cut with the connection
+            srv.thread.join(5)
+            assert not srv.thread.is_alive()
+            assert time.monotonic() - started < 3
+        finally:
+            state.release.set()
+
+
 def test_sigint_over_http2_finishes_the_stream_in_flight_and_exits(impl):
     port = free_port()
     proc = start_cli("--app-dir", "tests", "--port", str(port), "--impl", impl, "cli_apps:slow")
