@@ -250,16 +250,44 @@ def test_a_larger_initial_window_from_the_client_resumes_blocked_streams(h2_serv
         assert [len(client.response(sid).data) for sid in sids] == [100_000, 30_000]
 
 
+def wide_open(srv) -> H2Client:
+    """A client whose windows (its streams' and its connection's) are as large as HTTP/2 allows:
+    only the transport holds a response back."""
+    window = 2**31 - 1
+    client = H2Client(srv, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    client.wait(lambda: client.remote_settings_seen)
+    client.conn.increment_flow_control_window(window - client.conn.inbound_flow_control_window)
+    client.flush()
+    return client
+
+
+def buffered(srv) -> list:
+    """(write paused, bytes in the transport's buffer) of each connection (on the loop)."""
+    return [
+        (conn.write_paused, conn.transport.get_write_buffer_size())
+        for conn in srv.server.state.connections
+    ]
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_a_streaming_application_waits_for_a_client_with_wide_windows(h2_serve, interface):
+    """Windows never stop a response to this client, which reads nothing: the transport's
+    high-water mark must, so the application waits with little buffered, and the event loop
+    stays free for other connections."""
+    state, ctx = served(h2_serve, interface, timeout_write=0)
+    with ctx as srv, wide_open(srv) as client:
+        sid = client.request("/stream?20000")  # 20 MB in 1000-byte sends
+        client.wait(lambda: client.streams[sid].status == 200)
+        wait_for(lambda: any(paused for paused, _ in srv.call(buffered, srv)))
+        [(_, size)] = srv.call(buffered, srv)
+        assert size < 1 << 20, f"{size} bytes buffered for a client that reads nothing"
+
+
 def test_a_client_that_takes_no_bytes_is_cut_after_the_write_timeout(h2_serve):
     """Windows wide open and a 20 MB response the client never reads: the transport's buffer
     fills, and the connection is closed --timeout-write after the client last took a byte."""
     state, ctx = served(h2_serve, "asgi", timeout_write=0.3)
-    window = 2**31 - 1
-    with ctx as srv, H2Client(srv, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
-                              ) as client:
-        client.wait(lambda: client.remote_settings_seen)
-        client.conn.increment_flow_control_window(window - client.conn.inbound_flow_control_window)
-        client.flush()
+    with ctx as srv, wide_open(srv) as client:
         sid = client.request("/big?20000000")
         client.wait(lambda: client.streams[sid].status == 200)
         wait_for(lambda: not srv.call(lambda: srv.server.state.connections), timeout=10)
