@@ -360,5 +360,20 @@ class H2Client:
         self.close()
 
 
-def connect_protocol_enabled(client: H2Client) -> bool:
-    return client.server_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL) == 1
+def wide_open(srv) -> H2Client:
+    """A client whose windows (its streams' and its connection's) are as large as HTTP/2 allows:
+    only the transport holds a response back."""
+    window = 2**31 - 1
+    client = H2Client(srv, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    client.wait(lambda: client.remote_settings_seen)
+    client.conn.increment_flow_control_window(window - client.conn.inbound_flow_control_window)
+    client.flush()
+    return client
+
+
+def buffered(srv) -> list:
+    """(write paused, bytes in the transport's buffer) of each connection (on the loop)."""
+    return [
+        (conn.write_paused, conn.transport.get_write_buffer_size())
+        for conn in srv.server.state.connections
+    ]

@@ -23,7 +23,7 @@ import pytest
 
 pytest.register_assert_rewrite("h2_helpers")  # before its import, as it is a plugin below
 from h2_apps import APPS, State
-from h2_helpers import H2Client, StreamRecord, httpx_client
+from h2_helpers import H2Client, StreamRecord, buffered, httpx_client, wide_open
 from support import free_port, start_cli, wait_for_port
 from ws_helpers import wait_for
 
@@ -250,26 +250,6 @@ def test_a_larger_initial_window_from_the_client_resumes_blocked_streams(h2_serv
         assert [len(client.response(sid).data) for sid in sids] == [100_000, 30_000]
 
 
-def wide_open(srv) -> H2Client:
-    """A client whose windows (its streams' and its connection's) are as large as HTTP/2 allows:
-    only the transport holds a response back."""
-    window = 2**31 - 1
-    client = H2Client(srv, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-    client.wait(lambda: client.remote_settings_seen)
-    client.conn.increment_flow_control_window(window - client.conn.inbound_flow_control_window)
-    client.flush()
-    return client
-
-
-def buffered(srv) -> list:
-    """(write paused, bytes in the transport's buffer) of each connection (on the loop)."""
-    return [
-        (conn.write_paused, conn.transport.get_write_buffer_size())
-        for conn in srv.server.state.connections
-    ]
-
-
-@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
 def test_a_streaming_application_waits_for_a_client_with_wide_windows(h2_serve, interface):
     """Windows never stop a response to this client, which reads nothing: the transport's
     high-water mark must, so the application waits with little buffered, and the event loop

@@ -13,7 +13,7 @@ import h2.settings
 import pytest
 
 pytest.register_assert_rewrite("h2_helpers")  # before its import, as it is a plugin below
-from h2_helpers import H2Client, StreamRecord
+from h2_helpers import H2Client, StreamRecord, buffered, wide_open
 from ws_helpers import (
     BINARY, CLOSE, PING, PONG, TEXT, close_code, close_frame, frame, parse_frames, wait_for,
 )
@@ -52,6 +52,9 @@ def asgi_app(log: list):
             await send({"type": "websocket.close"})
             return
         await send({"type": "websocket.accept"})
+        if scope["path"] == "/flood":
+            for _ in range(FLOOD):
+                await send({"type": "websocket.send", "bytes": b"f" * 1000})
         if scope["path"] == "/late-reader":
             await released(log)
         facts = {"type": scope["type"], "http_version": scope["http_version"],
@@ -81,6 +84,9 @@ def rsgi_app(log: list):
             protocol.close()
             return
         transport = await protocol.accept()
+        if scope.path == "/flood":
+            for _ in range(FLOOD):
+                await transport.send_bytes(b"f" * 1000)
         if scope.path == "/late-reader":
             await released(log)
         facts = {"type": scope.proto, "http_version": scope.http_version, "scheme": scope.scheme,
@@ -104,6 +110,7 @@ def rsgi_app(log: list):
 
 
 APPS = {"asgi": asgi_app, "rsgi": rsgi_app}
+FLOOD = 20_000  # messages of 1000 bytes /flood sends at once after accepting
 CONNECT_WS = [(":protocol", "websocket"), ("sec-websocket-version", "13")]
 
 
@@ -288,3 +295,16 @@ def test_a_websocket_application_that_does_not_read_holds_back_its_stream_only(
             assert channel.read_frame() == (True, 0, BINARY, bytes([i]) * 10_000)
         channel.send(close_frame(1000))
         assert close_code(channel.read_frame()[3]) == 1000
+
+
+def test_a_websocket_application_waits_for_a_client_with_wide_windows(h2_serve, interface):
+    """The WebSocket counterpart of the HTTP test of the same name: 20 MB of messages to a
+    client whose windows never stop them and which reads nothing stay mostly with the
+    application, not in the server's buffers."""
+    with h2_serve(APPS[interface](Log()), interface=interface, timeout_write=0) as srv, \
+            wide_open(srv) as client:
+        sid = open_websocket(client, "/flood")
+        client.wait(lambda: client.streams[sid].status == 200)
+        wait_for(lambda: any(paused for paused, _ in srv.call(buffered, srv)))
+        [(_, size)] = srv.call(buffered, srv)
+        assert size < 1 << 20, f"{size} bytes buffered for a client that reads nothing"
