@@ -703,3 +703,4 @@ def test_an_unanswered_keep_alive_ping_closes_the_connection(h2_serve):
         elapsed = time.monotonic() - pinged
         assert len(client.pings) == 1  # no second PING while the first is unanswered
         assert 0.1 < elapsed < 3, elapsed
+        assert client.goaway is not None and client.goaway.error_code == 0  # told why
