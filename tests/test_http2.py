@@ -625,6 +625,36 @@ def test_h2load_smoke(h2_serve, tls_mode):
         assert "Application protocol: h2" in done.stdout
 
 
+# ---------------------------------------------------------------------------- limits and logs
+
+
+def test_streams_over_the_concurrency_option_are_refused(h2_serve):
+    state, ctx = served(h2_serve, "asgi", http2_max_concurrent_streams=2)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            # opened before the server's SETTINGS are read, as a client may (h2 would keep to
+            # the limit once it knows it)
+            held = [client.request("/hold") for _ in range(2)]
+            over = client.request("/hold")
+            client.wait(lambda: client.streams[over].done)
+            assert client.server_settings.max_concurrent_streams == 2
+            assert client.streams[over].reset == h2.errors.ErrorCodes.REFUSED_STREAM
+        finally:
+            state.release.set()
+        assert [client.response(sid).status for sid in held] == [200, 200]
+    assert state.entered == ["/hold", "/hold"]
+
+
+def test_the_access_log_names_http2(h2_serve, server_logs):
+    state, ctx = served(h2_serve, "asgi", access_log=True, log_level="info")
+    with ctx as srv, H2Client(srv) as client:
+        for path in ("/204", "/stream?3"):
+            client.response(client.request(path))
+        wait_for(lambda: len([r for r in server_logs if r.name == "refserver.access"]) == 2)
+    lines = [r.getMessage() for r in server_logs if r.name == "refserver.access"]
+    assert '"GET /204 HTTP/2" 204' in lines[0] and '"GET /stream?3 HTTP/2" 200' in lines[1]
+
+
 # ---------------------------------------------------------------------------- defences
 
 
