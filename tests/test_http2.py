@@ -645,6 +645,21 @@ def test_streams_over_the_concurrency_option_are_refused(h2_serve):
     assert state.entered == ["/hold", "/hold"]
 
 
+def test_limit_concurrency_is_503_on_the_stream_and_the_connection_goes_on(h2_serve):
+    state, ctx = served(h2_serve, "asgi", limit_concurrency=1)
+    with ctx as srv, H2Client(srv) as client:
+        try:
+            held = client.request("/hold")
+            wait_for(lambda: "/hold" in state.entered)
+            busy = client.response(client.request("/204"))
+            assert busy.status == 503 and bytes(busy.data) == b"Service Unavailable"
+            assert client.goaway is None and not client.closed
+        finally:
+            state.release.set()
+        assert client.response(held).status == 200
+        assert client.response(client.request("/204")).status == 204
+
+
 def test_the_access_log_names_http2(h2_serve, server_logs):
     state, ctx = served(h2_serve, "asgi", access_log=True, log_level="info")
     with ctx as srv, H2Client(srv) as client:
