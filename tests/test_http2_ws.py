@@ -308,3 +308,15 @@ def test_a_websocket_application_waits_for_a_client_with_wide_windows(h2_serve, 
         wait_for(lambda: any(paused for paused, _ in srv.call(buffered, srv)))
         [(_, size)] = srv.call(buffered, srv)
         assert size < 1 << 20, f"{size} bytes buffered for a client that reads nothing"
+
+
+def test_a_websocket_past_limit_concurrency_is_503_on_its_stream(h2_serve):
+    log = Log()
+    with h2_serve(asgi_app(log), interface="asgi", limit_concurrency=1) as srv, \
+            H2Client(srv) as client:
+        channel = Channel(client, open_websocket(client))
+        channel.read_frame()  # open, and counted as in flight
+        second = client.response(open_websocket(client))
+        assert second.status == 503 and second.ended
+        channel.send(frame(TEXT, b"still here"))
+        assert channel.read_frame() == (True, 0, TEXT, b"still here")
