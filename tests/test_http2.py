@@ -628,6 +628,31 @@ def test_h2load_smoke(h2_serve, tls_mode):
 # ---------------------------------------------------------------------------- limits and logs
 
 
+def test_the_http2_options_are_the_server_settings(h2_serve):
+    state, ctx = served(
+        h2_serve, "asgi", http2_max_concurrent_streams=7, http2_initial_stream_window=200_000,
+        http2_initial_connection_window=3_000_000, http2_max_frame_size=32_768,
+        http2_max_header_list_size=20_000,
+    )
+    with ctx as srv, H2Client(srv) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        codes = h2.settings.SettingCodes
+        settings = client.server_settings
+        assert settings[codes.MAX_CONCURRENT_STREAMS] == 7
+        assert settings[codes.INITIAL_WINDOW_SIZE] == 200_000
+        assert settings[codes.MAX_FRAME_SIZE] == 32_768
+        assert settings[codes.MAX_HEADER_LIST_SIZE] == 20_000
+        assert settings[codes.ENABLE_CONNECT_PROTOCOL] == 1
+        client.wait(lambda: client.conn.outbound_flow_control_window == 3_000_000)
+        # a stream may send its whole window before its application reads, in large frames
+        sid = client.headers("/upload", "POST", end=False)
+        assert client.send_available(sid, b"u" * 300_000) == 200_000
+        client.send_body(sid, b"u" * 100_000)
+        assert bytes(client.response(sid).data) == b"300000"
+        refused = client.request("/scope", extra=[("x-big", "v" * 25_000)])
+        assert client.response(refused).status == 431
+
+
 def test_streams_over_the_concurrency_option_are_refused(h2_serve):
     state, ctx = served(h2_serve, "asgi", http2_max_concurrent_streams=2)
     with ctx as srv, H2Client(srv) as client:
