@@ -320,3 +320,18 @@ def test_a_websocket_past_limit_concurrency_is_503_on_its_stream(h2_serve):
         assert second.status == 503 and second.ended
         channel.send(frame(TEXT, b"still here"))
         assert channel.read_frame() == (True, 0, TEXT, b"still here")
+
+
+def test_a_client_end_stream_without_a_close_frame_is_a_dropped_websocket(h2_serve, interface):
+    """END_STREAM is the TCP FIN of RFC 8441: without a Close frame before it, the application
+    sees an abnormal closure, the server ends its side, and the connection goes on."""
+    log = Log()
+    with h2_serve(APPS[interface](log), interface=interface) as srv, H2Client(srv) as client:
+        sid = open_websocket(client)
+        Channel(client, sid).read_frame()
+        client.send_body(sid, b"", end=True)
+        client.wait(lambda: client.streams[sid].done)
+        assert client.streams[sid].ended and client.streams[sid].reset is None
+        wait_for(lambda: log)
+        assert log == ([("closed", 1006)] if interface == "asgi" else [("dropped",)])
+        assert bytes(client.response(client.request("/plain")).data) == b"plain"
