@@ -14,8 +14,6 @@ from ..wire.events import BadRequest
 from ..wire.fields import header_tokens
 from ..wire.request import Request
 
-#: The start of the HTTP/2 connection preface: no HTTP/1.1 request begins like this.
-PREFACE_START = b"PRI * HTTP/2.0"
 #: Fields of an h2c upgrade request that belong to the HTTP/1.1 hop, not to the request.
 _UPGRADE_FIELDS = frozenset((b"connection", b"upgrade", b"http2-settings", b"keep-alive"))
 
@@ -30,12 +28,6 @@ def protocol_factory(state, impl, tls: bool):
     if tls and mode == "auto":
         return lambda: ALPNChoice(state, impl)
     return lambda: impl.h1_protocol(state, impl)
-
-
-def prefers_h2(state, tls: bool) -> bool:
-    """Whether an HTTP/1.1 connection listens for the preface and for ``Upgrade: h2c``: in
-    cleartext with ``--http auto`` (over TLS, ALPN decided before the first byte)."""
-    return state.config.http == "auto" and not tls
 
 
 class ALPNChoice:
@@ -66,13 +58,6 @@ class ALPNChoice:
 
     def eof_received(self):  # pragma: no cover - idem
         return None
-
-
-def is_preface(data: bytes) -> bool:
-    """True when the first bytes of a cleartext connection are the HTTP/2 preface's (four at
-    least: ``PRI `` is no HTTP/1.1 method a client sends)."""
-    n = min(len(data), len(PREFACE_START))
-    return n >= 4 and data[:n] == PREFACE_START[:n]
 
 
 def switch_to_h2(h1, data: bytes = b"", upgraded=None) -> None:
