@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import os
 import re
 import resource
@@ -461,26 +459,18 @@ def main(argv=None) -> int:
             print(f"warning: {c.target}: h2load used {c.metrics['client_cpu_util'] * 100:.0f}% "
                   "of its CPU; the client may be the limit")
 
-    os.makedirs(run.RESULTS_DIR, exist_ok=True)
-    out = args.output or os.path.join(
-        run.RESULTS_DIR, datetime.datetime.now().strftime("h2-%Y%m%d-%H%M%S.json")
-    )
-    with open(out, "w") as f:
-        json.dump({
-            "argv": sys.argv,
-            "settings": {k: getattr(args, k) for k in (
-                "duration", "warmup", "connections", "streams", "repeat", "server_cpus",
-                "client_cpus", "max_noise", "noise_retries", "quiet_wait", "quiet_threshold")},
-            "environment": env,
-            "targets": {n: TARGETS[n].description for n in names},
-            "cells": [c.__dict__ for c in ordered],
-            "table_markdown": table,
-            "ratio_lines": ratios,
-        }, f, indent=2)
-    print(f"\nraw results: {os.path.relpath(out, os.getcwd())}")
-    if interrupted:
-        return 130
-    return 0 if all(c.status != "failed" for c in ordered) else 1
+    record = {
+        "argv": sys.argv,
+        "settings": {k: getattr(args, k) for k in (
+            "duration", "warmup", "connections", "streams", "repeat", "server_cpus",
+            "client_cpus", "max_noise", "noise_retries", "quiet_wait", "quiet_threshold")},
+        "environment": env,
+        "targets": {n: TARGETS[n].description for n in names},
+        "cells": [c.__dict__ for c in ordered],
+        "table_markdown": table,
+        "ratio_lines": ratios,
+    }
+    return run.write_results(args.output, "h2", record, ordered, interrupted)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import os
 import signal
 import subprocess
@@ -215,28 +213,20 @@ def main(argv=None) -> int:
                   f"{c.metrics['client_cpu_util'] * 100:.0f}% of its CPU; the client may be the "
                   "limit")
 
-    os.makedirs(run.RESULTS_DIR, exist_ok=True)
-    out = args.output or os.path.join(
-        run.RESULTS_DIR, datetime.datetime.now().strftime("https-%Y%m%d-%H%M%S.json")
-    )
-    with open(out, "w") as f:
-        json.dump({
-            "argv": sys.argv,
-            "settings": {k: getattr(args, k) for k in (
-                "duration", "warmup", "connections", "threads", "repeat", "server_cpus",
-                "client_cpus", "wrk_timeout", "max_noise", "noise_retries", "quiet_wait",
-                "quiet_threshold")},
-            "environment": env,
-            "certificate": "trustme CA, ECDSA P-256 leaf for 127.0.0.1",
-            "targets": {n: BASES[n].description + " over TLS" for n in names},
-            "cells": [c.__dict__ for c in cells],
-            "table_markdown": table,
-            "ratio_lines": ratios,
-        }, f, indent=2)
-    print(f"\nraw results: {os.path.relpath(out, os.getcwd())}")
-    if interrupted:
-        return 130
-    return 0 if all(c.status != "failed" for c in cells) else 1
+    record = {
+        "argv": sys.argv,
+        "settings": {k: getattr(args, k) for k in (
+            "duration", "warmup", "connections", "threads", "repeat", "server_cpus",
+            "client_cpus", "wrk_timeout", "max_noise", "noise_retries", "quiet_wait",
+            "quiet_threshold")},
+        "environment": env,
+        "certificate": "trustme CA, ECDSA P-256 leaf for 127.0.0.1",
+        "targets": {n: BASES[n].description + " over TLS" for n in names},
+        "cells": [c.__dict__ for c in cells],
+        "table_markdown": table,
+        "ratio_lines": ratios,
+    }
+    return run.write_results(args.output, "https", record, cells, interrupted)
 
 
 if __name__ == "__main__":

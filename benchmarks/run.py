@@ -1024,6 +1024,21 @@ def check_prerequisites(args) -> None:
             print("warning: the server and wrk share a CPU", file=sys.stderr)
 
 
+def write_results(output, prefix: str, record: dict, cells: list, interrupted: bool) -> int:
+    """Write ``record`` as JSON (to ``output``, or benchmarks/results/PREFIX-<time>.json), say
+    where, and return the exit code of a run: 130 when interrupted, 1 when a cell failed."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    out = output or os.path.join(
+        RESULTS_DIR, datetime.datetime.now().strftime(prefix + "-%Y%m%d-%H%M%S.json")
+    )
+    with open(out, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"\nraw results: {os.path.relpath(out, os.getcwd())}")
+    if interrupted:
+        return 130
+    return 0 if all(c.status != "failed" for c in cells) else 1
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -1172,35 +1187,23 @@ def main(argv=None) -> int:
             print(f"warning: {c.target} {c.endpoint}: wrk used "
                   f"{c.metrics['client_cpu_util'] * 100:.0f}% of its CPU; the client may be the limit")
 
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    out = args.output or os.path.join(
-        RESULTS_DIR, datetime.datetime.now().strftime("bench-%Y%m%d-%H%M%S.json")
-    )
-    with open(out, "w") as f:
-        json.dump(
-            {
-                "argv": sys.argv,
-                "settings": {
-                    k: getattr(args, k)
-                    for k in ("duration", "warmup", "connections", "threads", "repeat",
-                              "server_cpus", "client_cpus", "wrk_timeout", "max_noise",
-                              "noise_retries", "quiet_wait", "quiet_threshold")
-                },
-                "environment": env,
-                "targets": {n: TARGETS[n].description for n in target_names},
-                "endpoints": {n: ENDPOINTS[n].description for n in endpoint_names},
-                "cells": [c.__dict__ for c in cells],
-                "table_markdown": table,
-                "big_lines": big,
-                "ratio_lines": ratios,
-            },
-            f,
-            indent=2,
-        )
-    print(f"\nraw results: {os.path.relpath(out, os.getcwd())}")
-    if interrupted:
-        return 130
-    return 0 if all(c.status != "failed" for c in cells) else 1
+    record = {
+        "argv": sys.argv,
+        "settings": {
+            k: getattr(args, k)
+            for k in ("duration", "warmup", "connections", "threads", "repeat",
+                      "server_cpus", "client_cpus", "wrk_timeout", "max_noise",
+                      "noise_retries", "quiet_wait", "quiet_threshold")
+        },
+        "environment": env,
+        "targets": {n: TARGETS[n].description for n in target_names},
+        "endpoints": {n: ENDPOINTS[n].description for n in endpoint_names},
+        "cells": [c.__dict__ for c in cells],
+        "table_markdown": table,
+        "big_lines": big,
+        "ratio_lines": ratios,
+    }
+    return write_results(args.output, "bench", record, cells, interrupted)
 
 
 if __name__ == "__main__":
