@@ -3,21 +3,19 @@
 Trailers reach a client that sent ``TE: trailers``: in the last chunk of an HTTP/1.1 response, in
 a HEADERS frame over HTTP/2; a client that did not ask gets the response without them. A 103
 precedes the response on both protocols (not to an HTTP/1.0 client). Checked on the wire: raw
-bytes for HTTP/1.1, the h2 library's client for HTTP/2.
+bytes for HTTP/1.1, the h2 library's client for HTTP/2 in cleartext and over TLS.
 """
 
 from __future__ import annotations
 
-import socket
-
-import h2.config
-import h2.connection
 import h2.events
 import pytest
 from memory_stream import MemoryStream
 from support import read_until_closed
 
 from refserver.wire.events import ResponseError
+
+pytest_plugins = ("h2_helpers",)
 
 
 async def app(scope, receive, send):
@@ -65,30 +63,24 @@ def test_h1_early_hint_precedes_the_response_and_skips_http10(server_factory):
 
 
 def h2_exchange(srv, path: str, te: bool) -> list:
-    """The h2 events of one GET over cleartext prior knowledge, until the stream ends."""
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)]
-    if te:
-        headers.append(("te", "trailers"))
-    conn.send_headers(1, headers, end_stream=True)
-    events = []
-    with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
-        sock.sendall(conn.data_to_send())
-        while not any(isinstance(e, h2.events.StreamEnded) for e in events):
-            data = sock.recv(65536)
-            assert data, "the server closed the connection"
-            events += conn.receive_data(data)
-            sock.sendall(conn.data_to_send())
-    return events
+    """The h2 events of one GET (prior knowledge in cleartext, ALPN over TLS), until it ends."""
+    from h2_helpers import H2Client  # the plugin module, imported once pytest has loaded it
+
+    client = H2Client(srv)
+    try:
+        sid = client.headers(path, extra=[("te", "trailers")] if te else ())
+        client.response(sid)
+        return [e for e in client.events if getattr(e, "stream_id", None) == sid]
+    finally:
+        client.sock.close()
 
 
 def _of(events, kind):
     return [e for e in events if isinstance(e, kind)]
 
 
-def test_h2_trailers_in_a_headers_frame_when_asked(server_factory):
-    with server_factory(app, lifespan="off") as srv:
+def test_h2_trailers_in_a_headers_frame_when_asked(h2_serve, tls_mode):
+    with h2_serve(app, tls=tls_mode == "tls", lifespan="off") as srv:
         asked = h2_exchange(srv, "/", te=True)
         plain = h2_exchange(srv, "/", te=False)
     assert b"".join(e.data for e in _of(asked, h2.events.DataReceived)) == b"part1part2"
@@ -98,8 +90,8 @@ def test_h2_trailers_in_a_headers_frame_when_asked(server_factory):
     assert b"".join(e.data for e in _of(plain, h2.events.DataReceived)) == b"part1part2"
 
 
-def test_h2_early_hint_precedes_the_response(server_factory):
-    with server_factory(app, lifespan="off") as srv:
+def test_h2_early_hint_precedes_the_response(h2_serve, tls_mode):
+    with h2_serve(app, tls=tls_mode == "tls", lifespan="off") as srv:
         events = h2_exchange(srv, "/hint", te=False)
     (hint,) = _of(events, h2.events.InformationalResponseReceived)
     assert (b":status", b"103") in hint.headers
