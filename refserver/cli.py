@@ -36,13 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 option.flag,
                 dest=option.name,
+                action="append" if option.multiple else "store",
                 type=str,
                 metavar=option.name.upper(),
                 choices=option.choices or None,
                 default=argparse.SUPPRESS,
-                help=f"{option.help} (default: {option.default})",
+                help=f"{option.help} (default: {_shown_default(option)})",
             )
     return parser
+
+
+def _shown_default(option) -> str:
+    if option.multiple:
+        return ",".join(map(str, option.default))
+    if option.base == 8:
+        return oct(option.default)
+    return str(option.default)
 
 
 def main(argv: list[str] | None = None) -> int:

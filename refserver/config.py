@@ -26,6 +26,8 @@ class Option:
     minimum: float = 0  # the smallest accepted number (int and float options)
     maximum: float | None = None  # the largest accepted number, if bounded
     secret: bool = False  # never shown (a password): ``repr(config)`` gives ``'***'``
+    multiple: bool = False  # repeatable flag; a tuple, a comma list in the environment
+    base: int = 10  # the base of an int given as text (8: file modes, "660" or "0o660")
 
     @property
     def env(self) -> str:
@@ -39,6 +41,18 @@ class Option:
         """Check and coerce a value from any source, naming the source in the error."""
         if value is None and self.optional:
             return None
+        if self.multiple:
+            # "--host a --host b", "--host a,b", REFSERVER_HOST="a,b" and host=["a", "b"] alike.
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)):
+                raise ConfigError(f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}")
+            parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+            if not parts:
+                raise ConfigError(f"{source}: {self.flag} needs at least one value")
+            return tuple(self._convert_one(part, source) for part in parts)
+        return self._convert_one(value, source)
+
+    def _convert_one(self, value: object, source: str) -> object:
         try:
             if self.type is bool:
                 value = _to_bool(value)
@@ -47,7 +61,10 @@ class Option:
                     raise ValueError
                 if self.type is int and isinstance(value, float) and not value.is_integer():
                     raise ValueError
-                value = self.type(value)
+                if self.type is int and isinstance(value, str):
+                    value = int(value, self.base)
+                else:
+                    value = self.type(value)
         except (TypeError, ValueError):
             raise ConfigError(
                 f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}"
@@ -82,9 +99,47 @@ def _to_bool(value: object) -> bool:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", str, "127.0.0.1", "Bind socket to this host."),
+    Option(
+        "host",
+        str,
+        ("127.0.0.1",),
+        "Bind a socket to this address on --port; repeat it (or give a comma list) to listen "
+        "on several, e.g. --host 0.0.0.0 --host :: for IPv4 and IPv6.",
+        multiple=True,
+    ),
     Option("port", int, 8000, "Bind socket to this port (0 picks a free one)."),
     Option("uds", str, None, "Bind to a UNIX domain socket instead of host/port.", optional=True),
+    Option(
+        "uds_permissions",
+        int,
+        0o666,
+        "File mode of the --uds socket, in octal (660 or 0o660).",
+        maximum=0o777,
+        base=8,
+    ),
+    Option(
+        "fd",
+        int,
+        None,
+        "Serve this already listening socket descriptor instead of host/port (a socket handed "
+        "over by a process manager). Without it, the sockets of a systemd socket activation "
+        "(LISTEN_FDS, LISTEN_PID) are served when present.",
+        optional=True,
+    ),
+    Option(
+        "backlog",
+        int,
+        2048,
+        "Listen queue length: where connections wait while accepting is paused.",
+        minimum=1,
+    ),
+    Option(
+        "pid_file",
+        str,
+        None,
+        "Write the server's PID to this file once it listens; removed at shutdown.",
+        optional=True,
+    ),
     Option(
         "interface",
         str,
@@ -372,6 +427,8 @@ class Config:
             setattr(self, option.name, value)
         if self.uds is None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.fd is not None and self.uds is not None:
+            raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_tls()
 
     def _check_tls(self) -> None:

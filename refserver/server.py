@@ -10,14 +10,13 @@ import asyncio
 import logging
 import os
 import signal
-import socket
-import stat
 import sys
 import time
 from asyncio import Task
 
 from . import logs
 from .accept import Acceptor
+from .binding import bind_sockets, describe_address
 from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
@@ -31,7 +30,6 @@ logger = logs.error_logger
 # asyncio can run a task's first step at once (Task(eager_start=True)) from 3.12.
 EAGER_START = sys.version_info >= (3, 12)
 
-BACKLOG = 2048  # the listen queue: where clients wait while accepting is paused
 #: Seconds cancelled requests have, after the graceful timeout, to run their cleanup.
 CANCEL_GRACE = 1.0
 
@@ -254,6 +252,7 @@ class Server:
         self._lifespan = None
         self._watchdog = None
         self.ssl_context = None
+        self._pid_file_written = False
 
     # ---------------------------------------------------------------- loading
 
@@ -311,6 +310,7 @@ class Server:
 
         try:
             await self._listen(state, impl, sockets)
+            self._write_pid_file()
         except BaseException:
             # The application has started (and opened whatever it opens): it is told to stop
             # before the error is reported, not abandoned mid-lifespan.
@@ -322,7 +322,7 @@ class Server:
             raise
         logger.info(
             "refserver running on %s (interface %s, impl %s, loop %s)",
-            describe_address(self.sockets[0], tls=self.ssl_context is not None),
+            ", ".join(describe_address(s, tls=self.ssl_context is not None) for s in self.sockets),
             self.interface,
             impl.name,
             _loop_name(loop),
@@ -343,12 +343,12 @@ class Server:
         factory = protocol_factory(state, impl, tls=self.ssl_context is not None)
 
         if sockets is None:
-            sockets = [bind_socket(self.config)]
+            sockets = bind_sockets(self.config)
         self.sockets = sockets
         for sock in sockets:
             # Not the loop's create_server: out of file descriptors, asyncio's logs every retry
             # and uvloop's drops the waiting clients; the Acceptor pauses, on both (accept.py).
-            sock.listen(BACKLOG)
+            sock.listen(self.config.backlog)
             acceptor = Acceptor(
                 loop,
                 sock,
@@ -359,6 +359,26 @@ class Server:
             )
             acceptor.start()
             self._servers.append(acceptor)
+
+    def _write_pid_file(self) -> None:
+        """Written once every socket listens: a supervisor that sees the file can connect."""
+        path = self.config.pid_file
+        if path is None:
+            return
+        try:
+            with open(path, "w") as file:
+                file.write(f"{os.getpid()}\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --pid-file {path}: {exc.strerror}") from None
+        self._pid_file_written = True
+
+    def _remove_pid_file(self) -> None:
+        if self._pid_file_written:
+            self._pid_file_written = False
+            try:
+                os.unlink(self.config.pid_file)
+            except OSError:
+                pass
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; a second call while shutting down closes everything now."""
@@ -412,7 +432,8 @@ class Server:
             # Threads still running a WSGI application were cut with their requests: no reason
             # to wait the whole close timeout for them once the deadline has passed.
             handler.close(min(handler.close_timeout, max(0.1, deadline - time.monotonic())))
-        if self.config.uds and os.path.exists(self.config.uds):
+        self._remove_pid_file()
+        if self.config.uds and self.config.fd is None and os.path.exists(self.config.uds):
             try:
                 os.unlink(self.config.uds)
             except OSError:
@@ -447,47 +468,6 @@ def _has_loop() -> bool:
 def _loop_name(loop) -> str:
     module = type(loop).__module__
     return "uvloop" if module.startswith("uvloop") else "asyncio"
-
-
-def bind_socket(config: Config) -> socket.socket:
-    if config.uds:
-        path = config.uds
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)  # a socket left by an earlier run
-            else:
-                raise ConfigError(f"cannot bind unix:{path}: it exists and is not a socket")
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            os.chmod(path, 0o666)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"cannot bind unix:{path}: {exc.strerror}") from None
-    else:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"cannot bind {config.host}:{config.port}: {exc.strerror}") from None
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
-
-
-def describe_address(sock: socket.socket, tls: bool = False) -> str:
-    addr = sock.getsockname()
-    if isinstance(addr, str):
-        return f"unix:{addr} (TLS)" if tls else f"unix:{addr}"
-    host, port = addr[0], addr[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def new_event_loop(name: str):

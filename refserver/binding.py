@@ -1,0 +1,122 @@
+"""The listening sockets: TCP on every ``--host``, a UNIX socket, an inherited ``--fd``, or the
+sockets systemd passes (socket activation).
+
+Kept apart from the server: which sockets to listen on is decided once, before any of them is
+served, and every way of getting one ends the same way — listening, non-blocking, described in
+the startup log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+from .config import Config, ConfigError
+
+SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first descriptor systemd passes
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """The sockets to serve, listening with ``config.backlog``.
+
+    An explicit ``--fd`` or ``--uds`` wins; then the sockets of a systemd socket activation;
+    then one TCP socket per ``--host`` on ``--port``.
+    """
+    if config.fd is not None:
+        sockets = [_inherited(config.fd, f"--fd {config.fd}")]
+    elif config.uds:
+        sockets = [_bind_unix(config.uds, config.uds_permissions)]
+    else:
+        fds = systemd_fds()
+        if fds:
+            sockets = [_inherited(fd, f"LISTEN_FDS: descriptor {fd}") for fd in fds]
+        else:
+            sockets = []
+            try:
+                for host in config.host:
+                    sockets.append(_bind_tcp(host, config.port))
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
+    for sock in sockets:
+        sock.listen(config.backlog)
+        sock.setblocking(False)
+    return sockets
+
+
+def systemd_fds() -> list[int]:
+    """The descriptors of a socket activation, if it is meant for this process (``LISTEN_PID``:
+    a child that inherited the environment must not take its parent's sockets). The variables
+    are then removed, as sd_listen_fds does, so that no child takes them either."""
+    try:
+        pid = int(os.environ.get("LISTEN_PID", ""))
+        count = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return []
+    if pid != os.getpid() or count <= 0:
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+
+
+def _inherited(fd: int, what: str) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigError(f"{what}: not a usable socket: {exc.strerror or exc}") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close
+        raise ConfigError(f"{what}: not a stream socket")
+    return sock
+
+
+def _bind_unix(path: str, mode: int) -> socket.socket:
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)  # a socket left by an earlier run
+        else:
+            raise ConfigError(f"cannot bind unix:{path}: it exists and is not a socket")
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot bind unix:{path}: {exc.strerror}") from None
+    return sock
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    host = host.strip("[]")  # "[::1]" as in a URL
+    if ":" in host:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        # IPv6 only: "::" and "0.0.0.0" can then both be bound on the same port, each serving
+        # its own family, instead of "::" taking IPv4 as well and the second bind failing.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        raise ConfigError(f"cannot bind {shown}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def describe_address(sock: socket.socket, tls: bool = False) -> str:
+    addr = sock.getsockname()
+    if isinstance(addr, (str, bytes)):
+        if isinstance(addr, bytes):
+            addr = addr.decode(errors="backslashreplace")
+        return f"unix:{addr} (TLS)" if tls else f"unix:{addr}"
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
