@@ -21,6 +21,7 @@ from .config import Config, ConfigError
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
+from .scopes import _host_port
 from .server_errors import StartupFailed
 from .tls import make_context
 from .wire.h1 import Limits
@@ -176,7 +177,7 @@ _REQUEST_COROUTINES = frozenset(
 
 
 def _client(client) -> str:
-    return "%s:%s" % client if client and client[1] is not None else "-"
+    return _host_port(client) if client and client[1] is not None else "-"
 
 
 def _target(request) -> str:

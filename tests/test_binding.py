@@ -161,6 +161,7 @@ def test_two_binds_are_served_at_once_and_both_are_logged(impl):
         code, err = stop(proc)
     assert code == 0, err
     assert f"running on http://127.0.0.1:{port}, http://[::1]:{port} (interface asgi" in err
+    assert 'INFO:  [::1]:' in err  # the access log brackets an IPv6 client
 
 
 @needs_ipv6
@@ -204,6 +205,18 @@ def test_fd_serves_a_socket_opened_by_the_parent(impl):
             code, err = stop(proc)
     assert code == 0, err
     assert f"running on http://127.0.0.1:{port} (interface asgi" in err
+
+
+def test_an_fd_that_is_not_a_socket_is_one_line_and_exit_1(impl, tmp_path):
+    with open(tmp_path / "file", "w") as file:
+        fd = file.fileno()
+        proc = refserver("--impl", impl, "--fd", str(fd), pass_fds=(fd,))
+        _, err = proc.communicate(timeout=20)
+    err = err.decode()
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines() == [
+        f"ERROR:  --fd {fd}: not a usable socket: Socket operation on non-socket"
+    ]
 
 
 def test_systemd_socket_activation_serves_every_passed_socket(impl):
