@@ -179,6 +179,24 @@ OPTIONS: tuple[Option, ...] = (
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     ),
     Option("access_log", bool, True, "Log one line per request."),
+    Option(
+        "log_config",
+        str,
+        None,
+        "Logging configuration applied after refserver's own: dictConfig from a .json or "
+        ".yaml/.yml file (YAML: pip install 'refserver[yaml]'), fileConfig from any other "
+        "(INI); it can reconfigure the refserver.error and refserver.access loggers.",
+        optional=True,
+    ),
+    Option(
+        "env_file",
+        str,
+        None,
+        "Load environment variables from this dotenv file before the application is imported "
+        "(pip install 'refserver[dotenv]'); variables already set win. Like uvicorn, it is for "
+        "the application: REFSERVER_* variables in it do not set refserver's options.",
+        optional=True,
+    ),
     Option("server_header", bool, True, "Send a Server header on responses."),
     Option("date_header", bool, True, "Send a Date header on responses."),
     Option("timeout_keep_alive", float, 5.0, "Close idle keep-alive connections after N seconds."),
@@ -407,6 +425,23 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def load_env_file(path: str) -> None:
+    """Fill ``os.environ`` from a dotenv file, without replacing a variable already set: the
+    environment given to the process is the more deliberate of the two."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise ConfigError(
+            "--env-file needs python-dotenv: pip install 'refserver[dotenv]'"
+        ) from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"--env-file {path}: no such file")
+    try:
+        load_dotenv(path, override=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--env-file {path}: {exc}") from None
 
 
 class Config:

@@ -10,8 +10,13 @@ every message as well, for the messages that quote request data in other words.
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import os
 import sys
+
+from .config import ConfigError
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -61,3 +66,46 @@ def configure(level_name: str) -> None:
         root.addHandler(handler)
         root.propagate = False
     root.setLevel(level)
+
+
+def apply_config_file(path: str) -> None:
+    """Apply a user's logging configuration on top of :func:`configure`'s, so that it may
+    redirect or reformat ``refserver.error`` and ``refserver.access``.
+
+    Loggers the file does not name stay enabled (``disable_existing_loggers`` defaults to False
+    here): a file written for the application must not silence the server's errors.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"--log-config {path}: no such file")
+    extension = os.path.splitext(path)[1].lower()
+    try:
+        if extension in (".json", ".yaml", ".yml"):
+            with open(path, encoding="utf-8") as file:
+                if extension == ".json":
+                    settings = json.load(file)
+                else:
+                    settings = _load_yaml(file)
+            if not isinstance(settings, dict):
+                raise ValueError("the file must hold a mapping (a dictConfig dictionary)")
+            settings.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(settings)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, KeyError):  # fileConfig: a section or key the file lacks
+            detail = f"missing {exc.args[0]!r}" if exc.args else "missing section or key"
+        else:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"--log-config {path}: {detail}") from None
+
+
+def _load_yaml(file):
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError(
+            "--log-config with a YAML file needs PyYAML: pip install 'refserver[yaml]'"
+        ) from None
+    return yaml.safe_load(file)

@@ -17,7 +17,7 @@ from asyncio import Task
 from . import logs
 from .accept import Acceptor
 from .binding import bind_sockets, describe_address
-from .config import Config, ConfigError
+from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
@@ -492,6 +492,14 @@ def run(app, **options) -> int:
 def run_from_config(config: Config) -> int:
     logs.configure(config.log_level)
     debug = config.log_level in ("debug", "trace")
+    try:
+        if config.env_file is not None:
+            load_env_file(config.env_file)
+        if config.log_config is not None:
+            logs.apply_config_file(config.log_config)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
     server = Server(config)
     try:
         server.load()
