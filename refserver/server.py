@@ -25,6 +25,7 @@ from .scopes import _host_port
 from .server_errors import StartupFailed
 from .tls import make_context
 from .wire.h1 import Limits
+from .wire.response import TEXT_PLAIN
 
 logger = logs.error_logger
 
@@ -71,7 +72,7 @@ class ServerState:
         if limit is not None and len(self.tasks) + len(self._pending) >= limit:
             stream.start_response(
                 503,
-                [(b"content-type", b"text/plain; charset=utf-8")],
+                [TEXT_PLAIN],
                 b"Service Unavailable",
                 end=True,
                 close=True,
@@ -122,7 +123,7 @@ class ServerState:
         """
         limit = self.config.limit_concurrency
         if limit is not None and len(self.tasks) >= limit:
-            session.deny(503, [(b"content-type", b"text/plain; charset=utf-8")], b"Service Unavailable")
+            session.deny(503, [TEXT_PLAIN], b"Service Unavailable")
             return None
         task = self.loop.create_task(self._run_ws(session))
         self.tasks[task] = (session, time.monotonic())

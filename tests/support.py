@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -179,6 +180,16 @@ def serve(app, *, loop: str = "asyncio", **options):
             event_loop.call_soon_threadsafe(server.request_shutdown)
         thread.join(15)
         assert not thread.is_alive(), "server thread did not stop"
+
+
+def http_get(port: int, path: str = "/") -> tuple:
+    """``(status, body)`` of one GET to 127.0.0.1:``port`` (a server started as a process)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """The command line, the environment and exit codes, through a real ``python -m refserver``."""
 
-import http.client
 import importlib.util
 import signal
 import socket
@@ -8,7 +7,7 @@ import time
 
 import pytest
 from conftest import PURE_ONLY
-from support import free_port, start_cli, wait_for_port
+from support import free_port, http_get, start_cli, wait_for_port
 
 from refserver.cli import build_parser
 from refserver.config import OPTIONS, Config, ConfigError
@@ -31,15 +30,6 @@ def connect_uds(path, proc, timeout=10):
             sock.close()
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-
-
-def get(port, path="/"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, body
 
 
 def test_every_option_is_on_the_command_line_and_in_config():
@@ -82,7 +72,7 @@ def test_serves_and_logs_startup_line():
     proc = start_cli("--app-dir", "tests", "cli_apps:slow", "--port", str(port))
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
-        assert get(port) == (200, b"done")
+        assert http_get(port) == (200, b"done")
     finally:
         proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
@@ -100,7 +90,7 @@ def test_port_from_environment():
                      env={"REFSERVER_PORT": str(port)})
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
-        assert get(port) == (200, b"done")
+        assert http_get(port) == (200, b"done")
     finally:
         proc.send_signal(signal.SIGTERM)
     assert finish(proc)[0] == 0

@@ -1,6 +1,5 @@
 """--env-file and --log-config, through a real ``python -m refserver``."""
 
-import http.client
 import json
 import os
 import signal
@@ -8,7 +7,7 @@ import textwrap
 import time
 
 import pytest
-from support import ROOT, free_port, start_cli, wait_for_port
+from support import ROOT, free_port, http_get, start_cli, wait_for_port
 
 APP = '''
 import os
@@ -32,15 +31,6 @@ def app_dir(tmp_path):
     return tmp_path
 
 
-def get(port, path="/"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, body
-
-
 def finish(proc, timeout=10):
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out.decode(), err.decode()
@@ -53,7 +43,7 @@ def serve_once(app_dir, impl, *args, env=None, path="/"):
                      "--port", str(port), *args, env=env)
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
-        response = get(port, path)
+        response = http_get(port, path)
     finally:
         proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)

@@ -25,6 +25,7 @@ import asyncio
 
 from ..scopes import asgi_scope
 from ..wire.events import ResponseError
+from ..wire.response import TEXT_PLAIN
 from ..wire.ws import Closed, check_close_code, check_close_reason
 from .asgi import ASGIProtocolError, _header_list
 from .stream import ClientDisconnected
@@ -37,7 +38,9 @@ _RESPONDING = 1  # websocket.http.response.start received; the denial body follo
 _ACCEPTED = 2
 _DONE = 3  # the app closed, or its denial response is complete
 
-_EMPTY_500 = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+# The denial closes the connection anyway (a WebSocket's) or only its stream (HTTP/2): no
+# Connection field, which HTTP/2 forbids.
+_EMPTY_500 = [TEXT_PLAIN]
 
 
 def build_websocket_scope(session, root_path: str, state: dict, connection_scope=asgi_scope):

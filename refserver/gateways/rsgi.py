@@ -19,6 +19,7 @@ import os
 from ..rsgi import ProtocolClosed, ProtocolError
 from ..wire.events import ResponseError
 from ..wire.fields import remember
+from ..wire.response import TEXT_PLAIN
 from .stream import ClientDisconnected
 
 #: File bodies are read and written in pieces of this size (Granian's read size).
@@ -30,7 +31,7 @@ _DONE = 1  # a complete response was written (or dropped because the client had 
 _FILE = 2  # head written; a task is sending the file
 _STREAM = 3  # head written; the application is streaming the body
 
-_NOT_FOUND_HEADERS = [(b"content-type", b"text/plain; charset=utf-8")]
+_NOT_FOUND_HEADERS = [TEXT_PLAIN]
 _EMPTY_500_HEADERS = [(b"content-length", b"0")]
 
 

@@ -33,6 +33,7 @@ from ..rsgi import (
     WebsocketMessageType,
 )
 from ..wire.events import ResponseError
+from ..wire.response import TEXT_PLAIN
 from ..wire.ws import check_close_code
 from .stream import ClientDisconnected
 
@@ -40,7 +41,7 @@ _NONE, _ACCEPTED, _DENIED = 0, 1, 2
 
 _CLOSE = WebsocketMessage(WebsocketMessageType.close, None)
 _EMPTY = []
-_TEXT_500 = [(b"content-type", b"text/plain; charset=utf-8")]
+_TEXT_500 = [TEXT_PLAIN]
 
 
 def close_code_for(status) -> int:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from ..wire.events import ResponseError
 from ..wire.request import Request
+from ..wire.response import TEXT_PLAIN
 
 
 class ClientDisconnected(OSError):
@@ -97,7 +98,7 @@ def fail(stream) -> None:
         try:
             stream.start_response(
                 500,
-                [(b"content-type", b"text/plain; charset=utf-8")],
+                [TEXT_PLAIN],
                 b"Internal Server Error",
                 end=True,
                 close=True,

@@ -24,6 +24,7 @@ from ..wire.h1 import REASONS
 from ..wire.response import (
     H2_CONNECTION_FIELDS,
     NO_BODY_STATUSES,
+    TEXT_PLAIN,
     check_complete,
     check_informational,
     check_trailers,
@@ -35,7 +36,6 @@ from .h1 import _address, _peer
 #: An application's send waits while its stream holds this many bytes the windows have not let
 #: through (the HTTP/1.1 counterpart is the transport's high-water mark).
 STREAM_HIGH_WATER = 65536
-_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
 def h2_settings(config) -> wire.H2Settings:
@@ -505,7 +505,7 @@ class H2Protocol:
 
     def _answer(self, sid: int, status: int, body: bytes, headers=()) -> None:
         """A complete response the server makes itself, on a stream no application has."""
-        fields, _, _ = self.rules.head(status, [_TEXT_PLAIN, *headers], body, True, False)
+        fields, _, _ = self.rules.head(status, [TEXT_PLAIN, *headers], body, True, False)
         self.conn.send_headers(sid, status, fields, False)
         self.conn.send_data(sid, body, True)
 

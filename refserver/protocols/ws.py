@@ -21,6 +21,7 @@ from collections import deque
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import ResponseError
 from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
+from ..wire.response import TEXT_PLAIN
 from ..wire.ws_handshake import accept_headers, negotiate_deflate
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.
@@ -35,7 +36,6 @@ CLOSE_TIMEOUT = 5.0
 VIOLATION_GRACE = 1.0
 
 _CONNECTING, _OPEN, _DENIED = 0, 1, 2
-_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class WebSocketSession:
@@ -248,7 +248,7 @@ class WebSocketSession:
         phase = self._phase
         if phase == _CONNECTING:
             if not self.disconnected:
-                self.deny(403, [_TEXT_PLAIN], b"Forbidden")
+                self.deny(403, [TEXT_PLAIN], b"Forbidden")
         elif phase == _OPEN and self._closed is None:
             self._server_close(code, reason)
 

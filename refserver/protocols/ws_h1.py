@@ -16,7 +16,8 @@ import asyncio
 from ..wire.events import ResponseError
 from ..wire.ws_handshake import HandshakeError, parse_handshake
 from .flow import watch_writes
-from .ws import _TEXT_PLAIN, CLOSE_TIMEOUT, WebSocketSession, _peer
+from ..wire.response import TEXT_PLAIN
+from .ws import CLOSE_TIMEOUT, WebSocketSession, _peer
 
 
 def start_upgrade(h1, request) -> Upgrade | None:
@@ -28,7 +29,7 @@ def start_upgrade(h1, request) -> Upgrade | None:
         h1.state.logger.info("%s: %d %s", _peer(h1.client), exc.status, exc.detail)
         conn = h1.conn
         conn.keep_alive = False
-        headers = [_TEXT_PLAIN, *exc.headers]
+        headers = [TEXT_PLAIN, *exc.headers]
         try:
             h1.write(conn.response_head(exc.status, headers, exc.detail.encode(), end=True))
         except ResponseError:

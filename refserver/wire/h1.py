@@ -27,6 +27,7 @@ from .events import (
 from .request import HOST_RE, Request, from_h1_head
 from .response import (
     NO_BODY_STATUSES,
+    TEXT_PLAIN,
     ResponseRules,
     check_complete,
     check_informational,
@@ -454,5 +455,5 @@ class H1Connection:
         self.response_started = False
         body = REASONS.get(status, b"Error")
         return self.response_head(
-            status, [(b"content-type", b"text/plain; charset=utf-8")], body, end=True
+            status, [TEXT_PLAIN], body, end=True
         )

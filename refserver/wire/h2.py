@@ -48,6 +48,7 @@ from .events import (
 from .fields import BAD_VALUE_RE, TOKEN_RE
 from .h1 import _COMMON_METHODS, _METHOD_RE, Limits
 from .request import HOST_RE, Request, with_host
+from .response import H2_CONNECTION_FIELDS  # RFC 9113 8.2.2, one set for requests and responses
 
 NO_ERROR = ErrorCodes.NO_ERROR
 PROTOCOL_ERROR = ErrorCodes.PROTOCOL_ERROR
@@ -92,10 +93,6 @@ HARD_LIMIT_FACTOR = 2
 _CLOSED_MEMORY = 256
 
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
-#: RFC 9113 8.2.2: fields that only mean something to one HTTP/1.1 connection.
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
 _NAME_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # a token in lower case (RFC 9113 8.2.1)
 _PATH_RE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: what an HTTP/1.1 target may hold
 _SCHEME_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
@@ -314,7 +311,7 @@ def _check_field(name: bytes, value: bytes) -> None:
         raise _Malformed("invalid field name %r" % (name[:64],))
     if BAD_VALUE_RE.search(value) or value[:1] in b" \t" or value[-1:] in b" \t":
         raise _Malformed("invalid value for field %r" % (name[:64],))
-    if name in _CONNECTION_SPECIFIC:
+    if name in H2_CONNECTION_FIELDS:
         raise _Malformed("connection-specific field %r" % (name,))
     if name == b"te" and value.lower() != b"trailers":
         raise _Malformed("TE other than trailers")
@@ -1077,7 +1074,7 @@ def _lower(fields: list) -> list:
     out = []
     for name, value in fields:
         name = name.lower()
-        if name not in _CONNECTION_SPECIFIC:
+        if name not in H2_CONNECTION_FIELDS:
             out.append((name, value))
     return out
 

@@ -27,6 +27,9 @@ H2_CONNECTION_FIELDS = frozenset(
     (b"transfer-encoding", b"connection", b"keep-alive", b"proxy-connection", b"upgrade")
 )
 
+#: The type of the short bodies the server writes itself (errors, refusals).
+TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+
 #: Response fields that passed the name and value checks, with their lower-case names.
 _CHECKED_FIELDS: dict = {}
 
