@@ -17,11 +17,13 @@ from .config import Config, ConfigError
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): the first descriptor systemd passes
 
 
-def bind_sockets(config: Config) -> list[socket.socket]:
+def bind_sockets(config: Config, listen: bool = True) -> list[socket.socket]:
     """The sockets to serve, listening with ``config.backlog``.
 
     An explicit ``--fd`` or ``--uds`` wins; then the sockets of a systemd socket activation;
-    then one TCP socket per ``--host`` on ``--port``.
+    then one TCP socket per ``--host`` on ``--port``. ``listen=False`` (``--reuse-port``): the
+    supervisor only holds the addresses (a bound socket that does not listen gets no
+    connections) and each worker binds its own with :func:`bind_reuse_port`.
     """
     if config.fd is not None:
         sockets = [_inherited(config.fd, f"--fd {config.fd}")]
@@ -35,14 +37,31 @@ def bind_sockets(config: Config) -> list[socket.socket]:
             sockets = []
             try:
                 for host in config.host:
-                    sockets.append(_bind_tcp(host, config.port))
+                    sockets.append(_bind_tcp(host, config.port, config.reuse_port))
             except BaseException:
                 for sock in sockets:
                     sock.close()
                 raise
     for sock in sockets:
-        sock.listen(config.backlog)
+        if listen:
+            sock.listen(config.backlog)
         sock.setblocking(False)
+    return sockets
+
+
+def bind_reuse_port(addresses: list[tuple], backlog: int) -> list[socket.socket]:
+    """A worker's own listening sockets on the supervisor's ``addresses`` (``--reuse-port``)."""
+    sockets = []
+    try:
+        for host, port in addresses:
+            sock = _bind_tcp(host, port, reuse_port=True)
+            sockets.append(sock)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
@@ -91,7 +110,7 @@ def _bind_unix(path: str, mode: int) -> socket.socket:
     return sock
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     host = host.strip("[]")  # "[::1]" as in a URL
     if ":" in host:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -101,6 +120,8 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

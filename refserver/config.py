@@ -28,6 +28,7 @@ class Option:
     secret: bool = False  # never shown (a password): ``repr(config)`` gives ``'***'``
     multiple: bool = False  # repeatable flag; a tuple, a comma list in the environment
     base: int = 10  # the base of an int given as text (8: file modes, "660" or "0o660")
+    env_fallback: str = ""  # a variable other servers read too (WEB_CONCURRENCY), below env
 
     @property
     def env(self) -> str:
@@ -205,6 +206,64 @@ OPTIONS: tuple[Option, ...] = (
         float,
         30.0,
         "On shutdown, wait at most N seconds for in-flight requests before closing them.",
+    ),
+    Option(
+        "workers",
+        int,
+        None,
+        "Serve from N worker processes under a supervisor that replaces a worker that dies, "
+        "restarts them one by one on SIGHUP and adds or removes one on SIGTTIN/SIGTTOU. "
+        "Without it the server runs in its own process. WEB_CONCURRENCY is read too.",
+        optional=True,
+        minimum=1,
+        env_fallback="WEB_CONCURRENCY",
+    ),
+    Option(
+        "workers_lifetime",
+        float,
+        None,
+        "Replace each worker after it has run N seconds (a new one is serving first).",
+        optional=True,
+        minimum=1,
+    ),
+    Option(
+        "workers_max_rss",
+        int,
+        None,
+        "Replace a worker whose resident memory exceeds N MiB (checked every second).",
+        optional=True,
+        minimum=1,
+    ),
+    Option(
+        "workers_kill_timeout",
+        float,
+        5.0,
+        "Seconds a stopping worker has beyond --timeout-graceful-shutdown (for its "
+        "application's shutdown) before the supervisor kills it.",
+    ),
+    Option(
+        "limit_max_requests",
+        int,
+        None,
+        "Stop after serving N requests: a worker is replaced (its successor serving first); "
+        "without --workers the server exits.",
+        optional=True,
+        minimum=1,
+    ),
+    Option(
+        "limit_max_requests_jitter",
+        int,
+        0,
+        "Add a random 0..N to each process's --limit-max-requests, so that workers started "
+        "together are not all replaced at once.",
+    ),
+    Option(
+        "reuse_port",
+        bool,
+        False,
+        "With --workers, each worker binds its own --host/--port socket with SO_REUSEPORT and "
+        "the kernel spreads connections across them; by default the workers share the "
+        "supervisor's sockets.",
     ),
     Option(
         "http1_header_read_timeout",
@@ -457,6 +516,8 @@ class Config:
                 value = option.convert(options[option.name], "argument")
             elif option.env in os.environ:
                 value = option.convert(os.environ[option.env], option.env)
+            elif option.env_fallback and os.environ.get(option.env_fallback):
+                value = option.convert(os.environ[option.env_fallback], option.env_fallback)
             else:
                 value = option.default
             setattr(self, option.name, value)
@@ -464,7 +525,22 @@ class Config:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
+        self._check_workers()
         self._check_tls()
+
+    def _check_workers(self) -> None:
+        """Options of the supervisor mean nothing without one: an error, not a silent no-op."""
+        if self.workers is None:
+            given = [
+                o.flag
+                for o in OPTIONS
+                if o.name in ("workers_lifetime", "workers_max_rss", "reuse_port")
+                and getattr(self, o.name) != o.default
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} given without --workers")
+        if self.reuse_port and (self.uds is not None or self.fd is not None):
+            raise ConfigError("--reuse-port applies to --host/--port sockets, not --uds or --fd")
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
+import stat
 import sys
 import time
 from asyncio import Task
@@ -35,6 +37,11 @@ EAGER_START = sys.version_info >= (3, 12)
 #: Seconds cancelled requests have, after the graceful timeout, to run their cleanup.
 CANCEL_GRACE = 1.0
 
+#: Seconds a connection accepted before a shutdown has to deliver its first request. Its
+#: client is sending it already (a request follows the handshake at once), so this is
+#: about a round trip; an idle connection (a browser's pre-connect) holds the stop this long.
+ARRIVING_REQUEST_GRACE = 1.0
+
 EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_STARTUP_FAILED = 3
@@ -43,10 +50,11 @@ EXIT_STARTUP_FAILED = 3
 class ServerState:
     """What every connection and gateway of one server shares."""
 
-    def __init__(self, config: Config, loop, impl):
+    def __init__(self, config: Config, loop, impl, multiprocess: bool = False):
         self.config = config
         self.loop = loop
         self.impl = impl
+        self.multiprocess = multiprocess  # a supervised worker (wsgi.multiprocess)
         self.limits = Limits(
             config.limit_request_line,
             config.limit_request_head,
@@ -65,9 +73,19 @@ class ServerState:
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
+        # --limit-max-requests: requests (and WebSockets) left before ``on_limit`` is called.
+        self.requests_left: int | None = None
+        self.on_limit = None
+
+    def count_request(self) -> None:
+        self.requests_left -= 1
+        if self.requests_left == 0:
+            self.on_limit()
 
     def dispatch(self, stream) -> None:
         """Start the gateway for one request; answers 503 past ``--limit-concurrency``."""
+        if self.requests_left is not None:
+            self.count_request()
         limit = self.config.limit_concurrency
         if limit is not None and len(self.tasks) + len(self._pending) >= limit:
             stream.start_response(
@@ -121,6 +139,8 @@ class ServerState:
         The task lasts until the closing handshake is over (bounded by the session), so a
         graceful shutdown waits for the close frames, not only for the application.
         """
+        if self.requests_left is not None:
+            self.count_request()
         limit = self.config.limit_concurrency
         if limit is not None and len(self.tasks) >= limit:
             session.deny(503, [TEXT_PLAIN], b"Service Unavailable")
@@ -238,10 +258,16 @@ def make_gateway(interface: str, app, state: ServerState):
 
 
 class Server:
-    """One listening server on one event loop."""
+    """One listening server on one event loop.
 
-    def __init__(self, config: Config):
+    ``link``: the connection to the supervisor when this server is one of its workers
+    (:class:`refserver.worker.SupervisorLink`): told when the server is ready and when
+    ``--limit-max-requests`` is reached; its loss stops the server.
+    """
+
+    def __init__(self, config: Config, link=None):
         self.config = config
+        self.link = link
         self.app = None
         self.interface = None
         self.state: ServerState | None = None
@@ -255,6 +281,7 @@ class Server:
         self._watchdog = None
         self.ssl_context = None
         self._pid_file_written = False
+        self._bound_uds = None  # the UNIX socket path this server created, removed at shutdown
 
     # ---------------------------------------------------------------- loading
 
@@ -299,8 +326,12 @@ class Server:
         impl, note = select(self.config.impl)
         if note:
             logger.info(note)
-        state = ServerState(self.config, loop, impl)
+        state = ServerState(self.config, loop, impl, multiprocess=self.link is not None)
         self.state = state
+        if self.config.limit_max_requests is not None:
+            jitter = self.config.limit_max_requests_jitter
+            state.requests_left = self.config.limit_max_requests + random.randint(0, jitter)
+            state.on_limit = self._limit_reached
         state.handler = make_gateway(self.interface, self.app, state)
         if self.config.ws:
             state.ws_handler = make_ws_gateway(self.interface, self.app, state)
@@ -323,11 +354,13 @@ class Server:
                 await self._lifespan.shutdown()
             raise
         logger.info(
-            "refserver running on %s (interface %s, impl %s, loop %s)",
+            "refserver running on %s (interface %s, impl %s, loop %s, %s; pid %d)",
             ", ".join(describe_address(s, tls=self.ssl_context is not None) for s in self.sockets),
             self.interface,
             impl.name,
             _loop_name(loop),
+            self.protocols(),
+            os.getpid(),
         )
         if self.config.warn_blocked_loop:
             from .watchdog import LoopWatchdog
@@ -336,7 +369,33 @@ class Server:
                 loop, self.config.warn_blocked_loop, state.describe_task, logger
             )
             self._watchdog.start()
+        if self.link is not None:
+            self.link.ready(loop, on_lost=self._supervisor_lost)
         self.started.set()
+
+    def protocols(self) -> str:
+        """What a client can speak to this server, for the startup line."""
+        tls = self.ssl_context is not None
+        names = {"1": ["http/1.1"], "2": ["h2" if tls else "h2c"]}.get(
+            self.config.http, ["http/1.1", "h2" if tls else "h2c"]
+        )
+        if self.config.ws and self.interface in ("asgi", "rsgi"):
+            names.append("websocket")
+        return " ".join(names)
+
+    def _limit_reached(self) -> None:
+        limit = self.config.limit_max_requests
+        if self.link is not None:
+            logger.info("served %d requests (--limit-max-requests); to be replaced", limit)
+            self.link.retire()
+        else:
+            logger.info("served %d requests (--limit-max-requests); stopping", limit)
+            self.request_shutdown()
+
+    def _supervisor_lost(self) -> None:
+        if not self.should_exit:
+            logger.warning("the supervisor has gone; stopping")
+            self.request_shutdown()
 
     async def _listen(self, state, impl, sockets) -> None:
         """Bind (unless given sockets) and start accepting connections."""
@@ -346,6 +405,8 @@ class Server:
 
         if sockets is None:
             sockets = bind_sockets(self.config)
+            if self.config.uds and self.config.fd is None:
+                self._bound_uds = self.config.uds
         self.sockets = sockets
         for sock in sockets:
             # Not the loop's create_server: out of file descriptors, asyncio's logs every retry
@@ -403,10 +464,17 @@ class Server:
         # connection_made is a ready callback, run by this pass through the loop.
         await asyncio.sleep(0)
         if state is not None:
-            for conn in list(state.connections):
-                conn.shutdown()
+            # Connections whose request is still arriving are held open (protocols/h1.py).
+            held = [conn for conn in list(state.connections) if conn.shutdown()]
             state.start_pending()  # requests read before the shutdown are answered
-            while state.tasks and not self.force_exit and time.monotonic() < deadline:
+            arriving_until = min(deadline, time.monotonic() + ARRIVING_REQUEST_GRACE)
+            while not self.force_exit and time.monotonic() < deadline:
+                if not state.tasks:
+                    held = [conn for conn in held if conn.awaiting_request]
+                    if not held or time.monotonic() >= arriving_until:
+                        break
+                    await asyncio.sleep(0.01)
+                    continue
                 await asyncio.wait(
                     list(state.tasks), timeout=min(0.1, max(0.0, deadline - time.monotonic()))
                 )
@@ -435,11 +503,9 @@ class Server:
             # to wait the whole close timeout for them once the deadline has passed.
             handler.close(min(handler.close_timeout, max(0.1, deadline - time.monotonic())))
         self._remove_pid_file()
-        if self.config.uds and self.config.fd is None and os.path.exists(self.config.uds):
-            try:
-                os.unlink(self.config.uds)
-            except OSError:
-                pass
+        if self._bound_uds is not None:
+            remove_socket_file(self._bound_uds)
+            self._bound_uds = None
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
@@ -457,6 +523,15 @@ class Server:
         now = time.monotonic()
         for request, started in list(state.tasks.values()):
             logger.warning("cut at shutdown: %s", describe_request(request, now - started))
+
+
+def remove_socket_file(path: str) -> None:
+    """Remove the UNIX socket this process bound (a worker leaves its supervisor's alone)."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _has_loop() -> bool:
@@ -492,7 +567,6 @@ def run(app, **options) -> int:
 
 def run_from_config(config: Config) -> int:
     logs.configure(config.log_level)
-    debug = config.log_level in ("debug", "trace")
     try:
         if config.env_file is not None:
             load_env_file(config.env_file)
@@ -501,7 +575,22 @@ def run_from_config(config: Config) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    server = Server(config)
+    if config.workers is not None:
+        from .supervisor import Supervisor
+
+        return Supervisor(config).run()
+    return serve_in_process(config)
+
+
+def serve_in_process(config: Config, sockets: list | None = None, link=None) -> int:
+    """Run one server in this process until it is stopped; returns the exit code.
+
+    A supervised worker (``link`` given) serves the supervisor's ``sockets`` and stops on
+    SIGTERM only: a Ctrl+C in a terminal reaches the whole process group, and the supervisor,
+    not each worker, decides what it means.
+    """
+    debug = config.log_level in ("debug", "trace")
+    server = Server(config, link=link)
     try:
         server.load()
         # --loop auto: uvloop (when installed) on the fast path, asyncio (the reference loop) on
@@ -522,16 +611,17 @@ def run_from_config(config: Config) -> int:
                      exc_info=debug)
         return EXIT_CONFIG
     asyncio.set_event_loop(loop)
+    stop_signals = (signal.SIGTERM,) if link is not None else (signal.SIGINT, signal.SIGTERM)
     try:
         try:
             server.rsgi_hook("__rsgi_init__", loop)
         except Exception as exc:
             logger.error("__rsgi_init__ failed: %s: %s", type(exc).__name__, exc, exc_info=debug)
             return EXIT_STARTUP_FAILED
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in stop_signals:
             loop.add_signal_handler(signum, server.request_shutdown)
         try:
-            loop.run_until_complete(server.serve())
+            loop.run_until_complete(server.serve(sockets))
         except StartupFailed as exc:
             logger.error("application startup failed: %s", exc)
             return EXIT_STARTUP_FAILED
@@ -539,7 +629,7 @@ def run_from_config(config: Config) -> int:
             logger.error("%s", exc)
             return EXIT_CONFIG
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in stop_signals:
                 loop.remove_signal_handler(signum)
         server.rsgi_hook("__rsgi_del__", loop)
         return EXIT_OK

@@ -50,8 +50,12 @@ class WSGIProtocolError(RuntimeError):
 # The per-request environ is built by refserver.scopes.wsgi_environ (the implementation's).
 
 
-def environ_base(config, errors) -> dict:
-    """The keys that are the same for every request of a server (copied per request)."""
+def environ_base(config, errors, multiprocess: bool = False) -> dict:
+    """The keys that are the same for every request of a server (copied per request).
+
+    ``multiprocess``: the server is a supervised worker. Even one worker has a sibling
+    running the same application while it is replaced, so PEP 3333's "may be simultaneously
+    invoked by another process" holds for every supervised server."""
     from .. import __version__
 
     return {
@@ -60,7 +64,7 @@ def environ_base(config, errors) -> dict:
         "wsgi.version": (1, 0),
         "wsgi.errors": errors,
         "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
+        "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
         # The input stream ends where the body ends, so applications (Werkzeug, Django) may read a
@@ -672,7 +676,7 @@ class WSGIGateway:
         self.loop = server_state.loop
         self.logger = server_state.logger
         self.errors = ErrorStream(self.logger)
-        self.base = environ_base(config, self.errors)
+        self.base = environ_base(config, self.errors, server_state.multiprocess)
         self.root = self.base["SCRIPT_NAME"]
         self.build_environ = server_state.impl.wsgi_environ
         self.pool = WorkerPool(config.blocking_threads)

@@ -47,6 +47,7 @@ cdef class H1Protocol:
     cdef bint _processing
     cdef H1Stream _waiting
     cdef bint _shutting_down
+    cdef bint _requested
     cdef object _upgrade
     cdef bint _upgrades
     cdef public bint h2c

@@ -278,6 +278,7 @@ class H1Protocol:
         self._processing = False  # inside _process: a finished cycle must not re-enter it
         self._waiting = None  # a request whose application has not been started yet
         self._shutting_down = False
+        self._requested = False  # a request has begun on this connection
         self._upgrade = None  # a switch (WebSocket, h2c) waiting for the end of its request
         # Upgrade fields are worth reading: WebSockets are served, or h2c is (below).
         self._upgrades = server_state.ws_handler is not None
@@ -425,6 +426,7 @@ class H1Protocol:
                 return
         stream = H1Stream(self, request)
         self.stream = stream
+        self._requested = True
         if self._shutting_down:
             self.conn.keep_alive = False
         self._waiting = stream  # dispatched at the end of its body or of the bytes at hand
@@ -627,13 +629,33 @@ class H1Protocol:
         if self.stream is None:
             self.close()
 
-    def shutdown(self) -> None:
-        """Server shutdown: close now if idle, else after the response in progress."""
+    def shutdown(self) -> bool:
+        """Server shutdown: close now if idle, else after the response in progress.
+
+        A connection whose request is still arriving — none has begun yet, or a head is
+        partly read — is not idle: its client sent, or is sending, a request that no other
+        server will see. It stays open for that one request (answered with ``Connection:
+        close``) and True is returned; the server bounds the wait. This is what lets a worker
+        be replaced under load without a refused request: a connection accepted just before
+        the stop is served, not reset.
+        """
         self._shutting_down = True
-        if self.stream is None:
-            self.close()
-        else:
+        if self.stream is not None:
             self.conn.keep_alive = False
+            return False
+        if self.awaiting_request:
+            return True
+        self.close()
+        return False
+
+    @property
+    def awaiting_request(self) -> bool:
+        """No request in progress, and one expected: the first, or a head partly read."""
+        return (
+            self.stream is None
+            and not self._closing
+            and (not self._requested or self.conn.has_partial_head)
+        )
 
     def detach(self) -> None:
         """The transport now belongs to another protocol (a WebSocket): stop the timers, never
