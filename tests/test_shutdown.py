@@ -5,6 +5,7 @@ These run a real ``python -m refserver`` so that signals, the event loop's shutd
 """
 
 import asyncio
+import os
 import http.client
 import signal
 import socket
@@ -13,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from support import free_port, start_cli, wait_for_port
+from support import free_port, read_until_closed, start_cli, wait_for_port
 
 from refserver import Config, Server
 
@@ -108,6 +109,34 @@ def test_idle_keep_alive_connections_close_at_once():
     client.close()
     assert code == 0, err
     assert time.monotonic() - started < 3
+
+
+def _open_sockets(pid):
+    return sum(
+        1 for fd in os.listdir(f"/proc/{pid}/fd")
+        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    )
+
+
+def test_a_connection_accepted_before_the_signal_gets_its_request_answered(impl):
+    proc, port = launch("cli_apps:slow", "--impl", impl)
+    before = _open_sockets(proc.pid)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    deadline = time.monotonic() + 5
+    while _open_sockets(proc.pid) == before:  # the server has accepted it
+        assert time.monotonic() < deadline, "the connection was not accepted"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    while b"shutting down" not in proc.stderr.readline():
+        pass
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = read_until_closed(sock)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 200 "), response
+    assert b"connection: close" in response.lower()
+    assert response.endswith(b"done")
+    code, _, err = finish(proc)
+    assert code == 0, err
 
 
 def test_graceful_timeout_bounds_the_wait():
