@@ -82,7 +82,7 @@ def test_a_build_without_a_compiler_installs_the_pure_path(tmp_path):
     log = (out + err).decode()
     assert server.returncode == 0, log
     assert "fast path not available" in log and "using the pure-Python reference path" in log, log
-    assert f"running on http://127.0.0.1:{port} (interface asgi, impl pure, loop asyncio)" in log
+    assert f"running on http://127.0.0.1:{port} (interface asgi, impl pure, loop asyncio, " in log
     where = subprocess.run(
         [sys.executable, "-S", "-c", "import refserver; print(refserver.__file__)"],
         cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=30, check=True,

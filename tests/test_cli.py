@@ -80,7 +80,11 @@ def test_serves_and_logs_startup_line():
     # --impl auto / --loop auto: the fast path on uvloop wherever it is built (CI builds it).
     fast = importlib.util.find_spec("refserver._speedups") is not None or not PURE_ONLY
     path = "impl fast, loop uvloop" if fast else "impl pure, loop asyncio"
-    assert f"running on http://127.0.0.1:{port} (interface asgi, {path})" in err
+    protocols = "http/1.1 h2c websocket"
+    assert (
+        f"running on http://127.0.0.1:{port} (interface asgi, {path}, {protocols}; "
+        f"pid {proc.pid})" in err
+    )
     assert "lifespan startup" in out and "lifespan shutdown" in out
 
 

@@ -689,12 +689,13 @@ class H2Protocol:
 
     # ---------------------------------------------------------------- closing
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
         """Server shutdown: GOAWAY(NO_ERROR); the streams already received finish, then the
-        connection closes (the core reports the end)."""
+        connection closes (the core reports the end). Returns False: nothing to hold open for,
+        since the GOAWAY tells the client which streams it must send again elsewhere."""
         self._shutting_down = True
         if self.closing:
-            return
+            return False
         for stream in list(self.streams.values()):
             if isinstance(stream, H2WebSocketChannel):
                 stream.session.shutdown()
@@ -702,6 +703,7 @@ class H2Protocol:
         self._write_out()
         if not self.streams:
             self.close()
+        return False
 
     def close(self, abort: bool = False) -> None:
         if self.closing:

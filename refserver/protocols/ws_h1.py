@@ -215,9 +215,10 @@ class WSProtocol(asyncio.Protocol):
 
     # ---------------------------------------------------------------- the server's registry
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
         """Server shutdown: close 1001 (going away) now, not a dropped socket later."""
         self.session.shutdown()
+        return False
 
     def close(self, abort: bool = False) -> None:
         if abort:
