@@ -160,7 +160,8 @@ OPTIONS: tuple[Option, ...] = (
         str,
         ("*.py",),
         "Watch the files matching this glob, in addition to the default ones; repeatable. A "
-        "glob is matched against a name and against a path relative to the watched directory.",
+        "glob is matched against a name and against a path relative to the watched directory; "
+        "one without wildcards (.env) names a file watched even if an exclude glob matches it.",
         multiple=True,
     ),
     Option(

@@ -4,6 +4,7 @@ implementation paths: no HTTP is involved."""
 
 import asyncio
 import os
+import sys
 import time
 
 import pytest
@@ -249,6 +250,22 @@ def run(coroutine):
 
 def test_watcher_name(force_polling):
     assert watcher_name(force_polling) == ("polling" if force_polling else "watchfiles")
+
+
+def test_without_watchfiles_the_polling_watcher_is_used(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # import watchfiles: ImportError
+    assert watcher_name() == "polling"
+    root = os.path.realpath(tmp_path)
+    app = os.path.join(root, "app.py")
+
+    async def scenario():
+        async with Watching(root, force_polling=False) as watching:
+            write(app, "")
+            assert await watching.until(app) == [{app}]
+
+    with caplog.at_level("INFO", logger="refserver.error"):
+        run(scenario())
+    assert f"watching for changes in {root} (polling)" in caplog.messages
 
 
 def test_an_edit_is_reported_and_the_watcher_logged(tmp_path, force_polling, caplog):
