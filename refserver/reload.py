@@ -22,7 +22,7 @@ import contextlib
 import fnmatch
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from .config import OPTIONS
 from .logs import error_logger
@@ -39,7 +39,6 @@ DEBOUNCE = 1.6
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
 DEFAULT_INCLUDES: tuple[str, ...] = _DEFAULTS["reload_include"]
 DEFAULT_EXCLUDES: tuple[str, ...] = _DEFAULTS["reload_exclude"]
-
 
 _WILDCARDS = re.compile(r"[*?[]")
 
@@ -111,25 +110,39 @@ class ReloadFilter:
         )
 
     def __call__(self, path: str) -> bool:
-        path = os.path.abspath(path)
-        for root in self.dirs:
-            prefix = root if root.endswith(os.sep) else root + os.sep
-            if path.startswith(prefix):
-                relative = path[len(prefix) :].replace(os.sep, "/")
-                if self._relevant(relative):
-                    return True
-        return False
+        return any(self._relevant(relative) for relative in self._locations(path))
 
     def __repr__(self) -> str:
         return f"ReloadFilter({self.dirs!r}, {self.includes!r}, {self.excludes!r})"
 
+    def files_under(self, directory: str) -> set[str]:
+        """The files that matter under ``directory``, a directory just created or moved in:
+        notifications of what was written in it before it was being watched are lost (with
+        inotify, a file written right after its directory is created is not reported)."""
+        found: set[str] = set()
+        for relative in self._locations(directory):
+            if not self._dir_excluded(relative):
+                found.update(_walk(self, directory, relative + "/"))
+        return found
+
+    def _locations(self, path: str) -> Iterator[str]:
+        """The path of ``path`` relative to each watched directory that holds it, written with
+        ``/``."""
+        path = os.path.abspath(path)
+        for root in self.dirs:
+            prefix = root if root.endswith(os.sep) else root + os.sep
+            if path.startswith(prefix):
+                yield path[len(prefix) :].replace(os.sep, "/")
+
     def _relevant(self, relative: str) -> bool:
-        """A file at ``relative`` (``/``-separated, under a watched directory) matters."""
-        parts = relative.split("/")
-        for i in range(1, len(parts)):
-            if self._excluded("/".join(parts[:i])):
-                return False
-        return self._file_matters(relative)
+        """The file at ``relative`` (under a watched directory) matters."""
+        return not self._dir_excluded(relative.rpartition("/")[0]) and self._file_matters(relative)
+
+    def _dir_excluded(self, relative: str) -> bool:
+        """The directory at ``relative`` ("": the watched one), or one between the watched
+        directory and it, is excluded."""
+        parts = relative.split("/") if relative else []
+        return any(self._excluded("/".join(parts[:i])) for i in range(1, len(parts) + 1))
 
     def _file_matters(self, relative: str) -> bool:
         """The file at ``relative`` matters, the directories above it being known not excluded.
@@ -204,18 +217,28 @@ async def changes(
 async def _watchfiles_changes(
     flt: ReloadFilter, stop_event: asyncio.Event | None
 ) -> AsyncIterator[set[str]]:
-    from watchfiles import awatch
+    from watchfiles import Change, awatch
+
+    def new_directory(change: Change, path: str) -> bool:
+        return change == Change.added and os.path.isdir(path)
 
     batches = awatch(
         *flt.dirs,
-        watch_filter=lambda change, path: flt(path),
+        watch_filter=lambda change, path: new_directory(change, path) or flt(path),
         debounce=int(DEBOUNCE * 1000),
         step=int(STEP * 1000),
         stop_event=stop_event,
     )
     async with contextlib.aclosing(batches):  # the notifications stop with the iteration
         async for batch in batches:
-            yield {path for _change, path in batch}
+            changed: set[str] = set()
+            for change, path in batch:
+                if new_directory(change, path):
+                    changed |= flt.files_under(path)
+                else:
+                    changed.add(path)
+            if changed:
+                yield changed
 
 
 async def _polling_changes(
@@ -247,25 +270,29 @@ async def _polling_changes(
 
 
 def _snapshot(flt: ReloadFilter) -> dict[str, tuple[int, int, int]]:
-    """(mtime in ns, size, inode) of every relevant file under the watched directories, never
-    descending into an excluded one (nor following links to directories)."""
+    """(mtime in ns, size, inode) of every file that matters under the watched directories."""
     files: dict[str, tuple[int, int, int]] = {}
     for root in flt.dirs:
-        for dirpath, dirnames, filenames in os.walk(root):
-            base = os.path.relpath(dirpath, root).replace(os.sep, "/")
-            base = "" if base == "." else base + "/"
-            dirnames[:] = [d for d in dirnames if not flt._excluded(base + d)]
-            for filename in filenames:
-                relative = base + filename
-                if not flt._file_matters(relative):
-                    continue
-                path = os.path.join(dirpath, filename)
-                try:
-                    st = os.stat(path)
-                except OSError:  # deleted meanwhile, or a dangling link
-                    continue
-                files[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        for path in _walk(flt, root, ""):
+            try:
+                st = os.stat(path)
+            except OSError:  # deleted meanwhile, or a dangling link
+                continue
+            files[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
     return files
+
+
+def _walk(flt: ReloadFilter, top: str, base: str) -> Iterator[str]:
+    """The files that matter under ``top``, whose path relative to its watched directory is
+    ``base`` ("" or ending in "/"), never descending into an excluded directory (nor following
+    links to directories)."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        below = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = base if below == "." else base + below + "/"
+        dirnames[:] = [d for d in dirnames if not flt._excluded(prefix + d)]
+        for filename in filenames:
+            if flt._file_matters(prefix + filename):
+                yield os.path.join(dirpath, filename)
 
 
 def _difference(before: dict, after: dict) -> set[str]:

@@ -86,6 +86,17 @@ def test_overlapping_directories_an_explicit_one_wins(tmp_path):
     assert not flt(str(tmp_path / ".vendored" / "other" / "x.py"))
 
 
+def test_files_under_a_new_directory(tmp_path):
+    for relative in ["pkg/a.py", "pkg/sub/b.py", "pkg/notes.txt", "pkg/__pycache__/c.py",
+                     ".git/d.py"]:
+        write(str(tmp_path / relative), "")
+    flt = ReloadFilter([str(tmp_path)])
+    assert flt.files_under(str(tmp_path / "pkg")) == {str(tmp_path / "pkg" / "a.py"),
+                                                      str(tmp_path / "pkg" / "sub" / "b.py")}
+    assert flt.files_under(str(tmp_path / ".git")) == set()
+    assert flt.files_under(str(tmp_path.parent)) == set()  # not under a watched directory
+
+
 def test_relative_paths_are_resolved(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flt = ReloadFilter(["."])
@@ -141,7 +152,10 @@ def test_from_config_adds_given_globs_to_the_defaults(tmp_path, monkeypatch):
             {"reload_dir": ["."], "reload_exclude": ["x"]},
             "^--reload-dir, --reload-exclude given without --reload$",
         ),
-        ({"reload": True, "reload_dir": ["/no/such/dir"]}, "^--reload-dir /no/such/dir: not a directory$"),
+        (
+            {"reload": True, "reload_dir": ["/no/such/dir"]},
+            "^--reload-dir /no/such/dir: not a directory$",
+        ),
     ],
 )
 def test_reload_option_errors(options, message):
@@ -275,7 +289,7 @@ def test_an_edit_is_reported_and_the_watcher_logged(tmp_path, force_polling, cap
 
     async def scenario():
         async with Watching(root, force_polling) as watching:
-            write(app, "x = 2\n")
+            write(app, "x = 22\n")  # another size: seen whatever the mtime resolution
             assert await watching.until(app) == [{app}]
 
     with caplog.at_level("INFO", logger="refserver.error"):
@@ -320,6 +334,26 @@ def test_excluded_and_not_included_files_are_not_reported(tmp_path, force_pollin
             write(marker, "")
             batches = await w.until(marker)
             assert set().union(*batches) == {marker}
+
+    run(scenario())
+
+
+def test_a_new_directory_written_at_once_is_reported(tmp_path, force_polling):
+    # A checkout or a copy: files written in a directory right after it was created, before a
+    # notification-based watcher could watch it.
+    root = os.path.realpath(tmp_path)
+    wanted = {os.path.join(root, "pkg", "a.py"), os.path.join(root, "pkg", "sub", "b.py")}
+    unwanted = {os.path.join(root, "pkg", "__pycache__", "c.py"),
+                os.path.join(root, "pkg", "d.txt")}
+
+    async def scenario():
+        async with Watching(root, force_polling) as watching:
+            for path in sorted(wanted | unwanted):
+                write(path, "")
+            marker = os.path.join(root, "marker.py")
+            write(marker, "")
+            batches = await watching.until(marker)
+            assert set().union(*batches) == wanted | {marker}
 
     run(scenario())
 
