@@ -233,7 +233,7 @@ class Watching:
             count += 1
             write(self.sentinel, f"# {count}\n")
             try:
-                batch = await asyncio.wait_for(self.batches.get(), 0.5)
+                batch = await asyncio.wait_for(self.batches.get(), 0.3)
             except asyncio.TimeoutError:
                 continue
             if self.sentinel in batch:
