@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _shown_default(option) -> str:
     if option.multiple:
-        return ",".join(map(str, option.default))
+        return ",".join(map(str, option.default)) or "none"
     if option.base == 8:
         return oct(option.default)
     return str(option.default)

@@ -142,6 +142,40 @@ OPTIONS: tuple[Option, ...] = (
         optional=True,
     ),
     Option(
+        "reload",
+        bool,
+        False,
+        "Restart the server when a watched file changes (development). Uses watchfiles when "
+        "installed (pip install 'refserver[reload]'), polling otherwise.",
+    ),
+    Option(
+        "reload_dir",
+        str,
+        (),
+        "Watch this directory and what it contains; repeat it for several (none: the current "
+        "directory).",
+        multiple=True,
+    ),
+    Option(
+        "reload_include",
+        str,
+        ("*.py",),
+        "Watch the files matching this glob, in addition to the default ones; repeatable. A "
+        "glob is matched against a name and against a path relative to the watched directory; "
+        "one without wildcards (.env) names a file watched even if an exclude glob matches it.",
+        multiple=True,
+    ),
+    Option(
+        "reload_exclude",
+        str,
+        (".*", "*~", "~*", "*.py[cod]", "*.sw?", "flycheck_*", "__pycache__", "*.egg-info",
+         "node_modules", "site-packages"),
+        "Ignore the files and directories (with everything in them) matching this glob, in "
+        "addition to the default ones; repeatable. Giving a default glob to --reload-include "
+        "removes it from these, and the other way round.",
+        multiple=True,
+    ),
+    Option(
         "interface",
         str,
         "auto",
@@ -527,6 +561,23 @@ class Config:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_workers()
         self._check_tls()
+        self._check_reload()
+
+    def _check_reload(self) -> None:
+        """Watch options that would be silently ignored are errors, as a directory that does not
+        exist is: either would leave a developer waiting for a restart that never comes."""
+        if not self.reload:
+            given = [
+                o.flag
+                for o in OPTIONS
+                if o.name.startswith("reload_") and getattr(self, o.name) != o.default
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} given without --reload")
+            return
+        for directory in self.reload_dir:
+            if not os.path.isdir(directory):
+                raise ConfigError(f"--reload-dir {directory}: not a directory")
 
     def _check_workers(self) -> None:
         """Options of the supervisor mean nothing without one: an error, not a silent no-op."""
