@@ -575,7 +575,7 @@ def run_from_config(config: Config) -> int:
     except ConfigError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
-    if config.workers is not None:
+    if config.workers is not None or config.reload:
         from .supervisor import Supervisor
 
         return Supervisor(config).run()

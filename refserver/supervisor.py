@@ -1,5 +1,5 @@
-"""The supervisor of ``--workers``: N worker processes (:mod:`refserver.worker`) serving the
-same listening sockets, kept at N.
+"""The supervisor of ``--workers`` and ``--reload``: N worker processes (:mod:`refserver.worker`)
+serving the same listening sockets, kept at N.
 
 The sockets are bound here, once, and handed to every worker: connections wait in one kernel
 queue that whichever worker is free takes from, so a worker that stops (replaced, crashed)
@@ -11,11 +11,17 @@ replaces the workers one by one, each successor serving before its predecessor i
 stop; SIGTTIN and SIGTTOU add and remove a worker. A worker that dies is replaced, after a
 growing delay when deaths follow each other quickly; a worker that fails its startup stops
 the whole server, since its successors would fail the same way.
+
+``--reload`` is the same supervisor with one worker, restarted (stopped, then started: two
+copies of a development app may not share its resources) when a watched file changes. A worker
+that fails its startup there is the developer's syntax error: the supervisor says so and waits
+for the next change instead of stopping. Connections made meanwhile wait in the listen queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import signal
@@ -73,7 +79,8 @@ class Worker:
 class Supervisor:
     def __init__(self, config: Config):
         self.config = config
-        self.target = config.workers
+        self.reload = config.reload
+        self.target = 1 if config.reload else config.workers
         self.workers: list[Worker] = []
         self.exit_code = 0
         self.sockets: list[socket.socket] = []
@@ -91,10 +98,13 @@ class Supervisor:
         config = self.config
         if not isinstance(config.app, str):
             logger.error(
-                '--workers needs the application as an import string ("module:attribute"): '
-                "each worker imports it"
+                '%s needs the application as an import string ("module:attribute"): '
+                "each worker imports it",
+                "--reload" if self.reload else "--workers",
             )
             return EXIT_CONFIG
+        if self.reload and config.workers not in (None, 1):
+            logger.warning("--reload runs one worker; --workers %d is ignored", config.workers)
         try:
             self.sockets = bind_sockets(config, listen=not config.reuse_port)
             self._write_pid_file()
@@ -149,23 +159,13 @@ class Supervisor:
                 ", ".join(describe_address(s, tls=tls) for s in self.sockets),
                 self.target,
             )
-            results = await asyncio.gather(
-                *(self.start_worker() for _ in range(self.target)), return_exceptions=True
-            )
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                for exc in failed:
-                    if not isinstance(exc, WorkerFailed):
-                        raise exc
-                logger.error("%s; stopping", failed[0])
-                self.exit_code = failed[0].returncode or 1
-                self._stop.set()
-            else:
-                logger.info(
-                    "%d worker(s) ready (pid %s)",
-                    len(results),
-                    ", ".join(str(w.pid) for w in results),
-                )
+            if self.reload:
+                from .reload import ReloadFilter, changes
+
+                # Iterated before the first worker starts: an edit made while it starts counts.
+                batches = changes(ReloadFilter.from_config(self.config), stop_event=self._stop)
+                self._spawn(self._reload_on_changes(batches))
+            if await self._start_all():
                 self._spawn(self._monitor())
             await self._stop.wait()
             await self._stop_all()
@@ -176,6 +176,45 @@ class Supervisor:
                 task.cancel()
         logger.info("supervisor %d stopped", os.getpid())
         return self.exit_code
+
+    async def _start_all(self) -> bool:
+        """Start the workers up to the target; a failed startup stops the server (waits for a
+        change under ``--reload``) and returns False."""
+        results = await asyncio.gather(
+            *(self.start_worker() for _ in range(self.target - self._serving_count())),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for exc in failed:
+            if not isinstance(exc, WorkerFailed):
+                raise exc
+        if failed:
+            self._startup_failed(failed[0])
+            if self.reload:
+                await self._stop_all()  # the others started: the next change restarts them all
+            return False
+        logger.info(
+            "%d worker(s) ready (pid %s)", len(results), ", ".join(str(w.pid) for w in results)
+        )
+        return True
+
+    def _startup_failed(self, exc: WorkerFailed) -> None:
+        if self.reload:
+            logger.error("%s; waiting for a change to restart", exc)
+            return
+        logger.error("%s; stopping", exc)
+        self.exit_code = exc.returncode or 1
+        self._stop.set()
+
+    async def _reload_on_changes(self, batches) -> None:
+        async with contextlib.aclosing(batches):
+            async for paths in batches:
+                shown = sorted(os.path.relpath(p) for p in paths)
+                more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+                logger.info("changed: %s%s; restarting", ", ".join(shown[:3]), more)
+                await self._stop_all()
+                if not self._stop.is_set():
+                    await self._start_all()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -279,9 +318,7 @@ class Supervisor:
         try:
             new = await self.start_worker()
         except WorkerFailed as exc:
-            logger.error("%s; stopping", exc)
-            self.exit_code = exc.returncode or 1
-            self._stop.set()
+            self._startup_failed(exc)
             return
         logger.info("worker %d ready", new.pid)
 
