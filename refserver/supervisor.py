@@ -199,6 +199,8 @@ class Supervisor:
         return True
 
     def _startup_failed(self, exc: WorkerFailed) -> None:
+        if self._stop.is_set():
+            return  # stopped while starting: not a failure of the application
         if self.reload:
             logger.error("%s; waiting for a change to restart", exc)
             return

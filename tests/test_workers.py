@@ -336,12 +336,13 @@ def test_a_killed_only_worker_is_replaced_and_waiting_clients_are_served(supervi
 
 
 def test_quick_deaths_back_off(supervised):
-    server = supervised("--workers", "1", app="worker_apps:asgi")
-    for n in range(2):
-        (pid,) = server.ready_pids() if n == 0 else [int(server.wait_for(r"worker (\d+) ready$", n)[-1].group(1))]
-        os.kill(pid, signal.SIGKILL)
-        server.wait_for(r"died \(killed by SIGKILL\)", count=n + 1)
-    assert server.wait_for(r"starting another in 0\.5 s \(2 quick deaths in a row\)")
+    server = supervised("--workers", "1")
+    (first,) = server.ready_pids()
+    os.kill(first, signal.SIGKILL)
+    server.wait_for(r"died \(killed by SIGKILL\) after [\d.]+ s; starting another$")
+    second = int(server.wait_for(r"worker (\d+) ready$")[0].group(1))
+    os.kill(second, signal.SIGKILL)  # within seconds of being ready: a quick death
+    server.wait_for(r"starting another in 0\.5 s \(2 quick deaths in a row\)")
     server.wait_for(r"worker (\d+) ready$", count=2)
     assert server.stop() == 0
 
