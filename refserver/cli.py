@@ -46,6 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_markdown() -> str:
+    """The README's option table: one row per option of :data:`OPTIONS`, in its order."""
+    rows = ["| option | default | what it does |", "| --- | --- | --- |"]
+    for option in OPTIONS:
+        flag = f"`{option.flag}`"
+        if option.type is bool:
+            flag += f" / `--no-{option.flag[2:]}`"
+        text = option.help + (" " + option.details if option.details else "")
+        if option.choices:
+            text += " Choices: " + ", ".join(f"`{c}`" for c in option.choices) + "."
+        rows.append(f"| {flag} | {_markdown_default(option)} | {_escape_cell(text)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _markdown_default(option) -> str:
+    value = option.default
+    if option.type is bool:
+        return "on" if value else "off"
+    if value is None or value == ():
+        return "none"
+    if value == "":
+        return '`""`'
+    if option.type is float and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{_shown_default(option)}`"
+
+
+def _escape_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def _shown_default(option) -> str:
     if option.multiple:
         return ",".join(map(str, option.default)) or "none"

@@ -29,6 +29,7 @@ class Option:
     multiple: bool = False  # repeatable flag; a tuple, a comma list in the environment
     base: int = 10  # the base of an int given as text (8: file modes, "660" or "0o660")
     env_fallback: str = ""  # a variable other servers read too (WEB_CONCURRENCY), below env
+    details: str = ""  # more for the README's table, after ``help`` (too long for --help)
 
     @property
     def env(self) -> str:
@@ -107,6 +108,10 @@ OPTIONS: tuple[Option, ...] = (
         "Bind a socket to this address on --port; repeat it (or give a comma list) to listen "
         "on several, e.g. --host 0.0.0.0 --host :: for IPv4 and IPv6.",
         multiple=True,
+        details=(
+            "IPv6 sockets are IPv6-only, so 0.0.0.0 and :: bind side by side on one port. "
+            "REFSERVER_HOST=0.0.0.0,:: gives both."
+        ),
     ),
     Option("port", int, 8000, "Bind socket to this port (0 picks a free one)."),
     Option("uds", str, None, "Bind to a UNIX domain socket instead of host/port.", optional=True),
@@ -126,6 +131,7 @@ OPTIONS: tuple[Option, ...] = (
         "over by a process manager). Without it, the sockets of a systemd socket activation "
         "(LISTEN_FDS, LISTEN_PID) are served when present.",
         optional=True,
+        details="See the README's Deployment section for a systemd unit.",
     ),
     Option(
         "backlog",
@@ -147,6 +153,10 @@ OPTIONS: tuple[Option, ...] = (
         False,
         "Restart the server when a watched file changes (development). Uses watchfiles when "
         "installed (pip install 'refserver[reload]'), polling otherwise.",
+        details=(
+            "Changes within 0.2 s of each other make one restart. On a filesystem that sends no "
+            "notifications (some network and container mounts), set WATCHFILES_FORCE_POLLING=1."
+        ),
     ),
     Option(
         "reload_dir",
@@ -251,6 +261,10 @@ OPTIONS: tuple[Option, ...] = (
         optional=True,
         minimum=1,
         env_fallback="WEB_CONCURRENCY",
+        details=(
+            "The application must then be given as module:attribute. See the README's Deployment "
+            "section."
+        ),
     ),
     Option(
         "workers_lifetime",
@@ -425,6 +439,10 @@ OPTIONS: tuple[Option, ...] = (
         "OpenSSL cipher string for TLS 1.2; unset: the ssl module's default (forward-secret "
         "AES-GCM, ChaCha20 and AES suites, no SHA-1). TLS 1.3 suites are OpenSSL's.",
         optional=True,
+        details=(
+            "The default is @SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:!aNULL:!eNULL:!a"
+            "DSS:!SHA1:!AESCCM."
+        ),
     ),
     Option(
         "ssl_protocol_min",
@@ -480,6 +498,10 @@ OPTIONS: tuple[Option, ...] = (
         "HTTP/2 flow-control window of the whole connection, in bytes (shared by its streams).",
         minimum=65535,
         maximum=2**31 - 1,
+        details=(
+            "The default is 16 streams' worth, so one stream whose application never reads cannot "
+            "stall the others."
+        ),
     ),
     Option(
         "http2_max_frame_size",
