@@ -422,6 +422,22 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Warn, naming the request, when the event loop is blocked for N seconds; 0 for never.",
     ),
+    Option(
+        "proxy_headers",
+        bool,
+        False,
+        "Take the client address, scheme and host from X-Forwarded-For/-Proto/-Host/-Port or "
+        "Forwarded when the peer is in --forwarded-allow-ips (off: a server reached directly "
+        "must not let clients name themselves).",
+    ),
+    Option(
+        "forwarded_allow_ips",
+        str,
+        ("127.0.0.1", "::1"),
+        "Peers trusted with --proxy-headers: IP addresses, networks (CIDR), * for any, unix for "
+        "UNIX-socket peers. Unset: $FORWARDED_ALLOW_IPS when set (as uvicorn reads it).",
+        multiple=True,
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -465,6 +481,7 @@ class Config:
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_tls()
+        self._check_proxy("forwarded_allow_ips" in options)
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client
@@ -489,6 +506,16 @@ class Config:
                 "--ssl-crl needs --ssl-cert-reqs optional or required (it applies to client "
                 "certificates)"
             )
+
+    def _check_proxy(self, given: bool) -> None:
+        """The trusted peers are resolved and validated here, so that a typo is a start-up
+        error even while --proxy-headers is off. Not given (neither as an argument nor as
+        REFSERVER_FORWARDED_ALLOW_IPS), they come from FORWARDED_ALLOW_IPS when it is set."""
+        from .proxy import Forwarding, trusted_from_environment
+
+        if not given and _BY_NAME["forwarded_allow_ips"].env not in os.environ:
+            self.forwarded_allow_ips = trusted_from_environment(self.forwarded_allow_ips)
+        Forwarding(self.forwarded_allow_ips)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)

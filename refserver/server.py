@@ -21,6 +21,7 @@ from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
+from .proxy import Forwarding
 from .scopes import _host_port
 from .server_errors import StartupFailed
 from .tls import make_context
@@ -64,6 +65,8 @@ class ServerState:
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
+        # --proxy-headers: None when off, so that a connection pays one identity test.
+        self.forwarding = Forwarding(config.forwarded_allow_ips) if config.proxy_headers else None
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
 
     def dispatch(self, stream) -> None:

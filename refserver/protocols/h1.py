@@ -259,6 +259,7 @@ class H1Protocol:
         self.tls = None  # the ASGI ``tls`` extension of a TLS connection (refserver.tls)
         self.client = None
         self.server = None
+        self._forwarding = None  # refserver.proxy.Forwarding when the peer is a trusted proxy
         self.stream: H1Stream | None = None
         self.write_paused = False
         self._drain_waiters: list = []
@@ -293,6 +294,9 @@ class H1Protocol:
         self._gathers = gathers_writes(type(transport))
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
+        forwarding = self.state.forwarding
+        if forwarding is not None and forwarding.trusts_peer(self.client):
+            self._forwarding = forwarding  # the peer is a proxy: its requests are rewritten
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self.tls = tls_extension(transport)
@@ -424,6 +428,8 @@ class H1Protocol:
                 self._upgrade = upgrade
                 return
         stream = H1Stream(self, request)
+        if self._forwarding is not None:
+            self._forwarding.apply(stream)
         self.stream = stream
         if self._shutting_down:
             self.conn.keep_alive = False

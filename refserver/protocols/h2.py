@@ -327,6 +327,7 @@ class H2Protocol:
         self._ping_payload = None
         self._write_deadline = None
         self._shutting_down = False
+        self._forwarding = None  # refserver.proxy.Forwarding when the peer is a trusted proxy
         self.upgrade_request = None  # an h2c upgrade's request, made stream 1 (connection.py)
         self._write_pending = False  # a write of the core's output is scheduled
         self._unwritten = 0  # DATA bytes handed to the core since its output was last written
@@ -341,6 +342,9 @@ class H2Protocol:
         self.transport = transport
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
+        forwarding = self.state.forwarding
+        if forwarding is not None and forwarding.trusts_peer(self.client):
+            self._forwarding = forwarding  # the peer is a proxy: its requests are rewritten
         if transport.get_extra_info("sslcontext"):
             from ..tls import asgi_tls_extension
 
@@ -458,6 +462,8 @@ class H2Protocol:
             self._on_extended_connect(event)
             return
         stream = H2Stream(self, sid, request)
+        if self._forwarding is not None:
+            self._forwarding.apply(stream)
         self.streams[sid] = stream
         if event.end_stream:
             stream._feed_end()
