@@ -438,6 +438,23 @@ OPTIONS: tuple[Option, ...] = (
         "UNIX-socket peers. Unset: $FORWARDED_ALLOW_IPS when set (as uvicorn reads it).",
         multiple=True,
     ),
+    Option(
+        "access_log_format",
+        str,
+        '{client} - "{method} {target} {protocol}" {status}',
+        "The access log line, from {atoms}: client, client_host, method, path, query, target, "
+        "protocol, scheme, host, status, size (response body bytes), duration (seconds), "
+        "duration_ms, request_header:NAME, response_header:NAME, pid, time; {{ and }} for "
+        "braces. Every value is escaped.",
+    ),
+    Option(
+        "access_log_file",
+        str,
+        None,
+        "Append the access log to this file instead of stderr; reopened when it is moved or "
+        "removed (logrotate needs no signal).",
+        optional=True,
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -482,6 +499,9 @@ class Config:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_tls()
         self._check_proxy("forwarded_allow_ips" in options)
+        from .logs import AccessFormat
+
+        AccessFormat(self.access_log_format)  # an unknown atom is a start-up error
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client

@@ -22,7 +22,6 @@ from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
 from .proxy import Forwarding
-from .scopes import _host_port
 from .server_errors import StartupFailed
 from .tls import make_context
 from .wire.h1 import Limits
@@ -65,6 +64,9 @@ class ServerState:
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
+        self.access_format = logs.AccessFormat(config.access_log_format) if self.access_log else None
+        # The start time of each request is recorded only for a format that shows a duration.
+        self.access_timed = self.access_log and self.access_format.timed
         # --proxy-headers: None when off, so that a connection pays one identity test.
         self.forwarding = Forwarding(config.forwarded_allow_ips) if config.proxy_headers else None
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
@@ -108,7 +110,10 @@ class ServerState:
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
         now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
+        timed = self.access_timed
         for stream in pending:
+            if timed:
+                stream.started = now
             coro = self._held(stream) if held else self.handler(stream)
             if eager:
                 task = Task(coro, loop=loop, eager_start=True)
@@ -143,14 +148,9 @@ class ServerState:
 
     def log_access(self, stream) -> None:
         if self.access_log:
-            logs.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                _client(stream.client),
-                stream.request.method,
-                _target(stream.request),
-                stream.request.http_version,
-                stream.status,
-            )
+            # The line is the message, without arguments: it is escaped already, and a % in a
+            # value must not be read as a format.
+            logs.access_logger.info(self.access_format.render(stream))
 
     def describe_task(self, task) -> str:
         """The request ``task`` serves, for a log line; called from the loop watchdog's thread."""
@@ -181,14 +181,12 @@ _REQUEST_COROUTINES = frozenset(
 
 
 def _client(client) -> str:
-    return _host_port(client) if client and client[1] is not None else "-"
+    return logs.client_text(client)
 
 
 def _target(request) -> str:
     """The request target as received, made safe to log (CVE-2020-7694)."""
-    query = request.query_string
-    target = (request.raw_path + b"?" + query if query else request.raw_path).decode("latin-1")
-    return logs.printable(target)
+    return logs.printable(logs.target_text(request))
 
 
 def describe_request(stream, age: float | None) -> str:
@@ -499,6 +497,8 @@ def run_from_config(config: Config) -> int:
     try:
         if config.env_file is not None:
             load_env_file(config.env_file)
+        if config.access_log_file is not None and config.access_log:
+            logs.send_access_to_file(config.access_log_file)
         if config.log_config is not None:
             logs.apply_config_file(config.log_config)
     except ConfigError as exc:

@@ -52,6 +52,9 @@ class H1Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
+        "response_headers",
         "_chunks",
         "_buffered",
         "_body_waiters",
@@ -71,6 +74,11 @@ class H1Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        # For the access log: response body bytes handed to the connection, the time the
+        # application was started (set only when the log format shows a duration), the fields.
+        self.body_sent = 0
+        self.started = 0.0
+        self.response_headers = None
         self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
@@ -175,6 +183,8 @@ class H1Stream:
         head, rest = conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
+        self.response_headers = headers
+        self.body_sent = len(body)
         if rest:
             self._proto.write_pair(head, rest)
         else:
@@ -190,7 +200,10 @@ class H1Stream:
             # would otherwise spin on the dead transport forever without yielding.
             self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
-        out = proto.conn.response_body(data) if data else b""
+        out = b""
+        if data:
+            out = proto.conn.response_body(data)
+            self.body_sent += len(data)
         if end:
             out += proto.conn.response_end()
         if out:

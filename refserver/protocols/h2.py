@@ -65,6 +65,9 @@ class H2Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
+        "response_headers",
         "_chunks",
         "_end_received",
         "_body_waiters",
@@ -93,6 +96,9 @@ class H2Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        self.body_sent = 0  # for the access log, as on HTTP/1.1
+        self.started = 0.0
+        self.response_headers = None
         self._chunks: list = []
         self._end_received = False
         self._body_waiters: list = []
@@ -210,6 +216,8 @@ class H2Stream:
         self._remaining = length
         self.response_started = True
         self.status = status
+        self.response_headers = headers
+        self.body_sent = len(body)
         proto.send_head(self, status, fields, end and not body)
         if body:
             self._out += body
@@ -228,6 +236,7 @@ class H2Stream:
             if self._remaining >= 0:
                 self._remaining = count_body(self._remaining, len(data))
             self._out += data
+            self.body_sent += len(data)
         if end:
             self.end_response()
             return
