@@ -149,15 +149,15 @@ class AccessFormat:
 
     def __init__(self, text: str):
         self.text = text
-        self.parts: list = []  # str (literal) or an atom's function
+        template = []  # the literal text, "%s" for each atom
+        atoms = []  # each atom's function
         self.timed = False  # an atom needs the time the application was started
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
             raise ConfigError(f"--access-log-format {text!r}: {exc}") from None
         for literal, field, spec, conversion in parsed:
-            if literal:
-                self.parts.append(literal)
+            template.append(literal.replace("%", "%%"))
             if field is None:
                 continue
             if conversion is not None:
@@ -167,10 +167,10 @@ class AccessFormat:
                     raise ConfigError(
                         f"--access-log-format: {{{field}:NAME}} needs a field name"
                     )
-                self.parts.append(_NAMED_ATOMS[field](spec.strip().lower().encode("latin-1")))
+                atoms.append(_NAMED_ATOMS[field](spec.strip().lower().encode("latin-1")))
             elif field in _ATOMS and not spec:
                 function, timed = _ATOMS[field]
-                self.parts.append(function)
+                atoms.append(function)
                 self.timed = self.timed or timed
             else:
                 raise ConfigError(
@@ -178,12 +178,13 @@ class AccessFormat:
                     f" (known: {', '.join(sorted(_ATOMS))}, request_header:NAME, "
                     "response_header:NAME)"
                 )
+            template.append("%s")
+        self._template = "".join(template)
+        self._atoms = tuple(atoms)
 
     def render(self, stream) -> str:
-        now = time.monotonic()
-        return "".join(
-            part if type(part) is str else log_value(part(stream, now)) for part in self.parts
-        )
+        now = time.monotonic() if self.timed else 0.0
+        return self._template % tuple([log_value(atom(stream, now)) for atom in self._atoms])
 
 
 def send_access_to_file(path: str) -> None:
