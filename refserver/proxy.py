@@ -9,7 +9,7 @@ wrote itself are on the left, and the rightmost address that is not one of our p
 client. Taking the leftmost entry (as some servers do) lets any client choose its address.
 
 Nothing here rejects a request: a value that cannot be used is ignored (spec/server.md,
-SRV-PROXY-*), and every value that is used is validated first (an IP address, a host that is a
+SERVER-PROXY-*), and every value that is used is validated first (an IP address, a host that is a
 valid authority, ``http``/``https``, a port number), so what reaches the scope and the logs is
 never raw client text.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 
 from .config import ConfigError
 from .wire.request import HOST_RE, with_host
@@ -25,8 +26,12 @@ from .wire.request import HOST_RE, with_host
 #: The literal that trusts peers on a UNIX socket (they have no IP address to list).
 UNIX = "unix"
 
-_X_FIELDS = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
+_X_FIELDS = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
+)
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+#: The most entries of a chain that are read, from the right (SERVER-PROXY-2).
+MAX_HOPS = 64
 
 
 def trusted_from_environment(default):
@@ -87,7 +92,7 @@ class Forwarding:
         ``client``, ``scheme`` and ``request``) from the forwarding fields of its request.
 
         The ``X-Forwarded-*`` fields are used when any is present, ``Forwarded`` otherwise: one
-        family, never a mix (SRV-PROXY-3 says why).
+        family, never a mix (SERVER-PROXY-3 says why).
         """
         request = target.request
         x_fields = None
@@ -121,7 +126,7 @@ class Forwarding:
         client = None
         chain = fields.get(b"x-forwarded-for")
         if chain is not None:
-            client = self._walk([_hop(item) for item in _items(chain)])
+            client = self._walk(_hop(item) for item in reversed(_items(_rightmost(chain))))[0]
         scheme = host = port = None
         value = _last(fields.get(b"x-forwarded-proto"))
         if value is not None:
@@ -135,45 +140,48 @@ class Forwarding:
         return client, scheme, host, port
 
     def _from_forwarded(self, value):
-        elements = _parse_forwarded(value)
+        elements = _parse_forwarded(_rightmost(value))
         if not elements:
             return None, None, None, None
-        hops = [_hop(element.get("for", "")) for element in elements]
-        # The element of the client's hop: its proto and host are what the outermost proxy
-        # that is believed received.
-        element = elements[self._walk_index(hops)]
+        client, reached = self._walk(_hop(e.get("for", "")) for e in reversed(elements))
+        # The element of the hop the walk ended on: its proto and host are what the outermost
+        # proxy that is believed received.
+        element = elements[-reached]
         scheme = _SCHEMES.get(element.get("proto", "").lower())
         host = _valid_host(element["host"]) if "host" in element else None
-        return self._walk(hops), scheme, host, None
+        return client, scheme, host, None
 
     # ------------------------------------------------------------------ the walk
 
-    def _walk_index(self, hops) -> int:
-        """The index of the hop that is the client: the rightmost one that is not a trusted
-        proxy, stopping at a hop with no usable address (nothing left of it can be believed);
-        the leftmost when every hop is trusted."""
-        index = len(hops) - 1
-        while index > 0:
-            hop = hops[index]
-            if hop is None or not self._trusts(hop[2]):
-                break
-            index -= 1
-        return index
-
     def _walk(self, hops):
-        """The client ``(host, port)`` from a chain of hops, or ``None`` to keep the peer.
+        """``(client, reached)``: the client ``(host, port)`` from the hops of a chain, nearest
+        first, or ``None`` to keep the peer; and how many hops were looked at. ``hops`` is an
+        iterator, so only the hops up to the client are parsed, however long a chain a client
+        sent.
 
+        The client is the first hop that is not a trusted proxy, or the last one when all are.
         A hop without a usable address (malformed, ``unknown``, an obfuscated identifier) ends
         the walk; the client is then the last hop reached that had one, which is the nearest
         proxy vouching for what follows."""
         client = None
-        for hop in reversed(hops):
+        reached = 0
+        for hop in hops:
+            reached += 1
             if hop is None:
-                return client
+                break
             client = (hop[0], hop[1])
             if not self._trusts(hop[2]):
-                return client
-        return client
+                break
+        return client, reached
+
+
+def _rightmost(value: bytes) -> bytes:
+    """``value`` without what lies left of its :data:`MAX_HOPS` rightmost commas: a chain is
+    read from the right, no real one is that long, and the rest (a client's to write) is then
+    not parsed at all, however long it is."""
+    if value.count(b",") <= MAX_HOPS:
+        return value
+    return b",".join(value.rsplit(b",", MAX_HOPS)[1:])
 
 
 def _items(value: bytes):
@@ -264,72 +272,41 @@ def _authority(request, host, port):
     return host
 
 
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+#: One forwarded-pair (RFC 7239 4): a token, "=", a token or a quoted string; then the
+#: separators that follow it (";" between pairs, "," between elements, optional whitespace, and
+#: the empty pairs and elements the list rules allow).
+_PAIR_RE = re.compile(r'(%s)=(?:(%s)|"((?:[^"\\]|\\.)*)")([ \t;,]*)' % (_TOKEN, _TOKEN))
+_SKIP_RE = re.compile(r"[ \t;,]*")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)")
+
+
 def _parse_forwarded(value: bytes):
     """The elements of a ``Forwarded`` field value (RFC 7239 4), each a dict of lower-case
     parameter names to their values (quoted strings unquoted), left to right. An empty list
-    when the value does not parse: a field that cannot be read says nothing."""
+    when the value does not parse: a field that cannot be read says nothing. One regular
+    expression match per pair, so that a long value is not a Python loop per character."""
     text = value.decode("latin-1")
     elements = []
     element: dict = {}
-    i, n = 0, len(text)
-    expect_pair = True
-    while i < n:
-        char = text[i]
-        if char in " \t":
-            i += 1
-            continue
-        if char == ",":
-            if element:
-                elements.append(element)
-            element = {}
-            expect_pair = True
-            i += 1
-            continue
-        if char == ";":
-            expect_pair = True
-            i += 1
-            continue
-        if not expect_pair:
+    pos = _SKIP_RE.match(text).end()
+    end = len(text)
+    while pos < end:
+        pair = _PAIR_RE.match(text, pos)
+        if pair is None:
             return []
-        start = i
-        while i < n and _is_tchar(text[i]):
-            i += 1
-        name = text[start:i].lower()
-        if not name or i >= n or text[i] != "=":
-            return []
-        i += 1
-        if i < n and text[i] == '"':
-            i += 1
-            chars = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(text[i])
-                i += 1
-            if i >= n:
-                return []  # an unterminated quoted string
-            i += 1
-            item = "".join(chars)
-        else:
-            start = i
-            while i < n and _is_tchar(text[i]):
-                i += 1
-            item = text[start:i]
-            if not item:
-                return []
-        if name in element:
+        name, token, quoted, separators = pair.groups()
+        name = name.lower()
+        item = token if token is not None else _QUOTED_PAIR_RE.sub(r"\1", quoted)
+        if name in element or not item.isprintable():
             return []  # RFC 7239 4: a parameter appears at most once per element
-        if not item.isprintable():
-            return []
         element[name] = item
-        expect_pair = False
+        pos = pair.end()
+        if "," in separators:
+            elements.append(element)
+            element = {}
+        elif pos < end and ";" not in separators:
+            return []  # two pairs with nothing between them
     if element:
         elements.append(element)
     return elements
-
-
-_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _is_tchar(char: str) -> bool:
-    return char in _TCHARS

@@ -64,7 +64,9 @@ class ServerState:
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
-        self.access_format = logs.AccessFormat(config.access_log_format) if self.access_log else None
+        self.access_format = None
+        if self.access_log:
+            self.access_format = logs.AccessFormat(config.access_log_format)
         # The start time of each request is recorded only for a format that shows a duration.
         self.access_timed = self.access_log and self.access_format.timed
         # --proxy-headers: None when off, so that a connection pays one identity test.

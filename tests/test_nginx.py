@@ -1,4 +1,4 @@
-"""refserver behind a real nginx, with --proxy-headers (spec/server.md, SRV-PROXY-*).
+"""refserver behind a real nginx, with --proxy-headers (spec/server.md, SERVER-PROXY-*).
 
 nginx (the Debian package; .ci/run installs it) is started by each test in the foreground with
 its own configuration in a temporary directory: TLS on a free loopback port, proxying to

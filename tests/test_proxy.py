@@ -1,5 +1,5 @@
 """--proxy-headers: the client, scheme and host a trusted proxy forwards (spec/server.md,
-SRV-PROXY-*).
+SERVER-PROXY-*).
 
 The rules are checked sans-IO on :class:`refserver.proxy.Forwarding` (table-driven), then end to
 end on real sockets: every interface, HTTP/1.1 and HTTP/2, both paths, a trusted peer and an
@@ -75,6 +75,15 @@ XFF = b"x-forwarded-for"
         ([(XFF, b"[203.0.113.9]")], PEER),
         ([(XFF, b"203.0.113.9:99999")], PEER),
         ([(XFF, b"203.0.113.9\x1b[31m")], PEER),
+        # A chain is read from the right, its 64 rightmost entries at most: a client's long
+        # prefix is never parsed, and cannot hide the hops the proxies appended.
+        ([(XFF, b", ".join([b"198.51.100.1"] * 3000) + b", 203.0.113.9, 10.0.0.7")],
+         ("203.0.113.9", 0)),
+        ([(b"forwarded", b", ".join([b'for="[2001:db8::1]"'] * 3000)
+           + b", for=203.0.113.9, for=10.0.0.7")], ("203.0.113.9", 0)),
+        ([(XFF, b", ".join([b"10.0.0.1"] * 100))], ("10.0.0.1", 0)),
+        # ...and a quoted string cut there makes the field unreadable: the peer stays.
+        ([(b"forwarded", b'for="x' + b"," * 70 + b'", for=203.0.113.9')], PEER),
         # RFC 7239: quoted strings, IPv6 in brackets, parameters in any case and order.
         ([(b"forwarded", b'for="[2001:db8::5]:99";proto=https')], ("2001:db8::5", 99)),
         ([(b"forwarded", b"For=198.51.100.1, for=203.0.113.9;by=10.0.0.7, for=10.0.0.6")],
@@ -258,7 +267,8 @@ def test_h1_each_request_of_a_connection_is_read_on_its_own(impl):
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
         try:
             seen = []
-            for headers in ({"X-Forwarded-For": "203.0.113.1"}, {}, {"Forwarded": "for=203.0.113.2"}):
+            sent = ({"X-Forwarded-For": "203.0.113.1"}, {}, {"Forwarded": "for=203.0.113.2"})
+            for headers in sent:
                 conn.request("GET", "/", headers=headers)
                 seen.append(json.loads(conn.getresponse().read())["client"][0])
         finally:
@@ -323,3 +333,25 @@ def test_a_unix_socket_peer_is_trusted_only_when_listed(impl, tmp_path):
                     data += chunk
         facts = json.loads(data.partition(b"\r\n\r\n")[2])
         assert (facts["client"] or [None])[0] == expected
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi"])
+def test_websockets_over_http2_are_rewritten_too(h2_serve, interface):
+    from h2_helpers import H2Client
+    from ws_helpers import TEXT, parse_frames
+
+    extra = [(":protocol", "websocket"), ("sec-websocket-version", "13"),
+             ("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https"),
+             ("x-forwarded-host", "public.example")]
+    with h2_serve(APPS[interface], interface=interface, proxy_headers=True) as srv, \
+            H2Client(srv) as client:
+        client.wait(lambda: client.remote_settings_seen)
+        sid = client.headers("/", "CONNECT", extra=extra, end=False)
+        record = client.streams[sid]
+        client.wait(lambda: parse_frames(bytes(record.data))[0] or record.done)
+        (_, _, opcode, payload), *_ = parse_frames(bytes(record.data))[0]
+    assert record.status == 200 and opcode == TEXT
+    facts = json.loads(payload)
+    assert facts["client"] == ["203.0.113.9", 0]
+    assert facts["host"] == "public.example"
+    assert facts["scheme"] == ("wss" if interface == "asgi" else "https")
