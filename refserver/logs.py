@@ -187,8 +187,9 @@ class AccessFormat:
         return self._template % tuple([log_value(atom(stream, now)) for atom in self._atoms])
 
 
-def send_access_to_file(path: str) -> None:
-    """Append the access lines to ``path`` instead of stderr (``--access-log-file``).
+def send_access_to_file(path: str) -> logging.Handler:
+    """Append the access lines to ``path`` instead of stderr (``--access-log-file``); the
+    handler is returned for :func:`stop_access_file`.
 
     A ``WatchedFileHandler``: before each line it checks that ``path`` is still the file it has
     open, and reopens it when logrotate (or anyone) moved or removed it, so rotation needs no
@@ -205,8 +206,18 @@ def send_access_to_file(path: str) -> None:
     for old in [h for h in access_logger.handlers if getattr(h, "_refserver_access", False)]:
         access_logger.removeHandler(old)
         old.close()
+    handler._refserver_propagate = access_logger.propagate
     access_logger.addHandler(handler)
     access_logger.propagate = False
+    return handler
+
+
+def stop_access_file(handler: logging.Handler) -> None:
+    """Close what :func:`send_access_to_file` opened; access lines go where they went before."""
+    if handler in access_logger.handlers:
+        access_logger.removeHandler(handler)
+        access_logger.propagate = handler._refserver_propagate
+    handler.close()
 
 
 class PrintableFormatter(logging.Formatter):

@@ -63,6 +63,11 @@ class ServerState:
         self.handler = None  # async callable(stream), set once the app is loaded
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
+        # --access-log-file: opened here, in the process that serves (a worker, too), and
+        # closed by the server's shutdown.
+        self.access_file = None
+        if config.access_log and config.access_log_file is not None:
+            self.access_file = logs.send_access_to_file(config.access_log_file)
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
         self.access_format = None
         if self.access_log:
@@ -446,6 +451,8 @@ class Server:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if state is not None and state.access_file is not None:
+            logs.stop_access_file(state.access_file)
 
     def _log_cut(self, state) -> None:
         """One warning for the cut, then one line per request cut, naming it and its age."""
@@ -499,8 +506,6 @@ def run_from_config(config: Config) -> int:
     try:
         if config.env_file is not None:
             load_env_file(config.env_file)
-        if config.access_log_file is not None and config.access_log:
-            logs.send_access_to_file(config.access_log_file)
         if config.log_config is not None:
             logs.apply_config_file(config.log_config)
     except ConfigError as exc:

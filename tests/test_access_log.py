@@ -175,3 +175,18 @@ def test_an_access_log_file_that_cannot_be_opened_is_one_line_and_exit_1(tmp_pat
     assert proc.returncode == 1
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "--access-log-file" in lines[0], lines
+
+
+def test_an_embedded_server_closes_its_access_file_at_shutdown(impl, tmp_path, server_logs):
+    import logging
+
+    path = tmp_path / "access.log"
+    with serve(app, impl=impl, interface="asgi", access_log=True, access_log_file=str(path),
+               access_log_format="{method} {path}") as srv:
+        assert http_get(srv.port, "/in-file")[0] == 200
+        wait_for(lambda: "GET /in-file" in path.read_text())
+    access = logging.getLogger("refserver.access")
+    assert access.propagate and not [h for h in access.handlers
+                                     if getattr(h, "_refserver_access", False)]
+    assert access_lines(server_logs) == []  # the line went to the file only
+    assert path.read_text() == "GET /in-file\n"
