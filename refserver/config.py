@@ -28,6 +28,7 @@ class Option:
     secret: bool = False  # never shown (a password): ``repr(config)`` gives ``'***'``
     multiple: bool = False  # repeatable flag; a tuple, a comma list in the environment
     base: int = 10  # the base of an int given as text (8: file modes, "660" or "0o660")
+    env_fallback: str = ""  # a variable other servers read too (WEB_CONCURRENCY), below env
 
     @property
     def env(self) -> str:
@@ -437,6 +438,7 @@ OPTIONS: tuple[Option, ...] = (
         "Peers trusted with --proxy-headers: IP addresses, networks (CIDR), * for any, unix for "
         "UNIX-socket peers. Unset: $FORWARDED_ALLOW_IPS when set (as uvicorn reads it).",
         multiple=True,
+        env_fallback="FORWARDED_ALLOW_IPS",
     ),
     Option(
         "access_log_format",
@@ -490,18 +492,17 @@ class Config:
                 value = option.convert(options[option.name], "argument")
             elif option.env in os.environ:
                 value = option.convert(os.environ[option.env], option.env)
+            elif option.env_fallback and os.environ.get(option.env_fallback):
+                value = option.convert(os.environ[option.env_fallback], option.env_fallback)
             else:
                 value = option.default
             setattr(self, option.name, value)
         if self.uds is None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        self._check_edge()
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_tls()
-        self._check_proxy("forwarded_allow_ips" in options)
-        from .logs import AccessFormat
-
-        AccessFormat(self.access_log_format)  # an unknown atom is a start-up error
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client
@@ -527,15 +528,14 @@ class Config:
                 "certificates)"
             )
 
-    def _check_proxy(self, given: bool) -> None:
-        """The trusted peers are resolved and validated here, so that a typo is a start-up
-        error even while --proxy-headers is off. Not given (neither as an argument nor as
-        REFSERVER_FORWARDED_ALLOW_IPS), they come from FORWARDED_ALLOW_IPS when it is set."""
-        from .proxy import Forwarding, trusted_from_environment
+    def _check_edge(self) -> None:
+        """The trusted peers and the access log format are parsed here, so that a typo is a
+        start-up error of one line (even while --proxy-headers or the access log is off)."""
+        from .logs import AccessFormat
+        from .proxy import Forwarding
 
-        if not given and _BY_NAME["forwarded_allow_ips"].env not in os.environ:
-            self.forwarded_allow_ips = trusted_from_environment(self.forwarded_allow_ips)
         Forwarding(self.forwarded_allow_ips)
+        AccessFormat(self.access_log_format)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)

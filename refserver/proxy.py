@@ -17,7 +17,6 @@ never raw client text.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 
 from .config import ConfigError
@@ -32,19 +31,6 @@ _X_FIELDS = frozenset(
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 #: The most entries of a chain that are read, from the right (SERVER-PROXY-2).
 MAX_HOPS = 64
-
-
-def trusted_from_environment(default):
-    """The ``FORWARDED_ALLOW_IPS`` environment variable as a list of trusted peers, ``default``
-    when it is unset or empty: uvicorn reads it for its option of the same name, so a deployment
-    written for uvicorn keeps its trust. (Applied only when ``--forwarded-allow-ips`` is not
-    given, see :class:`refserver.config.Config`.)"""
-    value = os.environ.get("FORWARDED_ALLOW_IPS")
-    if value is not None:
-        parts = tuple(p.strip() for p in value.split(",") if p.strip())
-        if parts:
-            return parts
-    return default
 
 
 class Forwarding:
