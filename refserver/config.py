@@ -537,6 +537,54 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Warn, naming the request, when the event loop is blocked for N seconds; 0 for never.",
     ),
+    Option(
+        "proxy_headers",
+        bool,
+        False,
+        "Take the client address, scheme and host from X-Forwarded-For/-Proto/-Host/-Port or "
+        "Forwarded when the peer is in --forwarded-allow-ips (off: a server reached directly "
+        "must not let clients name themselves).",
+        details=(
+            "The client is the rightmost address of the chain that is not a trusted proxy, so a "
+            "client cannot choose it; Forwarded is read only when no X-Forwarded-* field is "
+            "present. Every interface and protocol sees the result (spec/server.md, "
+            "SERVER-PROXY-*)."
+        ),
+    ),
+    Option(
+        "forwarded_allow_ips",
+        str,
+        ("127.0.0.1", "::1"),
+        "Peers trusted with --proxy-headers: IP addresses, networks (CIDR), * for any, unix for "
+        "UNIX-socket peers. Unset: $FORWARDED_ALLOW_IPS when set (as uvicorn reads it).",
+        multiple=True,
+        env_fallback="FORWARDED_ALLOW_IPS",
+    ),
+    Option(
+        "access_log_format",
+        str,
+        '{client} - "{method} {target} {protocol}" {status}',
+        "The access log line, from {atoms}: client, client_host, method, path, query, target, "
+        "protocol, scheme, host, status, size (response body bytes), duration (seconds), "
+        "duration_ms, request_header:NAME, response_header:NAME, pid, time; {{ and }} for "
+        "braces. Every value is escaped.",
+        details=(
+            "{client} is host:port (- on a UNIX socket); {path} is as received, percent-encoded; "
+            "{target} is path?query; {protocol} is HTTP/1.1 or HTTP/2; {size} is 0 for HEAD, "
+            "204 and 304; {duration} runs from the application's start to the response's end; "
+            "a header atom is - when absent, several values joined with a comma; {pid} is the "
+            "worker's; {time} is ISO 8601, local, in ms. Controls are escaped as \\x1b, a quote "
+            "as \\x22, a backslash as \\x5c. An unknown atom is a one-line error."
+        ),
+    ),
+    Option(
+        "access_log_file",
+        str,
+        None,
+        "Append the access log to this file instead of stderr; reopened when it is moved or "
+        "removed (logrotate needs no signal).",
+        optional=True,
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -579,6 +627,7 @@ class Config:
             setattr(self, option.name, value)
         if self.uds is None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        self._check_edge()
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_workers()
@@ -638,6 +687,15 @@ class Config:
                 "--ssl-crl needs --ssl-cert-reqs optional or required (it applies to client "
                 "certificates)"
             )
+
+    def _check_edge(self) -> None:
+        """The trusted peers and the access log format are parsed here, so that a typo is a
+        start-up error of one line (even while --proxy-headers or the access log is off)."""
+        from .logs import AccessFormat
+        from .proxy import Forwarding
+
+        Forwarding(self.forwarded_allow_ips)
+        AccessFormat(self.access_log_format)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)

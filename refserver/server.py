@@ -23,7 +23,7 @@ from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
-from .scopes import _host_port
+from .proxy import Forwarding
 from .server_errors import StartupFailed
 from .tls import make_context
 from .wire.h1 import Limits
@@ -71,7 +71,19 @@ class ServerState:
         self.handler = None  # async callable(stream), set once the app is loaded
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
+        # --access-log-file: opened here, in the process that serves (a worker, too), and
+        # closed by the server's shutdown.
+        self.access_file = None
+        if config.access_log and config.access_log_file is not None:
+            self.access_file = logs.send_access_to_file(config.access_log_file)
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
+        self.access_format = None
+        if self.access_log:
+            self.access_format = logs.AccessFormat(config.access_log_format)
+        # The start time of each request is recorded only for a format that shows a duration.
+        self.access_timed = self.access_log and self.access_format.timed
+        # --proxy-headers: None when off, so that a connection pays one identity test.
+        self.forwarding = Forwarding(config.forwarded_allow_ips) if config.proxy_headers else None
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
         # --limit-max-requests: requests (and WebSockets) left before ``on_limit`` is called.
         self.requests_left: int | None = None
@@ -123,7 +135,10 @@ class ServerState:
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
         now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
+        timed = self.access_timed
         for stream in pending:
+            if timed:
+                stream.started = now
             coro = self._held(stream) if held else self.handler(stream)
             if eager:
                 task = Task(coro, loop=loop, eager_start=True)
@@ -160,14 +175,9 @@ class ServerState:
 
     def log_access(self, stream) -> None:
         if self.access_log:
-            logs.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                _client(stream.client),
-                stream.request.method,
-                _target(stream.request),
-                stream.request.http_version,
-                stream.status,
-            )
+            # The line is the message, without arguments: it is escaped already, and a % in a
+            # value must not be read as a format.
+            logs.access_logger.info(self.access_format.render(stream))
 
     def describe_task(self, task) -> str:
         """The request ``task`` serves, for a log line; called from the loop watchdog's thread."""
@@ -198,14 +208,12 @@ _REQUEST_COROUTINES = frozenset(
 
 
 def _client(client) -> str:
-    return _host_port(client) if client and client[1] is not None else "-"
+    return logs.client_text(client)
 
 
 def _target(request) -> str:
     """The request target as received, made safe to log (CVE-2020-7694)."""
-    query = request.query_string
-    target = (request.raw_path + b"?" + query if query else request.raw_path).decode("latin-1")
-    return logs.printable(target)
+    return logs.printable(logs.target_text(request))
 
 
 def describe_request(stream, age: float | None) -> str:
@@ -509,6 +517,8 @@ class Server:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if state is not None and state.access_file is not None:
+            logs.stop_access_file(state.access_file)
 
     def _log_cut(self, state) -> None:
         """One warning for the cut, then one line per request cut, naming it and its age."""

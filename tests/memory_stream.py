@@ -50,6 +50,9 @@ class MemoryStream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        self.body_sent = 0
+        self.started = 0.0
+        self.response_headers = None
         self._chunks = list(body)
         self._changed = asyncio.Event() if _running() else None
         self._rules = ResponseRules(server_header=None, date_header=False)
@@ -109,11 +112,13 @@ class MemoryStream:
         head_only = self.request.method == "HEAD"
         fields, length, asked_close = self._rules.head(status, headers, body, end, head_only)
         self.fields = fields
+        self.response_headers = headers
         self.status = status
         self.close_requested = close or asked_close
         self.response_started = True
         self._remaining = length
         self._write(b"" if head_only else body)
+        self.body_sent = 0 if head_only else len(body)
         if end:
             self.end_response()
 
@@ -123,6 +128,7 @@ class MemoryStream:
         if not self.response_started or self.response_complete:
             raise ResponseError("response body sent outside of a response")
         self._write(data)
+        self.body_sent += len(data)
         if end:
             self.end_response()
         await asyncio.sleep(0)

@@ -52,6 +52,9 @@ class H1Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
+        "response_headers",
         "_chunks",
         "_buffered",
         "_body_waiters",
@@ -71,6 +74,11 @@ class H1Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        # For the access log: response body bytes handed to the connection, the time the
+        # application was started (set only when the log format shows a duration), the fields.
+        self.body_sent = 0
+        self.started = 0.0
+        self.response_headers = None
         self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
@@ -175,6 +183,8 @@ class H1Stream:
         head, rest = conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
+        self.response_headers = headers
+        self.body_sent = len(body)
         if rest:
             self._proto.write_pair(head, rest)
         else:
@@ -190,7 +200,10 @@ class H1Stream:
             # would otherwise spin on the dead transport forever without yielding.
             self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
-        out = proto.conn.response_body(data) if data else b""
+        out = b""
+        if data:
+            out = proto.conn.response_body(data)
+            self.body_sent += len(data)
         if end:
             out += proto.conn.response_end()
         if out:
@@ -259,6 +272,7 @@ class H1Protocol:
         self.tls = None  # the ASGI ``tls`` extension of a TLS connection (refserver.tls)
         self.client = None
         self.server = None
+        self._forwarding = None  # refserver.proxy.Forwarding when the peer is a trusted proxy
         self.stream: H1Stream | None = None
         self.write_paused = False
         self._drain_waiters: list = []
@@ -294,6 +308,9 @@ class H1Protocol:
         self._gathers = gathers_writes(type(transport))
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
+        forwarding = self.state.forwarding
+        if forwarding is not None and forwarding.trusts_peer(self.client):
+            self._forwarding = forwarding  # the peer is a proxy: its requests are rewritten
         if transport.get_extra_info("sslcontext"):
             self.scheme = "https"
             self.tls = tls_extension(transport)
@@ -425,6 +442,8 @@ class H1Protocol:
                 self._upgrade = upgrade
                 return
         stream = H1Stream(self, request)
+        if self._forwarding is not None:
+            self._forwarding.apply(stream)
         self.stream = stream
         self._requested = True
         if self._shutting_down:

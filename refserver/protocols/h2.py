@@ -65,6 +65,9 @@ class H2Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
+        "response_headers",
         "_chunks",
         "_end_received",
         "_body_waiters",
@@ -93,6 +96,9 @@ class H2Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        self.body_sent = 0  # for the access log, as on HTTP/1.1
+        self.started = 0.0
+        self.response_headers = None
         self._chunks: list = []
         self._end_received = False
         self._body_waiters: list = []
@@ -210,6 +216,8 @@ class H2Stream:
         self._remaining = length
         self.response_started = True
         self.status = status
+        self.response_headers = headers
+        self.body_sent = len(body)
         proto.send_head(self, status, fields, end and not body)
         if body:
             self._out += body
@@ -228,6 +236,7 @@ class H2Stream:
             if self._remaining >= 0:
                 self._remaining = count_body(self._remaining, len(data))
             self._out += data
+            self.body_sent += len(data)
         if end:
             self.end_response()
             return
@@ -327,6 +336,7 @@ class H2Protocol:
         self._ping_payload = None
         self._write_deadline = None
         self._shutting_down = False
+        self._forwarding = None  # refserver.proxy.Forwarding when the peer is a trusted proxy
         self.upgrade_request = None  # an h2c upgrade's request, made stream 1 (connection.py)
         self._write_pending = False  # a write of the core's output is scheduled
         self._unwritten = 0  # DATA bytes handed to the core since its output was last written
@@ -341,6 +351,9 @@ class H2Protocol:
         self.transport = transport
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
+        forwarding = self.state.forwarding
+        if forwarding is not None and forwarding.trusts_peer(self.client):
+            self._forwarding = forwarding  # the peer is a proxy: its requests are rewritten
         if transport.get_extra_info("sslcontext"):
             from ..tls import asgi_tls_extension
 
@@ -458,6 +471,8 @@ class H2Protocol:
             self._on_extended_connect(event)
             return
         stream = H2Stream(self, sid, request)
+        if self._forwarding is not None:
+            self._forwarding.apply(stream)
         self.streams[sid] = stream
         if event.end_stream:
             stream._feed_end()

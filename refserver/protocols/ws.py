@@ -53,6 +53,9 @@ class WebSocketSession:
         self.client = origin.client
         self.server = origin.server
         self.tls = origin.tls
+        forwarding = state.forwarding
+        if forwarding is not None and forwarding.trusts_peer(self.client):
+            forwarding.apply(self)  # the origin is a connection, never a rewritten stream
         self.subprotocols = handshake.subprotocols
         self.handshake = handshake
         self.accepted = False
