@@ -16,6 +16,10 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from refserver.cli import options_markdown  # noqa: E402
+from refserver.conformance.report import clause_anchor  # noqa: E402  (the reports link to it)
 
 #: Repository files shown as pages: {path in the repository: path in the site}.
 PAGES = {
@@ -36,11 +40,6 @@ OPTIONS_MARKER = "<!-- options -->"
 CLAUSE_HEADING = re.compile(r"^(#{2,6}) ([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+) — (.*?)\s*$")
 LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
-
-
-def clause_anchor(clause_id: str) -> str:
-    """The anchor of a clause: its id in lower case (``H1-ERROR-1`` -> ``h1-error-1``)."""
-    return clause_id.lower()
 
 
 def site_path(repo_path: str) -> str | None:
@@ -94,8 +93,5 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     if OPTIONS_MARKER in markdown:
-        sys.path.insert(0, ROOT)
-        from refserver.cli import options_markdown
-
         markdown = markdown.replace(OPTIONS_MARKER, options_markdown())
     return markdown

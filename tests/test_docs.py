@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from refserver.conformance.report import load_clause_index
+from refserver.conformance.report import clause_url, load_clause_index
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +36,10 @@ def test_every_clause_of_the_index_gets_its_anchor_on_its_page():
         if repo_path not in rendered:
             with open(os.path.join(ROOT, repo_path), encoding="utf-8") as fh:
                 rendered[repo_path] = hooks.render(repo_path, fh.read())
-        assert f"{{#{clause_id.lower()}}}" in rendered[repo_path], clause_id
+        # The page and anchor a conformance report links to.
+        page, anchor = clause_url(clause_id, index).split("/#")
+        assert page == f"spec/{item['document']}"
+        assert f"{{#{anchor}}}" in rendered[repo_path], clause_id
 
 
 def test_links_to_repository_files_point_at_their_pages():
