@@ -196,6 +196,9 @@ def to_junit(results: list, label: str) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+#: Characters of a failed case's parsed transcript shown on the HTML page.
+HTML_TRANSCRIPT_LIMIT = 16384
+
 HTML_STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; }
 table { border-collapse: collapse; width: 100%; }
@@ -271,9 +274,13 @@ def to_html(results: list, index: dict, targets: list, notes: list,
         if not result.wire:
             out.append("<p>No bytes recorded on the wire for this case.</p>")
         if result.transcript:
+            parsed = json.dumps(result.transcript, indent=1, default=str)
+            more = len(parsed) - HTML_TRANSCRIPT_LIMIT
+            if more > 0:  # a body of megabytes belongs in the JSON report, not on the page
+                parsed = parsed[:HTML_TRANSCRIPT_LIMIT] + f"\n... ({more} more characters)"
             out += [
                 "<details><summary>What the runner parsed</summary>",
-                f"<pre>{e(json.dumps(result.transcript, indent=1, default=str))}</pre>",
+                f"<pre>{e(parsed)}</pre>",
                 "</details>",
             ]
         out.append("</section>")
