@@ -203,6 +203,7 @@ HTML_STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+td.clause { white-space: nowrap; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td.outcome { color: #b00020; font-weight: bold; }
 tr.pass td.outcome { color: #1b7a1b; }
@@ -244,7 +245,7 @@ def to_html(results: list, index: dict, targets: list, notes: list,
     ]
     for interface, clause, outcome, detail, (npass, nfail, nskip) in rows:
         out.append(
-            f'<tr class="{outcome}"><td>{e(interface)}</td><td>{clause_link(clause)}</td>'
+            f'<tr class="{outcome}"><td>{e(interface)}</td><td class="clause">{clause_link(clause)}</td>'
             f"<td>{e(index.get(clause, {}).get('title', ''))}</td>"
             f'<td class="outcome">{outcome.upper()}</td><td class="n">{npass}</td>'
             f'<td class="n">{nfail}</td><td class="n">{nskip}</td><td>{e(detail)}</td></tr>'
