@@ -49,7 +49,8 @@ def subtitle(record: dict) -> str:
     parts = [
         f"{env.get('date', '?')[:10]}, Python {env.get('python', '?')}, "
         f"{env.get('cpu_count', '?')} cores",
-        f"{settings.get('connections', '?')} connections, {settings.get('duration', '?')} s per cell"
+        f"{settings.get('connections', '?')} connections, "
+        f"{settings.get('duration', '?')} s per cell"
         + (f", median of {settings['repeat']}" if settings.get("repeat", 1) > 1 else ""),
     ]
     if peers:

@@ -267,7 +267,8 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
     if args.junit:
         _write(args.junit, to_junit(results_a, spec_a.label))
     if args.html:
-        _write(args.html, to_html(results_a, index, [spec_a.label], notes_a, args.docs_url).encode())
+        page = to_html(results_a, index, [spec_a.label], notes_a, args.docs_url)
+        _write(args.html, page.encode())
     return exit_code
 
 

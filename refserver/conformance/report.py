@@ -245,7 +245,8 @@ def to_html(results: list, index: dict, targets: list, notes: list,
     ]
     for interface, clause, outcome, detail, (npass, nfail, nskip) in rows:
         out.append(
-            f'<tr class="{outcome}"><td>{e(interface)}</td><td class="clause">{clause_link(clause)}</td>'
+            f'<tr class="{outcome}"><td>{e(interface)}</td>'
+            f'<td class="clause">{clause_link(clause)}</td>'
             f"<td>{e(index.get(clause, {}).get('title', ''))}</td>"
             f'<td class="outcome">{outcome.upper()}</td><td class="n">{npass}</td>'
             f'<td class="n">{nfail}</td><td class="n">{nskip}</td><td>{e(detail)}</td></tr>'
