@@ -10,6 +10,8 @@ throughput and how much server CPU each request costs. See benchmarks/README.md.
     python benchmarks/run.py --quick               # short cells, for a smoke run
     python benchmarks/run.py --targets 'refserver-pure-asgi,uvicorn-*' --endpoints plaintext,json
     python benchmarks/run.py --list                # the targets and endpoints
+    python benchmarks/run.py --quick --plot bench.png                     # and its picture
+    python benchmarks/run.py --plot-from benchmarks/results/X.json --plot bench.png  # redrawn
 """
 
 from __future__ import annotations
@@ -997,7 +999,19 @@ def parse_args(argv=None):
     add_wrk_options(p)
     p.add_argument("--no-second-pass", dest="second_pass", action="store_false",
                    help="do not re-measure, after the matrix, the cells that stayed noisy")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the comparison (requests per server CPU-second) to this file; "
+                   "needs matplotlib: pip install 'refserver[plot]'")
+    p.add_argument("--plot-from", metavar="RESULTS.json",
+                   help="measure nothing: draw --plot from this results file of an earlier run")
     args = p.parse_args(argv)
+    if args.plot_from and not args.plot:
+        p.error("--plot-from needs --plot FILE")
+    if args.plot and not args.plot_from:
+        try:
+            import matplotlib  # noqa: F401  (checked before minutes of measuring, not after)
+        except ImportError:
+            p.error("--plot needs matplotlib: pip install 'refserver[plot]'")
     finish_run_options(p, args, argv)
     if args.threads < 1:
         p.error("--threads must be positive")
@@ -1039,8 +1053,25 @@ def write_results(output, prefix: str, record: dict, cells: list, interrupted: b
     return 0 if all(c.status != "failed" for c in cells) else 1
 
 
+def draw(record: dict, path: str) -> None:
+    sys.path.insert(0, HERE)
+    import plot
+
+    plot.plot(record, path)
+    print(f"picture: {os.path.relpath(path, os.getcwd())}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.plot_from:
+        sys.path.insert(0, HERE)
+        import plot
+
+        try:
+            draw(plot.load(args.plot_from), args.plot)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--plot-from: {exc}")
+        return 0
     if args.list:
         print("targets:")
         for t in TARGETS.values():
@@ -1203,7 +1234,13 @@ def main(argv=None) -> int:
         "big_lines": big,
         "ratio_lines": ratios,
     }
-    return write_results(args.output, "bench", record, cells, interrupted)
+    code = write_results(args.output, "bench", record, cells, interrupted)
+    if args.plot:
+        try:
+            draw(record, args.plot)
+        except ValueError as exc:
+            print(f"no picture: {exc}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

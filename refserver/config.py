@@ -131,7 +131,7 @@ OPTIONS: tuple[Option, ...] = (
         "over by a process manager). Without it, the sockets of a systemd socket activation "
         "(LISTEN_FDS, LISTEN_PID) are served when present.",
         optional=True,
-        details="See the README's Deployment section for a systemd unit.",
+        details="See the deployment guide (docs/deployment.md) for a systemd unit.",
     ),
     Option(
         "backlog",
@@ -262,8 +262,8 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         env_fallback="WEB_CONCURRENCY",
         details=(
-            "The application must then be given as module:attribute. See the README's Deployment "
-            "section."
+            "The application must then be given as module:attribute. See the deployment guide "
+            "(docs/deployment.md)."
         ),
     ),
     Option(

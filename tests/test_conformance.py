@@ -112,6 +112,68 @@ def test_a_failing_server_fails_the_run(tmp_path):
     assert failed == ["resp-date-header"]
 
 
+def test_the_html_report_of_a_failing_run_shows_the_exchange_and_links_the_clause(tmp_path):
+    """--html: the clause table links each clause to its anchor in the documentation site, and a
+    failure shows the bytes the runner sent and those it received."""
+    page = tmp_path / "report.html"
+    code, data = run(
+        tmp_path,
+        "--interface", "asgi", "--clause", "H1-RESPONSE-7",
+        "--server", "refserver --no-date-header",
+        "--html", str(page), "--docs-url", "https://docs.example/refserver",
+    )
+    assert code == 1
+    text = page.read_text()
+    link = "https://docs.example/refserver/spec/http1/#h1-response-7"
+    assert f'<a href="{link}">H1-RESPONSE-7</a>' in text
+    assert [row["url"] for row in data["clauses"]] == [link]
+    failure = text[text.index('id="fail-asgi-resp-date-header"'):]
+    assert "Sent on connection 1" in failure and "Received on connection 1" in failure
+    assert "<pre>GET /r/resp?body=d HTTP/1.1\\r\\n\nHost: 127.0.0.1:" in failure
+    assert "HTTP/1.1 200 OK\\r\\n" in failure  # CR and LF shown, not sent to the page
+    # The passing cases of the clause carry no wire record.
+    passed = [c for c in data["cases"] if c["outcome"] == "pass"]
+    assert passed and all("wire" not in c for c in passed)
+
+
+def test_the_html_report_escapes_everything_from_the_wire():
+    from refserver.conformance.report import to_html
+    from refserver.conformance.runner import CaseResult
+
+    port = _serve_bytes(
+        b"HTTP/1.1 200 OK\r\nX-Evil: <script>alert('x')</script>\r\nContent-Length: 0\r\n\r\n"
+    )
+    conn = wire.Connection("127.0.0.1", port, 2.0)
+    try:
+        conn.send(b"GET /<img src=x onerror=alert(1)> HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.read_response()
+    finally:
+        conn.close()
+    case = next(c for c in load_cases() if c.id == "resp-date-header")
+    result = CaseResult(case, "asgi", "fail", "header <b>X-Evil</b> & more", [{"kind": "x",
+                        "value": "</pre><script>"}], 0.1, [conn.wire_record()])
+    page = to_html([result], {}, ["<target>"], ["<note>"])
+    body = page[page.index("</style>"):]
+    assert "<script>" not in body and "<img" not in body and "<b>" not in body
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body
+    assert "GET /&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "header &lt;b&gt;X-Evil&lt;/b&gt; &amp; more" in body
+    assert "&lt;target&gt;" in body and "&lt;note&gt;" in body
+    assert "&lt;/pre&gt;&lt;script&gt;" in body
+
+
+def test_the_wire_record_keeps_the_first_bytes_of_each_direction():
+    payload = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"\x00" * 10000
+    conn, response = _exchange(payload)
+    conn.close()
+    record = conn.wire_record()
+    assert record["received_bytes"] == len(payload)
+    assert record["received"].startswith("HTTP/1.1 200 OK\\r\\n\nContent-Length: 10000")
+    assert record["received"].count("\\x00") == wire.WIRE_RECORD_LIMIT - len(payload[:-10000])
+    assert record["sent"] == "GET / HTTP/1.1\\r\\n\nHost: x\\r\\n\n\\r\\n\n"
+    assert record["sent_bytes"] == 27
+
+
 def test_the_differential_mode_reports_differences(tmp_path):
     code, data = run(
         tmp_path,

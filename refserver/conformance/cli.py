@@ -29,7 +29,15 @@ import time
 
 from .cases import INTERFACES, CaseError, load_cases
 from .differential import compare, format_differences
-from .report import format_failures, format_table, load_clause_index, to_json, to_junit
+from .report import (
+    DOCS_URL,
+    format_failures,
+    format_table,
+    load_clause_index,
+    to_html,
+    to_json,
+    to_junit,
+)
 from .runner import Runner, TargetError, TargetSpec
 from .transport import Certificate, TLSUnavailable, Transport
 
@@ -99,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", metavar="PATH", help="write results (and differences) as JSON")
     parser.add_argument("--junit", metavar="PATH", help="write results as JUnit XML")
+    parser.add_argument(
+        "--html", metavar="PATH",
+        help="write an HTML report: the clause table, and each failure with the bytes sent and "
+        "received on its connections",
+    )
+    parser.add_argument(
+        "--docs-url", metavar="URL", default=DOCS_URL,
+        help="root of the documentation site that the HTML and JSON reports link clauses to "
+        "(URL/spec/http1/#h1-error-1); default: relative links, for a report saved at the root "
+        "of a built site",
+    )
     parser.add_argument(
         "--failures-only", action="store_true", help="table rows for failing clauses only"
     )
@@ -224,7 +243,7 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
                 print(failures)
         else:
             print(format_table(results_a, index, show_passing=False).splitlines()[-1])
-        output.update(to_json(results_a, index, [spec_a.label], notes_a))
+        output.update(to_json(results_a, index, [spec_a.label], notes_a, args.docs_url))
         exit_code = EXIT_FAILED if failed else EXIT_OK
     else:
         differences = compare(results_a, results_b)
@@ -235,8 +254,11 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
             print(f"{label}: " + format_table(results, index).splitlines()[-1])
             if bad and not args.quiet:
                 print(bad)
-        output.update(to_json(results_a, index, [spec_a.label, spec_b.label], notes_a + notes_b))
-        output["b"] = to_json(results_b, index, [spec_b.label], notes_b)
+        output.update(
+            to_json(results_a, index, [spec_a.label, spec_b.label], notes_a + notes_b,
+                    args.docs_url)
+        )
+        output["b"] = to_json(results_b, index, [spec_b.label], notes_b, args.docs_url)
         output["differences"] = differences
         exit_code = EXIT_FAILED if (differences or failed) else EXIT_OK
     print(f"({elapsed:.1f}s)", file=sys.stderr)
@@ -244,6 +266,9 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
         _write(args.json, json.dumps(output, indent=1, sort_keys=False, default=str).encode())
     if args.junit:
         _write(args.junit, to_junit(results_a, spec_a.label))
+    if args.html:
+        page = to_html(results_a, index, [spec_a.label], notes_a, args.docs_url)
+        _write(args.html, page.encode())
     return exit_code
 
 

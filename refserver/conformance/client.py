@@ -15,6 +15,32 @@ import time
 
 MAX_RESPONSE_HEAD = 65536
 
+#: Bytes of each direction a connection keeps for the report of a failed case: enough for the
+#: heads and the start of the bodies, bounded for the flood cases that send megabytes.
+WIRE_RECORD_LIMIT = 4096
+
+
+def visible(data: bytes) -> str:
+    """Bytes as text a person can read without being misled: printable ASCII as is, CR, LF and
+    TAB as ``\\r``, ``\\n``, ``\\t`` (a line break follows ``\\n``), a backslash doubled,
+    any other byte as ``\\xHH``. So a bare LF and CRLF look different, and no byte from the wire
+    reaches a terminal or a page as itself."""
+    out = []
+    for byte in data:
+        if byte == 0x0A:
+            out.append("\\n\n")
+        elif byte == 0x0D:
+            out.append("\\r")
+        elif byte == 0x09:
+            out.append("\\t")
+        elif byte == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out)
+
 
 class ClientError(Exception):
     """The exchange could not be completed as the case expected (named ``kind`` for reports)."""
@@ -126,6 +152,22 @@ class Connection:
         self.eof = False
         self.reset = False
         self.local_port = self.sock.getsockname()[1]
+        # The start of each direction, for the report of a failed case (see wire_record).
+        self.sent = bytearray()
+        self.received = bytearray()
+        self.sent_total = 0
+        self.received_total = 0
+
+    def wire_record(self) -> dict:
+        """What went each way on this connection: the first WIRE_RECORD_LIMIT bytes of each, as
+        :func:`visible` text, and the totals."""
+        return {
+            "local_port": self.local_port,
+            "sent": visible(bytes(self.sent)),
+            "sent_bytes": self.sent_total,
+            "received": visible(bytes(self.received)),
+            "received_bytes": self.received_total,
+        }
 
     def close(self) -> None:
         try:
@@ -135,6 +177,8 @@ class Connection:
 
     def send(self, data: bytes) -> bool:
         """Send everything; False if the server had already closed (the case decides if it may)."""
+        self.sent += data[: WIRE_RECORD_LIMIT - len(self.sent)]
+        self.sent_total += len(data)
         try:
             self.sock.sendall(data)
             return True
@@ -176,6 +220,8 @@ class Connection:
         if not data:
             self.eof = True
             return False
+        self.received += data[: WIRE_RECORD_LIMIT - len(self.received)]
+        self.received_total += len(data)
         self.buffer += data
         return True
 

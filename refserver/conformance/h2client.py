@@ -634,6 +634,7 @@ def _client(run) -> H2Client:
         except NotHTTP2 as exc:
             run.fail(f"no HTTP/2 connection: {exc}")
         run.replacements[str(run.h2.conn.local_port)] = "<client-port>"
+        run.connections.append(run.h2.conn)
     return run.h2
 
 

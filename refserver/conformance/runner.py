@@ -293,15 +293,18 @@ class Endpoint:
 
 
 class CaseResult:
-    __slots__ = ("case", "interface", "outcome", "reason", "transcript", "duration")
+    __slots__ = ("case", "interface", "outcome", "reason", "transcript", "duration", "wire")
 
-    def __init__(self, case, interface, outcome, reason="", transcript=None, duration=0.0):
+    def __init__(self, case, interface, outcome, reason="", transcript=None, duration=0.0,
+                 wire=None):
         self.case = case
         self.interface = interface
         self.outcome = outcome  # "pass" | "fail" | "skip"
         self.reason = reason
         self.transcript = transcript or []
         self.duration = duration
+        # A failed case's bytes on the wire, one record per connection (client.wire_record).
+        self.wire = wire or []
 
     def to_dict(self) -> dict:
         return {
@@ -316,6 +319,7 @@ class CaseResult:
             "reason": self.reason,
             "duration": round(self.duration, 4),
             "transcript": self.transcript,
+            **({"wire": self.wire} if self.wire else {}),
         }
 
 
@@ -409,6 +413,7 @@ class CaseRun:
         self.h2 = None  # the HTTP/2 connection of an HTTP/2 case
         self.heads: list = []
         self.transcript: list = []
+        self.connections: list = []  # every connection opened, for the wire record of a failure
 
     # --------------------------------------------------------------- helpers
 
@@ -416,6 +421,7 @@ class CaseRun:
         tls = self.endpoint.transport.context("http/1.1")
         conn = wire.Connection(HOST, self.endpoint.port, self.timeout, tls)
         self.replacements[str(conn.local_port)] = "<client-port>"
+        self.connections.append(conn)
         return conn
 
     def _ensure(self) -> wire.Connection:
@@ -465,9 +471,10 @@ class CaseRun:
         return "".join(f"; {note}" for note in notes)
 
     def _result(self, outcome: str, reason: str, started: float) -> CaseResult:
+        record = [conn.wire_record() for conn in self.connections] if outcome == "fail" else []
         return CaseResult(
             self.case, self.interface, outcome, reason, self.transcript,
-            time.monotonic() - started,
+            time.monotonic() - started, record,
         )
 
     def step(self, step: dict) -> None:
