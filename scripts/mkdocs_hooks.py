@@ -37,6 +37,11 @@ for _name in sorted(os.listdir(os.path.join(ROOT, "spec", "peers"))):
 #: Where ``<!-- options -->`` stands in a page, the option table goes.
 OPTIONS_MARKER = "<!-- options -->"
 
+#: Where ``<!-- README.md: deployment -->`` stands, the README's deployment section goes (the
+#: lines between its begin and end comments), its headings one level up: the README keeps what
+#: a deployment needs first, the guide adds the rest.
+README_SECTION = re.compile(r"<!-- README\.md: (\w+) -->")
+
 CLAUSE_HEADING = re.compile(r"^(#{2,6}) ([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+) — (.*?)\s*$")
 LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -91,7 +96,29 @@ def on_files(files, config):
     return files
 
 
+def readme_section(name: str, page: str) -> str:
+    """The README's lines between ``<!-- NAME: begin ...-->`` and ``<!-- NAME: end -->``, for
+    ``page``: headings one level up, links pointed at pages."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    begin = re.search(rf"^<!-- {name}: begin.*-->$", text, re.M)
+    end = re.search(rf"^<!-- {name}: end -->$", text, re.M)
+    if begin is None or end is None:
+        raise ValueError(f"README.md has no {name} section between begin and end comments")
+    lines = []
+    in_fence = False
+    for line in text[begin.end():end.start()].strip("\n").splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            if line.startswith("### "):
+                line = line[1:]
+            line = LINK.sub(lambda m: _link(m, "README.md", page), line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown, page, config, files):
     if OPTIONS_MARKER in markdown:
         markdown = markdown.replace(OPTIONS_MARKER, options_markdown())
-    return markdown
+    return README_SECTION.sub(lambda m: readme_section(m.group(1), page.file.src_uri), markdown)
