@@ -111,19 +111,27 @@ def test_idle_keep_alive_connections_close_at_once():
     assert time.monotonic() - started < 3
 
 
-def _open_sockets(pid):
-    return sum(
-        1 for fd in os.listdir(f"/proc/{pid}/fd")
-        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-    )
+def _server_holds(pid, client: socket.socket) -> bool:
+    """Whether process ``pid`` has accepted ``client``'s connection: the server side of it (the
+    TCP socket whose remote port is the client's port, in /proc/net/tcp) is one of its fds."""
+    port = client.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    inodes = {row[9] for row in rows if int(row[2].split(":")[1], 16) == port}
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return any(f"socket:[{inode}]" in held for inode in inodes)
 
 
 def test_a_connection_accepted_before_the_signal_gets_its_request_answered(impl):
     proc, port = launch("cli_apps:slow", "--impl", impl)
-    before = _open_sockets(proc.pid)
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     deadline = time.monotonic() + 5
-    while _open_sockets(proc.pid) == before:  # the server has accepted it
+    while not _server_holds(proc.pid, sock):
         assert time.monotonic() < deadline, "the connection was not accepted"
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
