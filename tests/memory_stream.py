@@ -50,6 +50,8 @@ class MemoryStream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        self.body_sent = 0
+        self.started = 0.0
         self._chunks = list(body)
         self._changed = asyncio.Event() if _running() else None
         self._rules = ResponseRules(server_header=None, date_header=False)
@@ -154,6 +156,7 @@ class MemoryStream:
         if self._remaining >= 0 and data:
             self._remaining = count_body(self._remaining, len(data))
         self.sent += data
+        self.body_sent += len(data)
 
 
 def _running() -> bool:

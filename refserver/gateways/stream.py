@@ -35,6 +35,10 @@ class Stream(Protocol):
     response_complete: bool
     disconnected: bool  # the client went away, or the exchange was reset
     status: int  # the response status once started (0 before): for the access log
+    # For the metrics: the response body bytes handed to the connection, and the
+    # time.monotonic() the application was started (set by the server only with --metrics).
+    body_sent: int
+    started: float
 
     async def receive(self) -> bytes:
         """The next piece of request body; ``b""`` once it is complete (and on every later call).

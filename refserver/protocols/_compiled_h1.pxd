@@ -13,6 +13,8 @@ cdef class H1Stream:
     cdef public object request, scheme, client, server, tls
     cdef public bint body_complete, response_started, response_complete, disconnected
     cdef public int status
+    cdef public Py_ssize_t body_sent
+    cdef public double started
     cdef list _chunks
     cdef Py_ssize_t _buffered
     cdef list _body_waiters
@@ -31,6 +33,7 @@ cdef class H1Stream:
 
 cdef class H1Protocol:
     cdef public object state, loop, transport, scheme, client, server, tls
+    cdef object _metrics
     cdef public H1Connection conn
     cdef public H1Stream stream
     cdef public bint write_paused

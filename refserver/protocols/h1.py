@@ -52,6 +52,8 @@ class H1Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
         "_chunks",
         "_buffered",
         "_body_waiters",
@@ -71,6 +73,10 @@ class H1Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        # For the metrics: response body bytes handed to the connection, and the
+        # time.monotonic() the application was started (set only with --metrics).
+        self.body_sent = 0
+        self.started = 0.0
         self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
@@ -175,6 +181,7 @@ class H1Stream:
         head, rest = conn.response_start(status, headers, body, end)
         self.response_started = True
         self.status = status
+        self.body_sent = len(body)
         if rest:
             self._proto.write_pair(head, rest)
         else:
@@ -190,7 +197,10 @@ class H1Stream:
             # would otherwise spin on the dead transport forever without yielding.
             self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
-        out = proto.conn.response_body(data) if data else b""
+        out = b""
+        if data:
+            out = proto.conn.response_body(data)
+            self.body_sent += len(data)
         if end:
             out += proto.conn.response_end()
         if out:
@@ -244,6 +254,7 @@ class H1Protocol:
     def __init__(self, server_state, impl):
         self.state = server_state
         self.loop = server_state.loop
+        self._metrics = server_state.metrics  # None unless --metrics
         config = server_state.config
         self.conn = impl.h1_connection(
             impl.make_parser(config.limit_request_head),
@@ -459,6 +470,8 @@ class H1Protocol:
     def response_done(self, stream: H1Stream) -> None:
         if self.state.access_log:
             self.state.log_access(stream)
+        if self._metrics is not None:
+            self._metrics.count(stream, self.conn.body_received)
         if self.conn.request_complete or not self.conn.keep_alive:
             self._next_cycle()
         else:

@@ -65,6 +65,9 @@ class H2Stream:
         "response_complete",
         "disconnected",
         "status",
+        "body_sent",
+        "started",
+        "body_received",
         "_chunks",
         "_end_received",
         "_body_waiters",
@@ -93,6 +96,9 @@ class H2Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
+        self.body_sent = 0  # for the metrics, as on HTTP/1.1
+        self.started = 0.0
+        self.body_received = 0
         self._chunks: list = []
         self._end_received = False
         self._body_waiters: list = []
@@ -115,6 +121,7 @@ class H2Stream:
     # -------------------------------------------------------------- fed by the protocol
 
     def _feed(self, data: bytes) -> None:
+        self.body_received += len(data)
         if self.response_complete:
             self._proto.consumed(self.stream_id, len(data))  # nobody will read it
             return
@@ -210,6 +217,7 @@ class H2Stream:
         self._remaining = length
         self.response_started = True
         self.status = status
+        self.body_sent = len(body)
         proto.send_head(self, status, fields, end and not body)
         if body:
             self._out += body
@@ -228,6 +236,7 @@ class H2Stream:
             if self._remaining >= 0:
                 self._remaining = count_body(self._remaining, len(data))
             self._out += data
+            self.body_sent += len(data)
         if end:
             self.end_response()
             return
@@ -302,6 +311,7 @@ class H2Protocol:
     def __init__(self, server_state, impl):
         self.state = server_state
         self.loop = server_state.loop
+        self._metrics = server_state.metrics  # None unless --metrics
         config = server_state.config
         self.config = config
         self.impl = impl
@@ -588,6 +598,8 @@ class H2Protocol:
     def response_done(self, stream) -> None:
         if self.state.access_log:
             self.state.log_access(stream)
+        if self._metrics is not None:
+            self._metrics.count(stream, stream.body_received)
         if not stream._out and not stream._out_end:
             self.forget(stream)
 
