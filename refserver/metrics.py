@@ -4,8 +4,9 @@ several workers add up, and the socket that serves them.
 Counting is plain integer arithmetic in the process that serves the requests: a response that
 completes adds to a few list slots and integers (:meth:`Metrics.count`), and what can be read
 off the server's state when a scrape comes — open connections, requests in flight — is read
-then, not maintained per request. With ``--metrics`` off, :attr:`ServerState.metrics` is None
-and a protocol pays one identity test per response.
+then, not maintained per request. With ``--metrics`` off, :attr:`ServerState.metrics` is None:
+a request pays an identity test in its dispatch batch and one in its protocol
+(``benchmarks/inprocess.py`` measures it, and with ``--metrics`` the cost of counting).
 
 Under ``--workers`` the supervisor serves the socket: on each scrape it asks every worker for
 its report over the line it already has to it (:mod:`refserver.worker`), waits
