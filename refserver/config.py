@@ -610,12 +610,15 @@ class Config:
             given = [
                 o.flag
                 for o in OPTIONS
-                if o.name in ("metrics_address", "metrics_port") and getattr(self, o.name) != o.default
+                if o.name in ("metrics_address", "metrics_port")
+                and getattr(self, o.name) != o.default
             ]
             if given:
                 raise ConfigError(f"{', '.join(given)} given without --metrics")
         if not 0 <= self.metrics_port <= 65535:
-            raise ConfigError(f"--metrics-port must be between 0 and 65535, got {self.metrics_port}")
+            raise ConfigError(
+                f"--metrics-port must be between 0 and 65535, got {self.metrics_port}"
+            )
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client
