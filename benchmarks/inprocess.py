@@ -10,6 +10,7 @@ py-spy can attach to it), and it is steady enough to compare two builds on a sha
     python benchmarks/inprocess.py --interface wsgi      # CPU of every thread of the process
     python benchmarks/inprocess.py --interface rsgi --impl fast --rounds 2000
     python benchmarks/inprocess.py --endpoint echo
+    python benchmarks/inprocess.py --impl fast --interface rsgi --metrics   # with --metrics on
 """
 
 from __future__ import annotations
@@ -68,11 +69,11 @@ class NullTransport:
 
 
 async def measure(interface: str, impl_name: str, request: bytes, connections: int,
-                  rounds: int, repeat: int) -> float:
+                  rounds: int, repeat: int, metrics: bool = False) -> float:
     """Seconds of CPU per request, best of ``repeat`` runs of ``rounds`` rounds."""
     app = importlib.import_module(f"benchmarks.apps.{interface}_app").app
     impl, _ = select(impl_name)
-    config = Config(app, interface=interface, impl=impl_name, access_log=False)
+    config = Config(app, interface=interface, impl=impl_name, access_log=False, metrics=metrics)
     state = ServerState(config, asyncio.get_running_loop(), impl)
     state.handler = make_gateway(interface, app, state)
     loop = asyncio.get_running_loop()
@@ -133,6 +134,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--metrics", action="store_true", help="count requests for --metrics")
     args = parser.parse_args()
     if args.loop == "uvloop":
         import uvloop
@@ -143,8 +145,9 @@ def main() -> int:
     for interface in args.interface or ["rsgi", "asgi"]:
         for impl_name in args.impl or ["fast", "pure"]:
             seconds = run(measure(interface, impl_name, REQUESTS[args.endpoint],
-                                  args.connections, args.rounds, args.repeat))
-            print(f"{interface} {impl_name} {args.endpoint} ({args.loop}): "
+                                  args.connections, args.rounds, args.repeat, args.metrics))
+            shown = " --metrics" if args.metrics else ""
+            print(f"{interface} {impl_name} {args.endpoint}{shown} ({args.loop}): "
                   f"{seconds * 1e6:6.2f} µs of CPU per request ({1 / seconds:,.0f} requests per CPU second)")
     return 0
 

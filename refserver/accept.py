@@ -56,6 +56,7 @@ class Acceptor:
         self._paused = False  # accepting failed for want of a resource; logged once
         self._closed = False
         self._tasks: set = set()
+        self.accepted = 0  # connections accepted (for the metrics)
         sock.setblocking(False)
 
     def start(self) -> None:
@@ -81,6 +82,7 @@ class Acceptor:
             self._connect(conn)
 
     def _connect(self, conn: socket.socket) -> None:
+        self.accepted += 1
         conn.setblocking(False)
         if self._tcp:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

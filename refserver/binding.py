@@ -65,6 +65,19 @@ def bind_reuse_port(addresses: list[tuple], backlog: int) -> list[socket.socket]
     return sockets
 
 
+def bind_listening(host: str, port: int, backlog: int) -> socket.socket:
+    """One listening TCP socket of the server's own (the ``--metrics`` socket), bound as the
+    application's are: a port in use is the same one-line :class:`ConfigError`."""
+    sock = _bind_tcp(host, port)
+    try:
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
 def systemd_fds() -> list[int]:
     """The descriptors of a socket activation, if it is meant for this process (``LISTEN_PID``:
     a child that inherited the environment must not take its parent's sockets). The variables

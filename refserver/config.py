@@ -585,6 +585,16 @@ OPTIONS: tuple[Option, ...] = (
         "removed (logrotate needs no signal).",
         optional=True,
     ),
+    Option(
+        "metrics",
+        bool,
+        False,
+        "Serve Prometheus metrics (GET /metrics, text format) on a socket of their own, "
+        "--metrics-address:--metrics-port; with --workers, the supervisor serves the sum of "
+        "every worker's.",
+    ),
+    Option("metrics_address", str, "127.0.0.1", "Address of the --metrics socket."),
+    Option("metrics_port", int, 9090, "Port of the --metrics socket (0 picks a free one)."),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -630,6 +640,7 @@ class Config:
         self._check_edge()
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
+        self._check_metrics()
         self._check_workers()
         self._check_tls()
         self._check_reload()
@@ -663,6 +674,22 @@ class Config:
                 raise ConfigError(f"{', '.join(given)} given without --workers")
         if self.reuse_port and (self.uds is not None or self.fd is not None):
             raise ConfigError("--reuse-port applies to --host/--port sockets, not --uds or --fd")
+
+    def _check_metrics(self) -> None:
+        """Where to serve metrics means nothing without --metrics: an error, as for --workers."""
+        if not self.metrics:
+            given = [
+                o.flag
+                for o in OPTIONS
+                if o.name in ("metrics_address", "metrics_port")
+                and getattr(self, o.name) != o.default
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} given without --metrics")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"--metrics-port must be between 0 and 65535, got {self.metrics_port}"
+            )
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client

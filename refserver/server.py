@@ -22,6 +22,7 @@ from .binding import bind_sockets, describe_address
 from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
+from .metrics import Metrics, MetricsServer, exposition
 from .protocols.connection import protocol_factory
 from .proxy import Forwarding
 from .server_errors import StartupFailed
@@ -85,6 +86,8 @@ class ServerState:
         # --proxy-headers: None when off, so that a connection pays one identity test.
         self.forwarding = Forwarding(config.forwarded_allow_ips) if config.proxy_headers else None
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
+        # --metrics: None when off, so that a response pays one identity test.
+        self.metrics = Metrics() if config.metrics else None
         # --limit-max-requests: requests (and WebSockets) left before ``on_limit`` is called.
         self.requests_left: int | None = None
         self.on_limit = None
@@ -100,6 +103,8 @@ class ServerState:
             self.count_request()
         limit = self.config.limit_concurrency
         if limit is not None and len(self.tasks) + len(self._pending) >= limit:
+            if self.metrics is not None:
+                stream.started = time.monotonic()
             stream.start_response(
                 503,
                 [TEXT_PLAIN],
@@ -135,7 +140,7 @@ class ServerState:
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
         now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
-        timed = self.access_timed
+        timed = self.access_timed or self.metrics is not None
         for stream in pending:
             if timed:
                 stream.started = now
@@ -164,6 +169,12 @@ class ServerState:
         self.tasks[task] = (session, time.monotonic())
         task.add_done_callback(self.tasks.pop)
         return task
+
+    def in_flight(self) -> int:
+        """Requests started and not finished (WebSocket sessions, which have a handshake, apart):
+        read when metrics are scraped, never counted per request."""
+        tasks = sum(1 for entry, _ in self.tasks.values() if not hasattr(entry, "handshake"))
+        return len(self._pending) + tasks
 
     async def _run_ws(self, session):
         await self.ws_handler(session)
@@ -284,6 +295,8 @@ class Server:
         self.force_exit = False
         self.sockets: list = []
         self._servers: list = []
+        self._accepted = 0  # connections accepted by the listening sockets already closed
+        self.metrics_server = None  # --metrics, when this process serves them (no supervisor)
         self._exit_event: asyncio.Event | None = None
         self._lifespan = None
         self._watchdog = None
@@ -358,6 +371,9 @@ class Server:
             for server in self._servers:
                 server.close()
             self._servers.clear()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+                self.metrics_server = None
             if self._lifespan is not None:
                 await self._lifespan.shutdown()
             raise
@@ -370,6 +386,9 @@ class Server:
             self.protocols(),
             os.getpid(),
         )
+        if self.metrics_server is not None:
+            address = describe_address(self.metrics_server.sock)
+            logger.info("metrics on %s/metrics", address)
         if self.config.warn_blocked_loop:
             from .watchdog import LoopWatchdog
 
@@ -378,7 +397,8 @@ class Server:
             )
             self._watchdog.start()
         if self.link is not None:
-            self.link.ready(loop, on_lost=self._supervisor_lost)
+            report = self.metrics_report if state.metrics is not None else None
+            self.link.ready(loop, on_lost=self._supervisor_lost, report=report)
         self.started.set()
 
     def protocols(self) -> str:
@@ -411,6 +431,9 @@ class Server:
 
         factory = protocol_factory(state, impl, tls=self.ssl_context is not None)
 
+        if state.metrics is not None and self.link is None:
+            # A supervised worker reports to its supervisor, which serves the socket.
+            self.metrics_server = MetricsServer.bind(self.config, self._metrics_text)
         if sockets is None:
             sockets = bind_sockets(self.config)
             if self.config.uds and self.config.fd is None:
@@ -430,6 +453,19 @@ class Server:
             )
             acceptor.start()
             self._servers.append(acceptor)
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
+
+    def metrics_report(self) -> dict:
+        """This process's metrics (:meth:`refserver.metrics.Metrics.report`)."""
+        state = self.state
+        accepted = self._accepted + sum(server.accepted for server in self._servers)
+        return state.metrics.report(
+            self.interface, accepted, len(state.connections), state.in_flight()
+        )
+
+    async def _metrics_text(self) -> bytes:
+        return exposition(self.metrics_report())
 
     def _write_pid_file(self) -> None:
         """Written once every socket listens: a supervisor that sees the file can connect."""
@@ -502,6 +538,7 @@ class Server:
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
             except asyncio.TimeoutError:
                 logger.warning("listening socket did not close in time")
+            self._accepted += server.accepted
         self._servers.clear()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
@@ -519,6 +556,11 @@ class Server:
             self._watchdog = None
         if state is not None and state.access_file is not None:
             logs.stop_access_file(state.access_file)
+        if self.metrics_server is not None:
+            self.metrics_server.close()  # served until now: a scrape sees the drain
+            self.metrics_server = None
+        if self.link is not None and state is not None and state.metrics is not None:
+            self.link.last_report()
 
     def _log_cut(self, state) -> None:
         """One warning for the cut, then one line per request cut, naming it and its age."""

@@ -16,6 +16,9 @@ the whole server, since its successors would fail the same way.
 copies of a development app may not share its resources) when a watched file changes. A worker
 that fails its startup there is the developer's syntax error: the supervisor says so and waits
 for the next change instead of stopping. Connections made meanwhile wait in the listen queue.
+
+``--metrics``: the supervisor serves the metrics socket, asking each worker for its counters
+over its line on every scrape and summing them (:mod:`refserver.metrics`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import os
 import signal
 import socket
@@ -31,7 +35,8 @@ import time
 from . import logs
 from .binding import bind_sockets, describe_address
 from .config import Config, ConfigError
-from .worker import READY, RETIRE, Handoff, command, send_handoff
+from .metrics import REPORT_TIMEOUT, Aggregate, MetricsServer, exposition
+from .worker import METRICS, READY, RETIRE, Handoff, command, send_handoff
 
 logger = logs.error_logger
 
@@ -70,6 +75,8 @@ class Worker:
         self.ready_at: float | None = None
         self.stopping = False  # told to stop: its exit is expected
         self.replacing = False  # its successor is starting
+        self.line = None  # the stream writer of its line
+        self.report_waiter = None  # a future for the metrics report asked for
 
     @property
     def serving(self) -> bool:
@@ -89,6 +96,8 @@ class Supervisor:
         self._replace_lock: asyncio.Lock | None = None
         self._quick_deaths = 0
         self._tasks: set = set()
+        self.metrics = Aggregate() if config.metrics else None
+        self.metrics_server = None
 
     # ------------------------------------------------------------------ process
 
@@ -107,6 +116,8 @@ class Supervisor:
             logger.warning("--reload runs one worker; --workers %d is ignored", config.workers)
         try:
             self.sockets = bind_sockets(config, listen=not config.reuse_port)
+            if config.metrics:
+                self.metrics_server = MetricsServer.bind(config, self.collect_metrics)
             self._write_pid_file()
         except ConfigError as exc:
             logger.error("%s", exc)
@@ -133,6 +144,8 @@ class Supervisor:
 
         for sock in self.sockets:
             sock.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         if self.config.uds and self.config.fd is None:
             remove_socket_file(self.config.uds)
 
@@ -159,6 +172,9 @@ class Supervisor:
                 ", ".join(describe_address(s, tls=tls) for s in self.sockets),
                 self.target,
             )
+            if self.metrics_server is not None:
+                await self.metrics_server.start()
+                logger.info("metrics on %s/metrics", describe_address(self.metrics_server.sock))
             if self.reload:
                 from .reload import ReloadFilter, changes
 
@@ -174,6 +190,8 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
             for task in list(self._tasks):
                 task.cancel()
+            if self.metrics_server is not None:
+                self.metrics_server.close()  # here, on its loop; served until every worker stopped
         logger.info("supervisor %d stopped", os.getpid())
         return self.exit_code
 
@@ -259,6 +277,7 @@ class Supervisor:
             pass  # it died at once: its exit is reported below
         ours.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=ours)
+        worker.line = writer
         self._spawn(self._listen(worker, reader, writer))
         self._spawn(self._wait_exit(worker))
         await worker.ready
@@ -275,8 +294,16 @@ class Supervisor:
                     worker.ready.set_result(worker)
                 elif line == RETIRE:
                     self._spawn(self.replace(worker, "it served --limit-max-requests"))
+                elif line.startswith(METRICS[:-1] + b" ") and self.metrics is not None:
+                    self.metrics.update(worker, json.loads(line[len(METRICS):]))
+                    waiter = worker.report_waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
         finally:
             writer.close()
+            if self.metrics is not None:
+                # Every line it sent has been read: its last report is its final count.
+                self.metrics.retire(worker)
 
     async def _wait_exit(self, worker: Worker) -> None:
         returncode = await worker.proc.wait()
@@ -323,6 +350,32 @@ class Supervisor:
             self._startup_failed(exc)
             return
         logger.info("worker %d ready", new.pid)
+
+    async def collect_metrics(self) -> bytes:
+        """A scrape: every serving worker is asked for its report, and the sum is served."""
+        asked = [
+            w for w in self.workers
+            if w.ready_at is not None and w.line is not None and not w.line.is_closing()
+        ]
+        await asyncio.gather(*(self._ask_report(w) for w in asked))
+        serving = sum(1 for w in self.workers if w.serving)
+        return exposition(self.metrics.total(), workers=serving)
+
+    async def _ask_report(self, worker: Worker) -> None:
+        """Ask ``worker`` for its report; one that does not answer within
+        :data:`REPORT_TIMEOUT` (a blocked loop) counts with its previous one."""
+        waiter = worker.report_waiter
+        if waiter is None or waiter.done():
+            # Concurrent scrapes share one request.
+            waiter = worker.report_waiter = asyncio.get_running_loop().create_future()
+            try:
+                worker.line.write(METRICS)
+            except (ConnectionError, RuntimeError):
+                return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), REPORT_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
 
     def _serving_count(self) -> int:
         return sum(1 for w in self.workers if not w.stopping and w.ready_at is not None)

@@ -9,11 +9,14 @@ password) shows in the process list.
 
 The line carries two messages upward, ``ready`` (every socket is served and the application
 has started) and ``retire`` (``--limit-max-requests`` is reached: start my successor, then
-stop me); its end-of-file tells the worker that the supervisor is gone.
+stop me); its end-of-file tells the worker that the supervisor is gone. With ``--metrics``, the
+supervisor sends ``metrics`` down when it is scraped, and the worker answers ``metrics`` and its
+report as one line of JSON (:mod:`refserver.metrics`); it sends one last report as it stops.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -30,6 +33,7 @@ _LENGTH = struct.Struct("!I")
 
 READY = b"ready\n"
 RETIRE = b"retire\n"
+METRICS = b"metrics\n"  # down: a request; up, followed by a space and the JSON report
 
 
 @dataclass
@@ -84,11 +88,16 @@ class SupervisorLink:
         self.sock = sock
         self._loop = None
         self._on_lost = None
+        self._report = None
+        self._received = b""
+        self._unsent = b""
 
-    def ready(self, loop, on_lost) -> None:
-        """Tell the supervisor this worker serves; call ``on_lost()`` if the supervisor goes."""
+    def ready(self, loop, on_lost, report=None) -> None:
+        """Tell the supervisor this worker serves; call ``on_lost()`` if the supervisor goes.
+        ``report()``: this worker's metrics, when the supervisor asks for them."""
         self._loop = loop
         self._on_lost = on_lost
+        self._report = report
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._readable)
         self._send(READY)
@@ -96,15 +105,53 @@ class SupervisorLink:
     def retire(self) -> None:
         self._send(RETIRE)
 
-    def _send(self, message: bytes) -> None:
+    def last_report(self) -> None:
+        """The counters as this worker stops, sent before it exits: the supervisor adds them
+        to its totals for good. Waits a second at most for room on the line."""
+        if self._report is None or self._loop is None:
+            return
+        message = self._unsent + self._report_line()
+        self._unsent = b""
+        self._report = None
+        self._loop.remove_writer(self.sock.fileno())
         try:
-            self.sock.send(message)  # a few bytes into an empty buffer: never blocks
+            self.sock.settimeout(1.0)
+            self.sock.sendall(message)
         except OSError:
-            pass  # the supervisor is gone: end-of-file on the line reports it
+            pass
+
+    def _report_line(self) -> bytes:
+        return METRICS[:-1] + b" " + json.dumps(self._report()).encode() + b"\n"
+
+    def _send(self, message: bytes) -> None:
+        if self._unsent:
+            self._unsent += message  # behind what is waiting, in order
+            return
+        try:
+            sent = self.sock.send(message)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the supervisor is gone: end-of-file on the line reports it
+        if sent < len(message):
+            # A full line (a supervisor that does not read): the rest goes when there is room.
+            self._unsent = message[sent:]
+            self._loop.add_writer(self.sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(self._unsent)
+        self._unsent = self._unsent[sent:]
+        if not self._unsent:
+            self._loop.remove_writer(self.sock.fileno())
 
     def _readable(self) -> None:
         try:
-            data = self.sock.recv(64)
+            data = self.sock.recv(4096)
         except BlockingIOError:
             return
         except OSError:
@@ -112,6 +159,12 @@ class SupervisorLink:
         if not data:
             self._loop.remove_reader(self.sock.fileno())
             self._on_lost()
+            return
+        lines = (self._received + data).split(b"\n")
+        self._received = lines.pop()
+        for line in lines:
+            if line + b"\n" == METRICS and self._report is not None:
+                self._send(self._report_line())
 
 
 def main() -> None:

@@ -160,6 +160,7 @@ class MemoryStream:
         if self._remaining >= 0 and data:
             self._remaining = count_body(self._remaining, len(data))
         self.sent += data
+        self.body_sent += len(data)
 
 
 def _running() -> bool:

@@ -35,9 +35,9 @@ class Stream(Protocol):
     response_complete: bool
     disconnected: bool  # the client went away, or the exchange was reset
     status: int  # the response status once started (0 before): for the access log
-    # For the access log too: the response fields as given to start_response (None before),
-    # the response body bytes handed to the connection, and the time.monotonic() the
-    # application was started (set by the server only when the log format shows a duration).
+    # For the access log and the metrics: the response fields as given to start_response (None
+    # before), the response body bytes handed to the connection, and the time.monotonic() the
+    # application was started (set by the server only when a duration is logged or measured).
     response_headers: list | None
     body_sent: int
     started: float

@@ -35,6 +35,7 @@ cdef class H1Stream:
 cdef class H1Protocol:
     cdef public object state, loop, transport, scheme, client, server, tls
     cdef object _forwarding
+    cdef object _metrics
     cdef public H1Connection conn
     cdef public H1Stream stream
     cdef public bint write_paused

@@ -74,8 +74,8 @@ class H1Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
-        # For the access log: response body bytes handed to the connection, the time the
-        # application was started (set only when the log format shows a duration), the fields.
+        # For the access log and the metrics: response body bytes handed to the connection, the time the
+        # application was started (set only when a duration is logged or measured), the fields.
         self.body_sent = 0
         self.started = 0.0
         self.response_headers = None
@@ -257,6 +257,7 @@ class H1Protocol:
     def __init__(self, server_state, impl):
         self.state = server_state
         self.loop = server_state.loop
+        self._metrics = server_state.metrics  # None unless --metrics
         config = server_state.config
         self.conn = impl.h1_connection(
             impl.make_parser(config.limit_request_head),
@@ -478,6 +479,8 @@ class H1Protocol:
     def response_done(self, stream: H1Stream) -> None:
         if self.state.access_log:
             self.state.log_access(stream)
+        if self._metrics is not None:
+            self._metrics.count(stream, self.conn.body_received)
         if self.conn.request_complete or not self.conn.keep_alive:
             self._next_cycle()
         else:

@@ -68,6 +68,7 @@ class H2Stream:
         "body_sent",
         "started",
         "response_headers",
+        "body_received",
         "_chunks",
         "_end_received",
         "_body_waiters",
@@ -96,9 +97,10 @@ class H2Stream:
         self.response_complete = False
         self.disconnected = False
         self.status = 0
-        self.body_sent = 0  # for the access log, as on HTTP/1.1
+        self.body_sent = 0  # for the access log and the metrics, as on HTTP/1.1
         self.started = 0.0
         self.response_headers = None
+        self.body_received = 0
         self._chunks: list = []
         self._end_received = False
         self._body_waiters: list = []
@@ -121,6 +123,7 @@ class H2Stream:
     # -------------------------------------------------------------- fed by the protocol
 
     def _feed(self, data: bytes) -> None:
+        self.body_received += len(data)
         if self.response_complete:
             self._proto.consumed(self.stream_id, len(data))  # nobody will read it
             return
@@ -311,6 +314,7 @@ class H2Protocol:
     def __init__(self, server_state, impl):
         self.state = server_state
         self.loop = server_state.loop
+        self._metrics = server_state.metrics  # None unless --metrics
         config = server_state.config
         self.config = config
         self.impl = impl
@@ -603,6 +607,8 @@ class H2Protocol:
     def response_done(self, stream) -> None:
         if self.state.access_log:
             self.state.log_access(stream)
+        if self._metrics is not None:
+            self._metrics.count(stream, stream.body_received)
         if not stream._out and not stream._out_end:
             self.forget(stream)
 

@@ -163,6 +163,8 @@ class WebSocketSession:
         self._wake()
 
     def connection_lost(self) -> None:
+        if self.accepted and not self.disconnected and self.state.metrics is not None:
+            self.state.metrics.websockets_closed += 1
         self.disconnected = True
         self._cancel_timers()
         if self._ws is not None:
@@ -202,6 +204,8 @@ class WebSocketSession:
             self._ws = WSConnection(self._max_size, deflate, unmask)
         self._phase = _OPEN
         self.accepted = True
+        if self.state.metrics is not None:
+            self.state.metrics.websockets += 1
         self.status = 101 if self.request.http_version != "2" else 200
         self.state.log_access(self)
         pending = bytes(self._pending)

@@ -30,7 +30,7 @@ cdef class H1Connection:
     cdef bint _awaiting_head
     cdef bint _checking_head
     cdef bint _line_checked
-    cdef Py_ssize_t _body_received
+    cdef public Py_ssize_t body_received
     cdef int _framing
     cdef object _remaining  # a Python int: an application may declare any Content-Length
     cdef bint _head_only

@@ -152,7 +152,7 @@ class H1Connection:
         self._awaiting_head = True
         self._checking_head = True  # the head limits apply to what is received
         self._line_checked = False  # the request line was complete and within its limit
-        self._body_received = 0
+        self.body_received = 0  # bytes of this request's body so far
         self._framing = _NONE
         self._remaining = 0
         self._head_only = False
@@ -247,8 +247,8 @@ class H1Connection:
             raise
         kind = type(event)
         if kind is Body:
-            self._body_received += len(event.data)
-            if self._limits.body and self._body_received > self._limits.body:
+            self.body_received += len(event.data)
+            if self._limits.body and self.body_received > self._limits.body:
                 raise ContentTooLarge("request body is larger than %d bytes" % self._limits.body)
         elif kind is RequestHead:
             self._on_head(event)
