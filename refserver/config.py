@@ -422,6 +422,34 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Warn, naming the request, when the event loop is blocked for N seconds; 0 for never.",
     ),
+    Option(
+        "static_path_route",
+        str,
+        (),
+        "URL path prefix served from the directory of the --static-path-mount at the same "
+        "position, before the application (repeatable: pairs are matched by position).",
+        multiple=True,
+    ),
+    Option(
+        "static_path_mount",
+        str,
+        (),
+        "Directory of files served under the --static-path-route at the same position.",
+        multiple=True,
+    ),
+    Option(
+        "static_path_expires",
+        int,
+        86400,
+        "Cache-Control max-age, in seconds, of static files; 0 sends none.",
+    ),
+    Option(
+        "static_path_dir_to_file",
+        str,
+        None,
+        "File served for a static directory (e.g. index.html); without it a directory is 404.",
+        optional=True,
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -465,6 +493,7 @@ class Config:
         if self.fd is not None and self.uds is not None:
             raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
         self._check_tls()
+        self._check_static()
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client
@@ -489,6 +518,21 @@ class Config:
                 "--ssl-crl needs --ssl-cert-reqs optional or required (it applies to client "
                 "certificates)"
             )
+
+    def _check_static(self) -> None:
+        """Routes and mounts pair up by position; a route is a path, a mount a directory."""
+        routes, mounts = self.static_path_route, self.static_path_mount
+        if len(routes) != len(mounts):
+            raise ConfigError(
+                f"--static-path-route given {len(routes)} time(s) and --static-path-mount "
+                f"{len(mounts)}: they pair up by position"
+            )
+        for route in routes:
+            if not route.startswith("/") or not route.isascii():
+                raise ConfigError(f"--static-path-route {route!r} must be an ASCII path starting with /")
+        for mount in mounts:
+            if not os.path.isdir(mount):
+                raise ConfigError(f"--static-path-mount {mount}: not a directory")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)

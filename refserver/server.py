@@ -23,6 +23,7 @@ from .loader import detect_interface, load_app
 from .protocols.connection import protocol_factory
 from .scopes import _host_port
 from .server_errors import StartupFailed
+from .static import StaticFiles
 from .tls import make_context
 from .wire.h1 import Limits
 from .wire.response import TEXT_PLAIN
@@ -65,6 +66,8 @@ class ServerState:
         self.logger = logger
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
+        # Served before the application (refserver.static); None without --static-path-route.
+        self.static = StaticFiles.from_config(config, self.logger)
 
     def dispatch(self, stream) -> None:
         """Start the gateway for one request; answers 503 past ``--limit-concurrency``."""
@@ -105,8 +108,12 @@ class ServerState:
         held = self._semaphore is not None
         eager = EAGER_START and loop.get_task_factory() is None
         now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
+        static = self.static
         for stream in pending:
-            coro = self._held(stream) if held else self.handler(stream)
+            if static is not None and stream.request.raw_path.startswith(static.prefixes):
+                coro = static.serve(stream, self._held if held else self.handler)
+            else:
+                coro = self._held(stream) if held else self.handler(stream)
             if eager:
                 task = Task(coro, loop=loop, eager_start=True)
             else:
