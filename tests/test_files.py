@@ -343,3 +343,29 @@ def test_gateways_use_send_file_over_the_memory_stream(impl, data_file):
     assert stream.files == [(10, SIZE - 10, False)] and bytes(stream.sent) == data[10:]
     stream = run("rsgi", rsgi_app(path, data), MemoryStream(method="HEAD", raw_path=b"/file"))
     assert stream.sent == b"" and stream.response_complete
+
+
+@pytest.mark.parametrize("transport", ["h1-tls", "h2"])
+def test_fallback_holds_one_block_not_the_file(h2_serve, tmp_path, transport):
+    """Over TLS and HTTP/2 a file is read a block at a time: serving 64 MiB raises the peak of
+    the process's Python allocations (the client's included) by a few blocks, not the file."""
+    import tracemalloc
+
+    size = 64 * 1024 * 1024
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    app = rsgi_app(str(path), b"")
+    with h2_serve(app, tls=transport.endswith("tls"), interface="rsgi") as srv:
+        with client_for(srv, transport) as client:
+            tracemalloc.start()
+            try:
+                received = 0
+                with client.stream("GET", url(srv, transport, "/chunked")) as response:
+                    for chunk in response.iter_raw():
+                        received += len(chunk)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert received == size
+    assert peak < 8 * 1024 * 1024, peak
