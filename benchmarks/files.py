@@ -3,10 +3,11 @@
 
 A file (1 GiB by default, every MiB of it distinct) is made in a temporary directory, served by
 each target on 127.0.0.1 and downloaded once (after a warm-up download that fills the page cache)
-with curl; the bytes received are hashed and checked against the file's sha256. For each target
-it reports the wall time of the download and the server's CPU seconds (user + system, from
-/proc/PID/stat before and after): the kernel's sendfile(2) costs the server almost nothing,
-a read-and-write copy costs it the whole file twice.
+with curl into the same directory; the bytes received are then hashed and checked against the
+file's sha256. For each target it reports the wall time of the download (curl's time_total) and
+the server's CPU seconds (user + system of all its threads, from /proc/PID/stat before and
+after): the kernel's sendfile(2) costs the server almost nothing, a read-and-write copy costs it
+the whole file twice. Needs about twice the file's size in the temporary directory.
 
     python benchmarks/files.py                     # every target, 1 GiB
     python benchmarks/files.py --size 256          # MiB
@@ -126,29 +127,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def download(url: str, timeout: float) -> tuple:
-    """``(sha256, bytes, seconds)`` of one curl download, hashed as it arrives."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        ["curl", "-sS", "--fail", "--max-time", str(int(timeout)), "-o", "-", url],
-        stdout=subprocess.PIPE,
-    )
-    digest = hashlib.sha256()
-    total = 0
+def download(url: str, target: str, timeout: float) -> tuple:
+    """``(sha256, bytes, seconds)`` of one curl download into the file ``target`` (removed
+    after). The time is curl's own; the hash is taken after it, so that hashing does not slow
+    the client that the server is measured against."""
     try:
-        while True:
-            data = proc.stdout.read(MiB)
-            if not data:
-                break
-            digest.update(data)
-            total += len(data)
+        result = subprocess.run(
+            ["curl", "-sS", "--fail", "--max-time", str(int(timeout)), "-o", target,
+             "-w", "%{time_total}", url],
+            capture_output=True, text=True, timeout=timeout + 10,
+        )
+        if result.returncode:
+            raise RuntimeError(f"curl exited with code {result.returncode}: {result.stderr.strip()}")
+        elapsed = float(result.stdout.strip())
+        digest = hashlib.sha256()
+        total = 0
+        with open(target, "rb") as fh:
+            while True:
+                data = fh.read(MiB)
+                if not data:
+                    break
+                digest.update(data)
+                total += len(data)
+        return digest.hexdigest(), total, elapsed
     finally:
-        proc.stdout.close()
-        code = proc.wait()
-    elapsed = time.monotonic() - started
-    if code:
-        raise RuntimeError(f"curl exited with code {code}")
-    return digest.hexdigest(), total, elapsed
+        if os.path.exists(target):
+            os.unlink(target)
 
 
 def missing_modules(modules) -> list:
@@ -168,9 +172,10 @@ def measure(name: str, python: str, directory: str, path: str, expected: str, si
     try:
         wait_ready(port, proc)
         url = f"http://{HOST}:{port}{route}"
-        download(url, timeout)  # warm-up: the page cache, the server's first request
+        target = os.path.join(directory, "received.bin")
+        download(url, target, timeout)  # warm-up: the page cache, the server's first request
         before = cpu_seconds(proc.pid)
-        digest, received, elapsed = download(url, timeout)
+        digest, received, elapsed = download(url, target, timeout)
         cpu = cpu_seconds(proc.pid) - before
     finally:
         try:

@@ -369,3 +369,23 @@ def test_fallback_holds_one_block_not_the_file(h2_serve, tmp_path, transport):
                 tracemalloc.stop()
     assert received == size
     assert peak < 8 * 1024 * 1024, peak
+
+
+def test_the_files_benchmark_runs(tmp_path):
+    """benchmarks/files.py, reduced to a few MiB and two targets, still serves, downloads and
+    checks the file (a smoke run: the figures are the script's business)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed (.ci/run installs it)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "files.py"), "--size", "4",
+         "--targets", "refserver-rsgi,refserver-static", "--timeout", "30"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("sha256 ok") == 2, result.stdout
+    assert os.listdir(tmp_path) == []  # the temporary directory is gone
