@@ -216,6 +216,10 @@ def test_precompressed_variants_by_accept_encoding(server_factory, site):
                 assert fields["content-length"] == str(len(variants[coding]))
             etags.add((coding, fields["etag"]))
         assert len({etag for _, etag in etags}) == 4  # one ETag per representation
+        # A variant asked for by its own name is a gzip file, not JavaScript.
+        status, fields, body = raw(srv, b"/static/app.js.gz")
+        assert (status, body) == (200, GZ)
+        assert fields["content-type"] == "application/gzip" and "content-encoding" not in fields
         br_etag = next(etag for coding, etag in etags if coding == "br")
         status, fields, _ = raw(
             srv, b"/static/app.js",
