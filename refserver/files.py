@@ -20,6 +20,7 @@ and the transport holds the original).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .wire.events import ResponseError
@@ -30,6 +31,11 @@ FILE_BLOCK = 131072
 #: At most this much per ``sendfile`` call: a fast client on loopback could otherwise keep one
 #: call going through a whole large file while every other connection waits for the loop.
 SENDFILE_STEP = 1 << 22
+
+#: The errors of a ``sendfile`` call that mean the client has gone.
+CONNECTION_GONE = frozenset(
+    (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN)
+)
 
 #: The system call, looked up at each use so that a test can observe it.
 _sendfile = getattr(os, "sendfile", None)

@@ -389,3 +389,30 @@ def test_the_files_benchmark_runs(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("sha256 ok") == 2, result.stdout
     assert os.listdir(tmp_path) == []  # the temporary directory is gone
+
+
+@pytest.mark.parametrize("transport", ["h1", "h1-tls"])
+def test_a_descriptor_that_cannot_be_read_at_an_offset_fails_the_response(
+    h2_serve, transport, server_logs
+):
+    """zerocopysend of a pipe (neither sendfile nor pread takes one): the application's error,
+    reported, and the response cut; not mistaken for a client that left."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"0123456789")
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.zerocopysend", "file": read_end, "offset": 0,
+                        "count": 10})
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+    with h2_serve(app, tls=transport.endswith("tls"), interface="asgi") as srv:
+        with client_for(srv, transport) as client, pytest.raises(httpx.HTTPError):
+            client.get(url(srv, transport, "/"))
+    assert any(r.levelname == "ERROR" and "exception in ASGI application" in r.getMessage()
+               for r in server_logs)

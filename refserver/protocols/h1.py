@@ -17,7 +17,14 @@ import os
 import socket
 import struct
 
-from ..files import FileShrunk, KernelSend, SendTimeout, copy_blocks, kernel_sends
+from ..files import (
+    CONNECTION_GONE,
+    FileShrunk,
+    KernelSend,
+    SendTimeout,
+    copy_blocks,
+    kernel_sends,
+)
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import (
     NEED_DATA,
@@ -255,7 +262,9 @@ class H1Stream:
             raise ClientDisconnected("the client took no response bytes in time") from None
         except ClientDisconnected:
             raise
-        except OSError as exc:  # the client reset the connection
+        except OSError as exc:
+            if exc.errno not in CONNECTION_GONE:
+                raise  # the file's fault (one sendfile cannot read): the caller's to report
             self._finish(disconnected=True)
             raise ClientDisconnected(str(exc)) from None
         finally:
