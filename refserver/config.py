@@ -434,7 +434,8 @@ OPTIONS: tuple[Option, ...] = (
         "static_path_mount",
         str,
         (),
-        "Directory of files served under the --static-path-route at the same position.",
+        "Directory of files served under the --static-path-route at the same position "
+        "(a single mount without a route is served under /static).",
         multiple=True,
     ),
     Option(
@@ -520,8 +521,11 @@ class Config:
             )
 
     def _check_static(self) -> None:
-        """Routes and mounts pair up by position; a route is a path, a mount a directory."""
+        """Routes and mounts pair up by position; a route is a path, a mount a directory. One
+        mount without a route is served under /static, as Granian does."""
         routes, mounts = self.static_path_route, self.static_path_mount
+        if not routes and len(mounts) == 1:
+            self.static_path_route = routes = ("/static",)
         if len(routes) != len(mounts):
             raise ConfigError(
                 f"--static-path-route given {len(routes)} time(s) and --static-path-mount "

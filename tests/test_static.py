@@ -329,3 +329,7 @@ def test_routes_and_mounts_pair_up(site):
         Config(app, static_path_route=["a"], static_path_mount=[str(site)])
     config = Config(app, static_path_route="/a,/b", static_path_mount=f"{site},{site / 'sub'}")
     assert config.static_path_mount == (str(site), str(site / "sub"))
+    # One mount alone is served under /static (Granian's default route).
+    assert Config(app, static_path_mount=str(site)).static_path_route == ("/static",)
+    with pytest.raises(ConfigError, match="pair up by position"):
+        Config(app, static_path_mount=[str(site), str(site / "sub")])
