@@ -15,11 +15,16 @@ from email.utils import formatdate
 
 import httpx
 import pytest
-from h2_helpers import H2Client, certs, h2_serve, httpx_client  # noqa: F401 (fixtures)
+
+pytest.register_assert_rewrite("h2_helpers")  # before its import, as it is a plugin below
+from h2_helpers import H2Client, httpx_client  # noqa: E402
 from support import read_response
 
 import refserver.files as files
 from refserver.config import Config, ConfigError
+
+#: the fixtures certs and h2_serve
+pytest_plugins = ("h2_helpers",)
 
 SECRET = b"the secret outside the mount"
 CSS = b"body { color: red }\n" * 50
