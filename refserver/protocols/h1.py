@@ -248,7 +248,8 @@ class H1Stream:
         """
         proto = self._proto
         await proto.flush()
-        if proto._closing or self.disconnected:
+        if proto._closing or self.disconnected or proto.transport.is_closing():
+            self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
         sending = KernelSend(
             proto.loop, os.dup(proto.transport.get_extra_info("socket").fileno()), fd, offset,
