@@ -595,6 +595,35 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("metrics_address", str, "127.0.0.1", "Address of the --metrics socket."),
     Option("metrics_port", int, 9090, "Port of the --metrics socket (0 picks a free one)."),
+    Option(
+        "static_path_route",
+        str,
+        (),
+        "URL path prefix served from the directory of the --static-path-mount at the same "
+        "position, before the application (repeatable: pairs are matched by position).",
+        multiple=True,
+    ),
+    Option(
+        "static_path_mount",
+        str,
+        (),
+        "Directory of files served under the --static-path-route at the same position "
+        "(a single mount without a route is served under /static).",
+        multiple=True,
+    ),
+    Option(
+        "static_path_expires",
+        int,
+        86400,
+        "Cache-Control max-age, in seconds, of static files; 0 sends none.",
+    ),
+    Option(
+        "static_path_dir_to_file",
+        str,
+        None,
+        "File served for a static directory (e.g. index.html); without it a directory is 404.",
+        optional=True,
+    ),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -644,6 +673,7 @@ class Config:
         self._check_workers()
         self._check_tls()
         self._check_reload()
+        self._check_static()
 
     def _check_reload(self) -> None:
         """Watch options that would be silently ignored are errors, as a directory that does not
@@ -723,6 +753,24 @@ class Config:
 
         Forwarding(self.forwarded_allow_ips)
         AccessFormat(self.access_log_format)
+
+    def _check_static(self) -> None:
+        """Routes and mounts pair up by position; a route is a path, a mount a directory. One
+        mount without a route is served under /static, as Granian does."""
+        routes, mounts = self.static_path_route, self.static_path_mount
+        if not routes and len(mounts) == 1:
+            self.static_path_route = routes = ("/static",)
+        if len(routes) != len(mounts):
+            raise ConfigError(
+                f"--static-path-route given {len(routes)} time(s) and --static-path-mount "
+                f"{len(mounts)}: they pair up by position"
+            )
+        for route in routes:
+            if not route.startswith("/") or not route.isascii():
+                raise ConfigError(f"--static-path-route {route!r} must be an ASCII path starting with /")
+        for mount in mounts:
+            if not os.path.isdir(mount):
+                raise ConfigError(f"--static-path-mount {mount}: not a directory")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{o.name}={self._shown(o)}" for o in OPTIONS)

@@ -26,6 +26,7 @@ from .metrics import Metrics, MetricsServer, exposition
 from .protocols.connection import protocol_factory
 from .proxy import Forwarding
 from .server_errors import StartupFailed
+from .static import StaticFiles
 from .tls import make_context
 from .wire.h1 import Limits
 from .wire.response import TEXT_PLAIN
@@ -96,6 +97,8 @@ class ServerState:
         self.requests_left -= 1
         if self.requests_left == 0:
             self.on_limit()
+        # Served before the application (refserver.static); None without --static-path-route.
+        self.static = StaticFiles.from_config(config, self.logger)
 
     def dispatch(self, stream) -> None:
         """Start the gateway for one request; answers 503 past ``--limit-concurrency``."""
@@ -141,10 +144,14 @@ class ServerState:
         eager = EAGER_START and loop.get_task_factory() is None
         now = time.monotonic()  # not loop.time(): uvloop's stands still while the loop is blocked
         timed = self.access_timed or self.metrics is not None
+        static = self.static
         for stream in pending:
             if timed:
                 stream.started = now
-            coro = self._held(stream) if held else self.handler(stream)
+            if static is not None and stream.request.raw_path.startswith(static.prefixes):
+                coro = static.serve(stream, self._held if held else self.handler)
+            else:
+                coro = self._held(stream) if held else self.handler(stream)
             if eager:
                 task = Task(coro, loop=loop, eager_start=True)
             else:

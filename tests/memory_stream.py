@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from refserver.files import FileShrunk, copy_blocks
 from refserver.gateways.stream import ClientDisconnected
 from refserver.wire.events import ResponseError
 from refserver.wire.request import Request
@@ -64,6 +65,7 @@ class MemoryStream:
         self.aborted = False
         self.informational: list = []  # (status, fields) of each 1xx sent
         self.trailers: list | None = None
+        self.files: list = []  # (offset, count, end) of each send_file
 
     # ------------------------------------------------------------------ the test's side
 
@@ -116,7 +118,7 @@ class MemoryStream:
         self.status = status
         self.close_requested = close or asked_close
         self.response_started = True
-        self._remaining = length
+        self._remaining = -1 if head_only else length  # HEAD: the GET's length, no body owed
         self._write(b"" if head_only else body)
         self.body_sent = 0 if head_only else len(body)
         if end:
@@ -132,6 +134,20 @@ class MemoryStream:
         if end:
             self.end_response()
         await asyncio.sleep(0)
+
+    async def send_file(self, fd: int, offset: int, count: int, end: bool = True) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        if not self.response_started or self.response_complete:
+            raise ResponseError("response body sent outside of a response")
+        self.files.append((offset, count, end))
+        if self.request.method != "HEAD":
+            sent = await copy_blocks(fd, offset, count, self.send_body)
+            if sent < count:
+                self.abort()
+                raise FileShrunk(count - sent)
+        if end:
+            self.end_response()
 
     def end_response(self) -> None:
         if self.response_complete:

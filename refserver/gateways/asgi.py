@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
+from ..files import region
+from ..logs import error_logger
 from ..wire.events import ResponseError
+from ..wire.response import TEXT_PLAIN
 from .stream import ClientDisconnected, fail
 
 
@@ -75,6 +79,9 @@ class HTTPCycle:
             self._trailers = bool(message.get("trailers", False))
             self.phase = _BODY
         elif phase == _BODY:
+            if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+                await self._send_file(message, kind)
+                return
             if kind != "http.response.body":
                 raise ASGIProtocolError(
                     f"expected 'http.response.body', got {kind!r} [ASGI-ERROR-4]"
@@ -112,6 +119,71 @@ class HTTPCycle:
             raise ASGIProtocolError(
                 f"{kind!r} sent after the response was complete [ASGI-SEND-4]"
             )
+
+
+    async def _send_file(self, message: dict, kind: str) -> None:
+        """``http.response.pathsend`` (a path the server opens, sends and closes; the end of
+        the response) and ``http.response.zerocopysend`` (a region of the application's own open
+        file, which it closes; ``more_body`` as in ``http.response.body``), both through
+        ``Stream.send_file``. A response whose whole body is the file gets its Content-Length
+        when the application gave none."""
+        if kind == "http.response.pathsend":
+            path = message.get("path")
+            if type(path) is not str or not os.path.isabs(path):
+                raise ASGIProtocolError(
+                    f"'path' must be an absolute path as a str, got {path!r} [ASGI-PATHSEND-2]"
+                )
+            try:
+                fh = open(path, "rb", buffering=0)
+            except OSError as exc:
+                if self._headers is None:
+                    raise  # the head is gone: nothing but a dropped connection can follow
+                error_logger.info(
+                    "cannot open file %r: %s; answering 404", path, exc.strerror
+                )
+                self._headers = None
+                self.phase = _DONE
+                self.stream.start_response(404, [TEXT_PLAIN], b"Not Found", True)
+                return
+            with fh:
+                fd = fh.fileno()
+                await self._send_region(fd, 0, os.fstat(fd).st_size, False)
+            return
+        file = message.get("file")
+        if type(file) is int:
+            fd, position = file, None
+        else:
+            try:
+                fd, position = file.fileno(), file.tell()
+            except (AttributeError, OSError, ValueError):
+                raise ASGIProtocolError(
+                    "'file' must be a file object with a descriptor (or a descriptor) "
+                    "[ASGI-ZEROCOPY-1]"
+                ) from None
+        try:
+            offset, count = region(
+                fd, message.get("offset", position), message.get("count"),
+            )
+        except ValueError as exc:
+            raise ASGIProtocolError(f"{exc} [ASGI-ZEROCOPY-1]") from None
+        await self._send_region(fd, offset, count, bool(message.get("more_body", False)))
+        # Where a sendfile(2) of the region would have left it (ASGI-ZEROCOPY-1).
+        if type(file) is int:
+            os.lseek(fd, offset + count, os.SEEK_SET)
+        else:
+            file.seek(offset + count)
+
+    async def _send_region(self, fd: int, offset: int, count: int, more: bool) -> None:
+        end = not more and not self._trailers
+        if not more:
+            self.phase = _TRAILERS if self._trailers else _DONE
+        headers = self._headers
+        if headers is not None:
+            self._headers = None
+            if end and not any(name.lower() == b"content-length" for name, _ in headers):
+                headers.append((b"content-length", b"%d" % count))
+            self.stream.start_response(self._status, headers)
+        await self.stream.send_file(fd, offset, count, end)
 
 
 def _links(links) -> list:
@@ -159,6 +231,8 @@ class ASGIGateway:
         extensions = scope["extensions"]
         extensions["http.response.trailers"] = {}
         extensions["http.response.early_hint"] = {}
+        extensions["http.response.pathsend"] = {}
+        extensions["http.response.zerocopysend"] = {}
         cycle = HTTPCycle(stream)
         try:
             await self.app(scope, cycle.receive, cycle.send)

@@ -16,14 +16,12 @@ import asyncio
 import logging
 import os
 
+from ..files import FileShrunk
 from ..rsgi import ProtocolClosed, ProtocolError
 from ..wire.events import ResponseError
 from ..wire.fields import remember
 from ..wire.response import TEXT_PLAIN
 from .stream import ClientDisconnected
-
-#: File bodies are read and written in pieces of this size (Granian's read size).
-FILE_CHUNK = 131072
 
 # Response states of one request.
 _NONE = 0  # nothing sent yet
@@ -318,8 +316,8 @@ class HTTPProtocol:
             self._state = _DONE
             return
         try:
-            if start:
-                fh.seek(start)
+            size = os.fstat(fh.fileno()).st_size
+            count = max(0, (size if end is None else end) - start)
             stream.start_response(status, raw)
         except ResponseError as exc:
             fh.close()
@@ -334,39 +332,25 @@ class HTTPProtocol:
             return
         self._state = _FILE
         self._file_task = self._gateway.loop.create_task(
-            _send_file(stream, fh, None if end is None else end - start, self._gateway.logger)
+            _send_file(stream, fh, start, count, self._gateway.logger)
         )
 
 
-async def _send_file(stream, fh, length, logger) -> None:
-    """Read and send ``length`` bytes (all, when None) of an open file, then end the response.
-
-    Reads are synchronous: a 128 KiB read of a regular file comes from the page cache in
-    microseconds, far cheaper than a thread hop per chunk. Each write waits for the client, so a
-    slow reader holds one chunk in memory, not the file.
-    """
+async def _send_file(stream, fh, offset: int, count: int, logger) -> None:
+    """Send ``count`` bytes of an open file from ``offset`` and end the response
+    (``Stream.send_file``: by the kernel where it can), then close the file, however it ended.
+    ``count`` is what the file held when it was opened, or the range asked for; a file that
+    turns out shorter resets the exchange."""
     try:
         with fh:
-            remaining = length
-            while remaining is None or remaining > 0:
-                size = FILE_CHUNK if remaining is None or remaining > FILE_CHUNK else remaining
-                data = fh.read(size)
-                if not data:
-                    break
-                if remaining is not None:
-                    remaining -= len(data)
-                await stream.send_body(data)
-            if remaining:
-                logger.error(
-                    "file %r ended %d bytes before the requested range; dropping the connection",
-                    fh.name,
-                    remaining,
-                )
-                stream.abort()
-                return
-        stream.end_response()
+            await stream.send_file(fh.fileno(), offset, count)
     except ClientDisconnected:
         pass
+    except FileShrunk as exc:
+        logger.error(
+            "file %r ended %d bytes before the requested range; the response was reset",
+            fh.name, exc.missing,
+        )
     except (ResponseError, OSError) as exc:
         logger.error("cannot complete the file response: %s", exc)
         if not stream.disconnected:

@@ -76,6 +76,25 @@ class Stream(Protocol):
     async def send_body(self, data: bytes, end: bool = False) -> None:
         """Write response body; waits while the client is slower than the application."""
 
+    async def send_file(self, fd: int, offset: int, count: int, end: bool = True) -> None:
+        """Write ``count`` bytes of the open file ``fd`` from ``offset`` as response body, then
+        the end of the response if ``end``.
+
+        A descriptor and an explicit region, not a file object or a path: every source (a path
+        a gateway opened, an ASGI ``zerocopysend`` file, a WSGI file, a static file) comes down
+        to one, and reads at an offset leave the file object's position (buffered apart from
+        its descriptor's) out of it. The caller owns the descriptor and closes it. How the
+        bytes travel is the protocol's business (refserver.files): the kernel's ``sendfile``
+        on plain HTTP/1.1, blocks read and written with back-pressure on TLS and HTTP/2, so a
+        file larger than memory is never held whole. Nothing is read for a response without
+        a body (HEAD, 304).
+
+        Raises :class:`ClientDisconnected` when the client goes away (or takes nothing for the
+        write timeout) and :class:`refserver.files.FileShrunk` after resetting the exchange
+        when the file ends before ``count`` bytes: the response promised them, and a client
+        must not take a short body for a whole one.
+        """
+
     def end_response(self) -> None:
         """Finish the response."""
 

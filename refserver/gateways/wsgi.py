@@ -239,8 +239,9 @@ class ErrorStream:
 class FileWrapper:
     """``wsgi.file_wrapper``: a file read in blocks of ``blksize``.
 
-    Returning one lets the gateway recognise a file: a regular file with no Content-Length from the
-    application gets one from its size, so the client sees a sized download instead of chunks.
+    Returning one lets the gateway recognise a file: a regular file is sent from the loop with
+    ``Stream.send_file`` (the kernel copies it on a plain connection) instead of being read here
+    block by block, and gets a Content-Length from its size when the application gave none.
     ``close`` exists only when the file has one, and closes it (PEP 3333 "Optional Platform-Specific
     File Handling").
     """
@@ -263,13 +264,17 @@ class FileWrapper:
             return data
         raise StopIteration
 
-    def remaining_size(self) -> int | None:
-        """Bytes left in a regular file, or None when that cannot be known in advance."""
+    def region(self):
+        """``(descriptor, position, bytes left)`` of a regular file, which the gateway then
+        sends whole through ``Stream.send_file`` (by the kernel where it can); None for anything
+        else, which is iterated."""
         try:
-            info = os.fstat(self.filelike.fileno())
+            fd = self.filelike.fileno()
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None
-            return max(0, info.st_size - self.filelike.tell())
+            position = self.filelike.tell()
+            return fd, position, max(0, info.st_size - position)
         except (AttributeError, OSError, ValueError, TypeError):
             return None
 
@@ -292,6 +297,11 @@ async def _start(stream, status: int, headers: list, data: bytes) -> None:
     stream.start_response(status, headers, data)
     # Wait here too if the first piece filled the socket buffer (backpressure from the first write).
     await stream.send_body(b"")
+
+
+async def _send_file(stream, status: int, headers: list, fd: int, offset: int, count: int):
+    stream.start_response(status, headers)
+    await stream.send_file(fd, offset, count, end=False)
 
 
 class Exchange:
@@ -442,11 +452,17 @@ class Exchange:
                 whole = self._whole(result)
                 if whole is not None:
                     return whole
-            elif kind is FileWrapper and self.status and self.remaining is None:
-                size = result.remaining_size()
-                if size is not None:
-                    self.headers.append((b"content-length", b"%d" % size))
-                    self.remaining = size
+            elif kind is FileWrapper and self.status:
+                region = result.region()
+                if region is not None:
+                    fd, offset, size = region
+                    if self.remaining is None:
+                        self.headers.append((b"content-length", b"%d" % size))
+                    elif self.remaining < size:
+                        size = self.remaining  # PEP 3333: never more than the Content-Length
+                    self.head_sent = True
+                    self.call(_send_file(self.stream, self.status, self.headers, fd, offset, size))
+                    return _END
         write = self.write
         for chunk in result:
             write(chunk)

@@ -21,6 +21,7 @@ cdef class H1Stream:
     cdef list _body_waiters
     cdef object _done_waiter
     cdef bint _end_received
+    cdef object _sending
 
     cpdef _feed(self, data)
     cpdef _feed_end(self)

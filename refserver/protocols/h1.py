@@ -13,9 +13,18 @@ per-request path.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 
+from ..files import (
+    CONNECTION_GONE,
+    FileShrunk,
+    KernelSend,
+    SendTimeout,
+    copy_blocks,
+    kernel_sends,
+)
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import (
     NEED_DATA,
@@ -60,6 +69,7 @@ class H1Stream:
         "_body_waiters",
         "_done_waiter",
         "_end_received",
+        "_sending",
     )
 
     def __init__(self, proto: "H1Protocol", request):
@@ -86,6 +96,7 @@ class H1Stream:
         # The wire has delivered the end of the body; ``body_complete`` turns true only once the
         # application has been given every byte (the Stream contract).
         self._end_received = False
+        self._sending = None  # the KernelSend of a file in progress
 
     # -------------------------------------------------------------- fed by the protocol
 
@@ -118,6 +129,8 @@ class H1Stream:
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
             self.disconnected = True
+            if self._sending is not None:
+                self._sending.stop(ClientDisconnected("the client disconnected"))
         self._wake_body()
         waiter = self._done_waiter
         if waiter is not None and not waiter.done():
@@ -212,6 +225,65 @@ class H1Stream:
             self._complete()
         elif proto.write_paused:
             await proto.drain()
+
+    async def send_file(self, fd: int, offset: int, count: int, end: bool = True) -> None:
+        """A file region as body: copied by the kernel on a plain socket, read in blocks over
+        TLS. A file that ends before ``count`` resets the connection (FileShrunk)."""
+        proto = self._proto
+        if self.disconnected or proto._closing or proto.transport.is_closing():
+            self._finish(disconnected=True)
+            raise ClientDisconnected("the client disconnected")
+        frame = proto.conn.response_file(count)
+        if frame is not None and count:
+            before, after = frame
+            if before:
+                proto.write(before)
+            if kernel_sends(proto.transport):
+                sent = await self._send_by_kernel(fd, offset, count)
+            else:
+                sent = await copy_blocks(fd, offset, count, proto.write_body)
+            self.body_sent += sent
+            if sent < count:
+                self.abort()
+                raise FileShrunk(count - sent)
+            if after:
+                proto.write(after)
+        if end:
+            self.end_response()
+        elif proto.write_paused:
+            await proto.drain()
+
+    async def _send_by_kernel(self, fd: int, offset: int, count: int) -> int:
+        """Copy a file region to the socket with ``sendfile(2)``; returns the bytes sent.
+
+        What the transport holds goes first, so the file follows what was written before it;
+        then the transport keeps reading, and nothing else writes until this returns. The
+        write timeout applies to the transfer as to any write.
+        """
+        proto = self._proto
+        await proto.flush()
+        if proto._closing or self.disconnected or proto.transport.is_closing():
+            self._finish(disconnected=True)
+            raise ClientDisconnected("the client disconnected")
+        sending = KernelSend(
+            proto.loop, os.dup(proto.transport.get_extra_info("socket").fileno()), fd, offset,
+            count, proto._write_timeout,
+        )
+        self._sending = sending
+        try:
+            return await sending.wait()
+        except SendTimeout:
+            proto._on_write_timeout()
+            raise ClientDisconnected("the client took no response bytes in time") from None
+        except ClientDisconnected:
+            raise
+        except OSError as exc:
+            if exc.errno not in CONNECTION_GONE:
+                raise  # the file's fault (one sendfile cannot read): the caller's to report
+            self._finish(disconnected=True)
+            raise ClientDisconnected(str(exc)) from None
+        finally:
+            self._sending = None
 
     def end_response(self) -> None:
         if self.disconnected:
@@ -569,6 +641,27 @@ class H1Protocol:
         else:
             self.transport.write(head)
             self.transport.write(body)
+
+    async def write_body(self, data: bytes) -> None:
+        """Write already framed body bytes, waiting while the client is slower than us."""
+        if self._closing:
+            raise ClientDisconnected("the client disconnected")
+        self.transport.write(data)
+        if self.write_paused:
+            await self.drain()
+
+    async def flush(self) -> None:
+        """Wait until the transport holds no bytes: its high-water mark set to 0 makes it call
+        ``resume_writing`` once empty. The write timeout applies as to any wait for the client."""
+        transport = self.transport
+        if transport.get_write_buffer_size():
+            low, high = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(0, 0)
+            try:
+                await self.drain()
+            finally:
+                if not transport.is_closing():
+                    transport.set_write_buffer_limits(high, low)
 
     async def drain(self) -> None:
         if self.write_paused and not self._closing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from ..files import FileShrunk, copy_blocks
 from ..gateways.stream import ClientDisconnected
 from ..wire import h2 as wire
 from ..wire.events import ResponseError
@@ -213,7 +214,9 @@ class H2Stream:
         fields, length, _ = proto.rules.head(status, headers, body, end, self._head_only)
         self._no_body = self._head_only or status in NO_BODY_STATUSES
         if self._no_body:
+            # A HEAD response's Content-Length describes the GET's body: none is owed here.
             body = b""
+            length = -1
         elif length >= 0 and body:
             length = count_body(length, len(body))
         self._remaining = length
@@ -245,6 +248,20 @@ class H2Stream:
             return
         self._proto.flush_stream(self)
         await self._wait_sent()
+
+    async def send_file(self, fd: int, offset: int, count: int, end: bool = True) -> None:
+        """A file region as body, read in blocks: DATA frames are framed and flow-controlled
+        here, which the kernel cannot do. A file that ends before ``count`` resets the stream."""
+        if not self._no_body:
+            sent = await copy_blocks(fd, offset, count, self.send_body)
+            if sent < count:
+                self.abort()
+                raise FileShrunk(count - sent)
+        elif self.disconnected or self._proto.closing:
+            self._finish(disconnected=True)
+            raise ClientDisconnected("the client disconnected")
+        if end:
+            self.end_response()
 
     async def _wait_sent(self) -> None:
         """Wait while the stream holds more than :data:`STREAM_HIGH_WATER` unsent bytes, or

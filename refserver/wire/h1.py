@@ -429,6 +429,26 @@ class H1Connection:
             self._remaining = count_body(self._remaining, len(data))
         return data
 
+    def response_file(self, size: int):
+        """Frame ``size`` body bytes that the caller writes itself, unframed (a file region the
+        kernel copies to the socket): ``(before, after)``, the bytes to write around them, or
+        None when this response carries no body. They count against the Content-Length as
+        :meth:`response_body` counts."""
+        if not self.response_started or self.response_complete:
+            raise ResponseError("response body sent outside of a response")
+        framing = self._framing
+        if framing == _NONE:
+            return None
+        if not size:
+            return (b"", b"")
+        if framing == _CHUNKED:
+            return (b"%x\r\n" % size, b"\r\n")
+        if framing == _LENGTH:
+            if size > self._remaining:
+                self.keep_alive = False
+            self._remaining = count_body(self._remaining, size)
+        return (b"", b"")
+
     @property
     def response_close_delimited(self) -> bool:
         """A response is in progress whose end is the end of the connection: closing it normally

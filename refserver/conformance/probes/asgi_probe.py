@@ -5,7 +5,9 @@ in :mod:`.common`; this module adds:
 
 ``/r/resp``        ``kind`` "" (one body message, or one per ``part`` then an empty final one),
                    ``last`` (one message per part, the last closing the body), ``empty-first``
-                   (an empty ``more_body`` message before the parts).
+                   (an empty ``more_body`` message before the parts), ``pathsend`` (``file``
+                   by http.response.pathsend), ``zerocopy`` (bytes ``[start, end)`` of ``file``,
+                   or all of it, by http.response.zerocopysend).
 ``/x/state-set``   sets a top-level key in ``scope["state"]`` (a shallow copy per request).
 ``/x/receive-after-response``, ``/x/disconnect``: record, under ``key``, what ``receive()`` gave.
 ``/m/<name>``      one protocol misuse each (see :data:`MISUSE`).
@@ -24,6 +26,7 @@ from .common import (
     OBSERVATION_HEADER,
     Plan,
     exception_record,
+    file_path,
     first,
     jsonable,
     parse_query,
@@ -134,6 +137,16 @@ async def respond_plan(scope, receive, send) -> None:
         await asyncio.sleep(plan.delay)
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in plan.headers]
     await send({"type": "http.response.start", "status": plan.status, "headers": headers})
+    if plan.kind == "pathsend":
+        await send({"type": "http.response.pathsend", "path": file_path(plan.file)})
+        return
+    if plan.kind == "zerocopy":
+        with open(file_path(plan.file), "rb") as fh:
+            message = {"type": "http.response.zerocopysend", "file": fh, "offset": plan.start}
+            if plan.end:
+                message["count"] = plan.end - plan.start
+            await send(message)
+        return
     parts = plan.parts
     if plan.kind == "empty-first":
         await send({"type": "http.response.body", "body": b"", "more_body": True})
