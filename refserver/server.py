@@ -92,13 +92,13 @@ class ServerState:
         # --limit-max-requests: requests (and WebSockets) left before ``on_limit`` is called.
         self.requests_left: int | None = None
         self.on_limit = None
+        # Served before the application (refserver.static); None without --static-path-route.
+        self.static = StaticFiles.from_config(config, self.logger)
 
     def count_request(self) -> None:
         self.requests_left -= 1
         if self.requests_left == 0:
             self.on_limit()
-        # Served before the application (refserver.static); None without --static-path-route.
-        self.static = StaticFiles.from_config(config, self.logger)
 
     def dispatch(self, stream) -> None:
         """Start the gateway for one request; answers 503 past ``--limit-concurrency``."""
