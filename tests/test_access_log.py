@@ -190,3 +190,19 @@ def test_an_embedded_server_closes_its_access_file_at_shutdown(impl, tmp_path, s
                                      if getattr(h, "_refserver_access", False)]
     assert access_lines(server_logs) == []  # the line went to the file only
     assert path.read_text() == "GET /in-file\n"
+
+
+def test_the_size_of_a_file_body_sent_by_the_kernel(impl, server_logs, tmp_path):
+    path = tmp_path / "body.bin"
+    path.write_bytes(b"x" * 300_000)
+
+    async def file_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    with serve(file_app, impl=impl, interface="asgi", access_log=True,
+               access_log_format="{status} {size}") as srv:
+        status, body = http_get(srv.port)
+        assert (status, len(body)) == (200, 300_000)
+        wait_for(lambda: access_lines(server_logs))
+    assert access_lines(server_logs) == ["200 300000"]
