@@ -679,43 +679,29 @@ class Config:
         """Watch options that would be silently ignored are errors, as a directory that does not
         exist is: either would leave a developer waiting for a restart that never comes."""
         if not self.reload:
-            given = [
-                o.flag
-                for o in OPTIONS
-                if o.name.startswith("reload_") and getattr(self, o.name) != o.default
-            ]
-            if given:
-                raise ConfigError(f"{', '.join(given)} given without --reload")
+            self._refuse_without("--reload", [o.name for o in OPTIONS if o.name.startswith("reload_")])
             return
         for directory in self.reload_dir:
             if not os.path.isdir(directory):
                 raise ConfigError(f"--reload-dir {directory}: not a directory")
 
+    def _refuse_without(self, switch: str, names: list) -> None:
+        """Options that mean nothing without ``switch`` are an error when set, not ignored."""
+        given = [_BY_NAME[n].flag for n in names if getattr(self, n) != _BY_NAME[n].default]
+        if given:
+            raise ConfigError(f"{', '.join(given)} given without {switch}")
+
     def _check_workers(self) -> None:
         """Options of the supervisor mean nothing without one: an error, not a silent no-op."""
         if self.workers is None:
-            given = [
-                o.flag
-                for o in OPTIONS
-                if o.name in ("workers_lifetime", "workers_max_rss", "reuse_port")
-                and getattr(self, o.name) != o.default
-            ]
-            if given:
-                raise ConfigError(f"{', '.join(given)} given without --workers")
+            self._refuse_without("--workers", ["workers_lifetime", "workers_max_rss", "reuse_port"])
         if self.reuse_port and (self.uds is not None or self.fd is not None):
             raise ConfigError("--reuse-port applies to --host/--port sockets, not --uds or --fd")
 
     def _check_metrics(self) -> None:
         """Where to serve metrics means nothing without --metrics: an error, as for --workers."""
         if not self.metrics:
-            given = [
-                o.flag
-                for o in OPTIONS
-                if o.name in ("metrics_address", "metrics_port")
-                and getattr(self, o.name) != o.default
-            ]
-            if given:
-                raise ConfigError(f"{', '.join(given)} given without --metrics")
+            self._refuse_without("--metrics", ["metrics_address", "metrics_port"])
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 f"--metrics-port must be between 0 and 65535, got {self.metrics_port}"
@@ -725,15 +711,15 @@ class Config:
         """TLS options that would be silently ignored are errors: a server meant to check client
         certificates must not start without checking them."""
         if self.ssl_certfile is None:
-            given = [
-                o.flag
-                for o in OPTIONS
-                if o.name.startswith("ssl_")
-                and o.name not in ("ssl_certfile", "ssl_handshake_timeout")
-                and getattr(self, o.name) != o.default
-            ]
-            if given:
-                raise ConfigError(f"{', '.join(given)} given without --ssl-certfile")
+            self._refuse_without(
+                "--ssl-certfile",
+                [
+                    o.name
+                    for o in OPTIONS
+                    if o.name.startswith("ssl_")
+                    and o.name not in ("ssl_certfile", "ssl_handshake_timeout")
+                ],
+            )
         if self.ssl_cert_reqs != "none" and self.ssl_ca_certs is None:
             raise ConfigError(
                 f"--ssl-cert-reqs {self.ssl_cert_reqs} needs --ssl-ca-certs "

@@ -22,6 +22,7 @@ from refserver.config import Config, ConfigError
 from refserver.metrics import DURATION_BOUNDS, Aggregate, Metrics, MetricsServer, exposition
 
 import metrics_apps
+from test_workers import Supervised, get
 
 # ------------------------------------------------------------------------- helpers
 
@@ -295,8 +296,6 @@ linux_only = pytest.mark.skipif(sys.platform != "linux", reason="signals of Linu
 
 @pytest.fixture
 def supervised(impl):
-    from test_workers import Supervised
-
     started = []
 
     def start(*args, **kwargs):
@@ -309,16 +308,6 @@ def supervised(impl):
         server.kill_all()
 
 
-def _get(port: int, path: str = "/") -> tuple:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
 @linux_only
 def test_workers_counts_are_summed_and_survive_a_rolling_restart(supervised):
     metrics_port = free_port()
@@ -328,12 +317,12 @@ def test_workers_counts_are_summed_and_survive_a_rolling_restart(supervised):
     # Requests on new connections until both workers have served some (the kernel decides).
     served, made = set(), 0
     while served != pids and made < 200:
-        status, body = _get(server.port)
+        status, body = get(server.port)
         assert status == 200
         served.add(int(body.split()[1]))
         made += 1
     assert served == pids
-    assert _get(server.port, "/missing")[0] == 404
+    assert get(server.port, "/missing")[0] == 404
     ok, missing = (requests_series("asgi", "http/1.1", c) for c in ("2xx", "4xx"))
     values = scrape(metrics_port)
     assert values[ok] == made and values[missing] == 1
@@ -349,7 +338,7 @@ def test_workers_counts_are_summed_and_survive_a_rolling_restart(supervised):
     assert after[ok] == made and after[missing] == 1
     assert after["refserver_connections_total"] == made + 1
     assert after["refserver_workers"] == 2
-    assert _get(server.port)[0] == 200
+    assert get(server.port)[0] == 200
     last = scrape(metrics_port)
     assert last[ok] == made + 1
     assert server.stop() == 0
@@ -361,11 +350,11 @@ def test_a_stuck_worker_does_not_hold_the_scrape(supervised):
     server = supervised("--workers", "2", "--metrics", "--metrics-port", str(metrics_port))
     server.ready_pids()
     ok = requests_series("asgi", "http/1.1", "2xx")
-    assert _get(server.port)[0] == 200
+    assert get(server.port)[0] == 200
     assert scrape(metrics_port)[ok] == 1
     # One worker holds its event loop for 3 s; the scrape answers in about REPORT_TIMEOUT (0.5 s),
     # with that worker's last report.
-    blocked = threading.Thread(target=_get, args=(server.port, "/block?s=3"))
+    blocked = threading.Thread(target=get, args=(server.port, "/block?s=3"))
     blocked.start()
     try:
         server.wait_for(r"blocking \d+")
