@@ -332,22 +332,7 @@ def markdown_table(cells: list) -> str:
 
 
 def ratio_lines(cells: list, max_noise: float) -> list:
-    by_name = {c.target: c for c in cells if c.status == "ok"}
-    lines = []
-    for ours, theirs, goal in RATIOS:
-        a, b = by_name.get(ours), by_name.get(theirs)
-        if not a or not b:
-            continue
-        rps = a.metrics["rps"] / b.metrics["rps"] if b.metrics["rps"] else None
-        ra, rb = a.metrics["requests_per_cpu_s"], b.metrics["requests_per_cpu_s"]
-        per_cpu = ra / rb if ra and rb else None
-        noisy = max(run._noise(a.metrics), run._noise(b.metrics)) > max_noise
-        line = (f"- {ours} / {theirs}: req/s {run._fmt(rps, '.2f')}x{'†' if noisy else ''}, "
-                f"req per server CPU-s {run._fmt(per_cpu, '.2f')}x")
-        if goal is not None and per_cpu is not None:
-            line += f" (target ≥ {goal:.1f}x: {'met' if per_cpu >= goal else 'not met'})"
-        lines.append(line)
-    return lines
+    return run.pair_lines(cells, max_noise, RATIOS)
 
 
 # --------------------------------------------------------------------------- main

@@ -181,12 +181,12 @@ def _uvicorn(http: str, loop: str) -> Target:
     return Target(f"uvicorn-{http}", "uvicorn", "asgi", f"uvicorn --http {http} --loop {loop}", argv)
 
 
-def _granian(interface: str) -> Target:
+def _granian(interface: str, workers: int = 1) -> Target:
     def argv(python, port):
         return [
             python, "-m", "granian", "--interface", interface,
             "--host", HOST, "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--no-ws",
+            "--workers", str(workers), "--loop", "uvloop", "--no-ws",
             "--no-access-log", "--log-level", "warning",
             _app(interface),
         ]  # fmt: skip
@@ -195,7 +195,7 @@ def _granian(interface: str) -> Target:
         f"granian-{interface}",
         "granian",
         interface,
-        f"granian --interface {interface} --workers 1 --loop uvloop --no-ws",
+        f"granian --interface {interface} --workers {workers} --loop uvloop --no-ws",
         argv,
     )
 
@@ -673,13 +673,23 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
         server.check(endpoint)  # still correct after the load
     finally:
         exit_code = server.stop()
+    return {
+        "command": server.argv,
+        **wrk_metrics(wrk, usage),
+        "rss_idle_mib": rss_idle,
+        "server_exit_code": exit_code,
+    }
+
+
+def wrk_metrics(wrk: WrkRun, usage: dict) -> dict:
+    """The figures of one wrk run, with what the server used meanwhile (``usage``, from
+    :func:`measure_load`) and the requests per server CPU-second they make."""
     cpu = usage["server_cpu_s"]
     s = wrk.summary
     seconds = s["duration_us"] / 1e6
     requests = s["requests"]
     errors = s["errors"]
     return {
-        "command": server.argv,
         "requests": requests,
         "duration_s": seconds,
         "rps": requests / seconds if seconds else 0.0,
@@ -691,8 +701,6 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
         **usage,
         "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
-        "rss_idle_mib": rss_idle,
-        "server_exit_code": exit_code,
         "wrk_stdout": wrk.stdout,
     }
 
@@ -844,6 +852,27 @@ def ratio_lines(cells: list, endpoints: list, max_noise: float, pairs: list = RA
     return lines
 
 
+def pair_lines(cells: list, max_noise: float, pairs: list) -> list:
+    """Ratio lines of runners with one cell per target: ``pairs`` are (first, second, target
+    on req per server CPU-s or None); a req/s ratio marked † involves a noisy cell."""
+    by_name = {c.target: c for c in cells if c.status == "ok"}
+    lines = []
+    for ours, theirs, goal in pairs:
+        a, b = by_name.get(ours), by_name.get(theirs)
+        if not a or not b:
+            continue
+        rps = a.metrics["rps"] / b.metrics["rps"] if b.metrics["rps"] else None
+        ra, rb = a.metrics["requests_per_cpu_s"], b.metrics["requests_per_cpu_s"]
+        per_cpu = ra / rb if ra and rb else None
+        noisy = max(_noise(a.metrics), _noise(b.metrics)) > max_noise
+        line = (f"- {ours} / {theirs}: req/s {_fmt(rps, '.2f')}x{'†' if noisy else ''}, "
+                f"req per server CPU-s {_fmt(per_cpu, '.2f')}x")
+        if goal is not None and per_cpu is not None:
+            line += f" (target ≥ {goal:.1f}x: {'met' if per_cpu >= goal else 'not met'})"
+        lines.append(line)
+    return lines
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -928,9 +957,10 @@ def _select(names: str | None, known: dict, what: str) -> list:
 
 
 def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
-                    quiet_wait: float = 20.0, noise_retries: int = 2) -> None:
+                    quiet_wait: float = 20.0, noise_retries: int = 2, pin: bool = True) -> None:
     """The options every runner here shares (timing, rounds, noise, pinning, the servers'
-    interpreter, the output); ``client`` names the load generator in their help."""
+    interpreter, the output); ``client`` names the load generator in their help. ``pin=False``
+    is for a runner whose server and client share every CPU: no pinning options, none pinned."""
     p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
     p.add_argument("--connections", type=int, default=connections,
@@ -948,14 +978,18 @@ def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
     p.add_argument("--noise-retries", type=int, default=noise_retries,
                    help=f"at most this many re-runs per cell because of noise ({noise_retries})")
     p.add_argument("--quiet-wait", type=float, default=quiet_wait,
-                   help="before each run, wait up to this many seconds for the pinned CPUs to be "
+                   help="before each run, wait up to this many seconds for the CPUs it uses to be "
                         f"quiet (busy less than --quiet-threshold); 0 to start at once "
                         f"({quiet_wait:g})")
     p.add_argument("--quiet-threshold", type=float, default=0.10,
-                   help="busy share of the pinned CPUs that counts as quiet (0.10)")
-    p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
-    p.add_argument("--client-cpus", default="1", help=f"taskset CPU list for {client} (1)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin (results are then noisier)")
+                   help="busy share of those CPUs that counts as quiet (0.10)")
+    if pin:
+        p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
+        p.add_argument("--client-cpus", default="1", help=f"taskset CPU list for {client} (1)")
+        p.add_argument("--no-pin", action="store_true",
+                       help="do not pin (results are then noisier)")
+    else:
+        p.set_defaults(server_cpus=None, client_cpus=None, no_pin=True)
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--output", help="results JSON path (default: benchmarks/results/<time>.json)")
     p.add_argument("--list", action="store_true", help="list targets and endpoints, then exit")
