@@ -98,22 +98,28 @@ def test_ctrl_c_stops_the_server_in_hand(tmp_path):
     )
     try:
         servers: list = []
+        commands: dict = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and script.poll() is None:
             tree = run.process_tree(script.pid)
             commands = {p: _cmdline(p) for p in tree}
-            if any(c and os.path.basename(c[0]) == "wrk" for c in commands.values()):
-                servers = [p for p, c in commands.items() if c and "-m refserver" in " ".join(c)
-                           or "refserver.worker" in " ".join(c or [])]
+            servers = [p for p, c in commands.items()
+                       if c and ("-m refserver" in " ".join(c) or "refserver.worker" in " ".join(c))]
+            loaded = any(c and os.path.basename(c[0]) == "wrk" for c in commands.values())
+            if loaded and len(servers) == 3:
                 break
             time.sleep(0.1)  # poll interval
         assert len(servers) == 3, f"no supervisor and two workers under load: {commands}"
         script.send_signal(signal.SIGINT)
         out, _ = script.communicate(timeout=60)
     finally:
-        if script.poll() is None:
-            script.kill()
-            script.wait()
+        if script.poll() is None:  # the test failed first: the script stops its server itself
+            script.send_signal(signal.SIGINT)
+            try:
+                script.wait(30)
+            except subprocess.TimeoutExpired:
+                script.kill()
+                script.wait()
     assert script.returncode == 130, out
     assert "interrupted" in out
     assert all(_gone(pid) for pid in servers), out
