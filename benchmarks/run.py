@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import fnmatch
 import http.client
@@ -227,6 +228,18 @@ def _floor(interface: str) -> Target:
     )
 
 
+def with_args(target: Target, extra: list, name: str | None = None,
+              description: str | None = None) -> Target:
+    """``target`` with ``extra`` arguments at the end of its command line (the other runners'
+    variants of these targets)."""
+    return dataclasses.replace(
+        target,
+        name=name or target.name,
+        argv=lambda python, port: target.argv(python, port) + extra,
+        description=description or f"{target.description} {' '.join(extra)}",
+    )
+
+
 TARGETS = {
     t.name: t
     for t in (
@@ -283,6 +296,16 @@ def fast_path_unavailable(python: str) -> str | None:
         return None
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return lines[-1] if lines else f"import exited with {proc.returncode}"
+
+
+def importable(python: str, module: str, checked: dict) -> bool:
+    """Whether ``python`` imports ``module`` (a peer may not be installed); ``checked`` keeps
+    the answers over the targets of one run."""
+    key = ("import", module)
+    if key not in checked:
+        checked[key] = subprocess.run([python, "-c", f"import {module}"], cwd=ROOT,
+                                      capture_output=True, timeout=60).returncode == 0
+    return checked[key]
 
 
 def cli_has_option(python: str, module: str, option: str) -> bool:

@@ -22,7 +22,6 @@ warm-up, wrk, /proc, noisy runs measured again) is run.py's. See benchmarks/READ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import shutil
@@ -52,16 +51,6 @@ SHARED_CORES = (
 # --------------------------------------------------------------------------- targets
 
 
-def _with(base: run.Target, name: str, extra: list, description: str) -> run.Target:
-    """``base`` (a target of run.py) with ``extra`` arguments on its command line."""
-    return dataclasses.replace(
-        base,
-        name=name,
-        argv=lambda python, port: base.argv(python, port) + extra,
-        description=description,
-    )
-
-
 def targets(workers: int) -> dict:
     """Every target, each server with ``workers`` worker processes, in the order measured."""
     n = str(workers)
@@ -69,12 +58,11 @@ def targets(workers: int) -> dict:
     def refserver(impl: str, interface: str, reuse_port: bool = False) -> run.Target:
         base = run._refserver(impl, interface)
         extra = ["--workers", n] + (["--reuse-port"] if reuse_port else [])
-        return _with(base, base.name + ("-reuseport" if reuse_port else ""), extra,
-                     f"{base.description} {' '.join(extra)}")
+        return run.with_args(base, extra, base.name + ("-reuseport" if reuse_port else ""))
 
     def uvicorn(http: str, loop: str) -> run.Target:
         base = run._uvicorn(http, loop)
-        return _with(base, base.name, ["--workers", n], f"{base.description} --workers {n}")
+        return run.with_args(base, ["--workers", n])
 
     return {
         t.name: t
@@ -122,14 +110,11 @@ def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
         "uvicorn-h11": ["uvicorn", "h11"],
     }.get(target.name, ["granian", "uvloop"] if target.server == "granian" else [target.server])
     for module in modules:
-        found = once(("module", module), lambda: subprocess.run(
-            [python, "-c", f"import {module}"], cwd=ROOT, capture_output=True, timeout=60
-        ).returncode == 0)
-        if not found:
+        if not run.importable(python, module, checked):
             return f"{module} is not installed for {python}"
     if target.server == "refserver":
         for option in ("--workers", "--reuse-port"):
-            if option in target.description.split() and not once(
+            if option in target.argv(python, 0) and not once(
                 option, lambda: run.cli_has_option(python, "refserver", option)
             ):
                 return f"refserver has no {option} option"
@@ -324,9 +309,17 @@ def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) 
 
 
 def split(values: list, spec: str = ".0f") -> str:
+    """Per-worker values as one cell, busiest first: ``58/42``."""
     if not values or any(v is None for v in values):
         return "-"
     return "/".join(format(v, spec) for v in values)
+
+
+def worker_split(workers: list, key: str) -> str:
+    """The workers' ``key`` (a share, in %, or a count) as :func:`split` shows it."""
+    if key == "connections":
+        return split([w[key] for w in workers], "d")
+    return split([None if w[key] is None else w[key] * 100 for w in workers])
 
 
 def _ratio(a: run.Cell, b: run.Cell | None) -> str:
@@ -360,11 +353,9 @@ def markdown_table(cells: list, all_targets: dict) -> str:
             run._fmt(m["requests_per_cpu_s"], ",.0f"),
             run._fmt(m["machine_busy"] * 100, ".0f"),
             split([m["server_share"] * 100, m["client_share"] * 100, m["noise"] * 100]),
-            split([w["cpu_share"] * 100 if w["cpu_share"] is not None else None
-                   for w in workers]),
-            split([w["request_share"] * 100 if w["request_share"] is not None else None
-                   for w in workers]),
-            split([w["connections"] for w in workers], "d"),
+            worker_split(workers, "cpu_share"),
+            worker_split(workers, "request_share"),
+            worker_split(workers, "connections"),
             str(m["error_count"]),
             _ratio(c, by_name.get(UVICORN)),
             _ratio(c, granian),
@@ -378,10 +369,9 @@ def progress_line(m: dict) -> str:
             f"{run._fmt(m['requests_per_cpu_s'], ',.0f'):>7} req/CPU-s  machine "
             f"{m['machine_busy'] * 100:3.0f}% (server {m['server_share'] * 100:.0f}, wrk "
             f"{m['client_share'] * 100:.0f}, other {m['noise'] * 100:.0f})  workers: CPU "
-            f"{split([w['cpu_share'] * 100 if w['cpu_share'] is not None else None for w in workers])}"
-            f" requests {split([w['request_share'] * 100 if w['request_share'] is not None else None for w in workers])}"
-            f" connections {split([w['connections'] for w in workers], 'd')}  "
-            f"errors {m['error_count']}")
+            f"{worker_split(workers, 'cpu_share')} requests "
+            f"{worker_split(workers, 'request_share')} connections "
+            f"{worker_split(workers, 'connections')}  errors {m['error_count']}")
 
 
 # --------------------------------------------------------------------------- main
