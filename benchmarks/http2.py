@@ -42,17 +42,6 @@ CLIENT_GRACE = 30.0  # seconds an h2load run may overrun its -D before it is kil
 # --------------------------------------------------------------------------- targets
 
 
-def _with(target: run.Target, name: str, extra: list, description: str) -> run.Target:
-    """``target`` (an HTTP/1.1 target of run.py) with ``extra`` arguments on its command line."""
-    return dataclasses.replace(
-        target,
-        name=name,
-        argv=lambda python, port: target.argv(python, port) + extra,
-        description=description,
-        optional=False,
-    )
-
-
 def _floor() -> run.Target:
     def argv(python, port):
         return [python, "-m", "benchmarks.h2_floor", "--host", HOST, "--port", str(port)]
@@ -65,7 +54,7 @@ def _floor() -> run.Target:
 
 def _refserver(impl: str, interface: str) -> run.Target:
     base = run._refserver(impl, interface)
-    return _with(base, base.name, ["--http", "2"], base.description + " --http 2")
+    return run.with_args(base, ["--http", "2"])
 
 
 TARGETS = {
@@ -75,12 +64,12 @@ TARGETS = {
         _refserver("fast", "rsgi"),
         _refserver("fast", "asgi"),
         _refserver("pure", "asgi"),
-        _with(run._granian("rsgi"), "granian-rsgi", ["--http", "2"],
-              "granian --interface rsgi --http 2 --workers 1 --loop uvloop"),
-        _with(run._granian("asgi"), "granian-asgi", ["--http", "2"],
-              "granian --interface asgi --http 2 --workers 1 --loop uvloop"),
-        _with(run._uvicorn("zttp", "uvloop"), "uvicorn-zttp", ["--http2"],
-              "uvicorn --http zttp --http2 --loop uvloop"),
+        run.with_args(run._granian("rsgi"), ["--http", "2"],
+                      description="granian --interface rsgi --http 2 --workers 1 --loop uvloop"),
+        run.with_args(run._granian("asgi"), ["--http", "2"],
+                      description="granian --interface asgi --http 2 --workers 1 --loop uvloop"),
+        run.with_args(run._uvicorn("zttp", "uvloop"), ["--http2"], "uvicorn-zttp",
+                      "uvicorn --http zttp --http2 --loop uvloop"),
         run._hypercorn(),  # speaks h2c with prior knowledge as it is
     )
 }
@@ -114,10 +103,7 @@ def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
         target.server, [target.server]
     )
     for module in modules:
-        found = once(("module", module), lambda: subprocess.run(
-            [python, "-c", f"import {module}"], cwd=ROOT, capture_output=True, timeout=60
-        ).returncode == 0)
-        if not found:
+        if not run.importable(python, module, checked):
             return f"{module} is not installed for {python}"
     if target.server == "refserver":
         speaks_h2 = once("h2", lambda: run.cli_has_option(python, "refserver", "--http"))
@@ -332,22 +318,7 @@ def markdown_table(cells: list) -> str:
 
 
 def ratio_lines(cells: list, max_noise: float) -> list:
-    by_name = {c.target: c for c in cells if c.status == "ok"}
-    lines = []
-    for ours, theirs, goal in RATIOS:
-        a, b = by_name.get(ours), by_name.get(theirs)
-        if not a or not b:
-            continue
-        rps = a.metrics["rps"] / b.metrics["rps"] if b.metrics["rps"] else None
-        ra, rb = a.metrics["requests_per_cpu_s"], b.metrics["requests_per_cpu_s"]
-        per_cpu = ra / rb if ra and rb else None
-        noisy = max(run._noise(a.metrics), run._noise(b.metrics)) > max_noise
-        line = (f"- {ours} / {theirs}: req/s {run._fmt(rps, '.2f')}x{'†' if noisy else ''}, "
-                f"req per server CPU-s {run._fmt(per_cpu, '.2f')}x")
-        if goal is not None and per_cpu is not None:
-            line += f" (target ≥ {goal:.1f}x: {'met' if per_cpu >= goal else 'not met'})"
-        lines.append(line)
-    return lines
+    return run.pair_lines(cells, max_noise, RATIOS)
 
 
 # --------------------------------------------------------------------------- main

@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 
@@ -88,10 +87,7 @@ def unavailable(name: str, python: str, checked: dict) -> str | None:
                 return f"fast path not available ({reason})"
     modules = ["uvicorn", "httptools", "uvloop"] if name == "uvicorn-httptools" else [server]
     for module in modules:
-        found = once(module, lambda: subprocess.run(
-            [python, "-c", f"import {module}"], cwd=ROOT, capture_output=True, timeout=60
-        ).returncode == 0)
-        if not found:
+        if not run.importable(python, module, checked):
             return f"{module} is not installed for {python}"
     return None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import fnmatch
 import http.client
@@ -183,12 +184,12 @@ def _uvicorn(http: str, loop: str) -> Target:
     return Target(f"uvicorn-{http}", "uvicorn", "asgi", f"uvicorn --http {http} --loop {loop}", argv)
 
 
-def _granian(interface: str) -> Target:
+def _granian(interface: str, workers: int = 1) -> Target:
     def argv(python, port):
         return [
             python, "-m", "granian", "--interface", interface,
             "--host", HOST, "--port", str(port),
-            "--workers", "1", "--loop", "uvloop", "--no-ws",
+            "--workers", str(workers), "--loop", "uvloop", "--no-ws",
             "--no-access-log", "--log-level", "warning",
             _app(interface),
         ]  # fmt: skip
@@ -197,7 +198,7 @@ def _granian(interface: str) -> Target:
         f"granian-{interface}",
         "granian",
         interface,
-        f"granian --interface {interface} --workers 1 --loop uvloop --no-ws",
+        f"granian --interface {interface} --workers {workers} --loop uvloop --no-ws",
         argv,
     )
 
@@ -226,6 +227,18 @@ def _floor(interface: str) -> Target:
         interface.partition("-")[0],
         f"python -m benchmarks.floor --interface {interface}: no HTTP rules (context)",
         argv,
+    )
+
+
+def with_args(target: Target, extra: list, name: str | None = None,
+              description: str | None = None) -> Target:
+    """``target`` with ``extra`` arguments at the end of its command line (the other runners'
+    variants of these targets)."""
+    return dataclasses.replace(
+        target,
+        name=name or target.name,
+        argv=lambda python, port: target.argv(python, port) + extra,
+        description=description or f"{target.description} {' '.join(extra)}",
     )
 
 
@@ -285,6 +298,16 @@ def fast_path_unavailable(python: str) -> str | None:
         return None
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     return lines[-1] if lines else f"import exited with {proc.returncode}"
+
+
+def importable(python: str, module: str, checked: dict) -> bool:
+    """Whether ``python`` imports ``module`` (a peer may not be installed); ``checked`` keeps
+    the answers over the targets of one run."""
+    key = ("import", module)
+    if key not in checked:
+        checked[key] = subprocess.run([python, "-c", f"import {module}"], cwd=ROOT,
+                                      capture_output=True, timeout=60).returncode == 0
+    return checked[key]
 
 
 def cli_has_option(python: str, module: str, option: str) -> bool:
@@ -675,13 +698,23 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
         server.check(endpoint)  # still correct after the load
     finally:
         exit_code = server.stop()
+    return {
+        "command": server.argv,
+        **wrk_metrics(wrk, usage),
+        "rss_idle_mib": rss_idle,
+        "server_exit_code": exit_code,
+    }
+
+
+def wrk_metrics(wrk: WrkRun, usage: dict) -> dict:
+    """The figures of one wrk run, with what the server used meanwhile (``usage``, from
+    :func:`measure_load`) and the requests per server CPU-second they make."""
     cpu = usage["server_cpu_s"]
     s = wrk.summary
     seconds = s["duration_us"] / 1e6
     requests = s["requests"]
     errors = s["errors"]
     return {
-        "command": server.argv,
         "requests": requests,
         "duration_s": seconds,
         "rps": requests / seconds if seconds else 0.0,
@@ -693,8 +726,6 @@ def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log
         **usage,
         "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
-        "rss_idle_mib": rss_idle,
-        "server_exit_code": exit_code,
         "wrk_stdout": wrk.stdout,
     }
 
@@ -846,6 +877,27 @@ def ratio_lines(cells: list, endpoints: list, max_noise: float, pairs: list = RA
     return lines
 
 
+def pair_lines(cells: list, max_noise: float, pairs: list) -> list:
+    """Ratio lines of runners with one cell per target: ``pairs`` are (first, second, target
+    on req per server CPU-s or None); a req/s ratio marked † involves a noisy cell."""
+    by_name = {c.target: c for c in cells if c.status == "ok"}
+    lines = []
+    for ours, theirs, goal in pairs:
+        a, b = by_name.get(ours), by_name.get(theirs)
+        if not a or not b:
+            continue
+        rps = a.metrics["rps"] / b.metrics["rps"] if b.metrics["rps"] else None
+        ra, rb = a.metrics["requests_per_cpu_s"], b.metrics["requests_per_cpu_s"]
+        per_cpu = ra / rb if ra and rb else None
+        noisy = max(_noise(a.metrics), _noise(b.metrics)) > max_noise
+        line = (f"- {ours} / {theirs}: req/s {_fmt(rps, '.2f')}x{'†' if noisy else ''}, "
+                f"req per server CPU-s {_fmt(per_cpu, '.2f')}x")
+        if goal is not None and per_cpu is not None:
+            line += f" (target ≥ {goal:.1f}x: {'met' if per_cpu >= goal else 'not met'})"
+        lines.append(line)
+    return lines
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -930,9 +982,10 @@ def _select(names: str | None, known: dict, what: str) -> list:
 
 
 def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
-                    quiet_wait: float = 20.0, noise_retries: int = 2) -> None:
+                    quiet_wait: float = 20.0, noise_retries: int = 2, pin: bool = True) -> None:
     """The options every runner here shares (timing, rounds, noise, pinning, the servers'
-    interpreter, the output); ``client`` names the load generator in their help."""
+    interpreter, the output); ``client`` names the load generator in their help. ``pin=False``
+    is for a runner whose server and client share every CPU: no pinning options, none pinned."""
     p.add_argument("--duration", type=int, default=10, help="measured seconds per cell (10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell, 0 for none (2)")
     p.add_argument("--connections", type=int, default=connections,
@@ -950,14 +1003,18 @@ def add_run_options(p: argparse.ArgumentParser, client: str, connections: int,
     p.add_argument("--noise-retries", type=int, default=noise_retries,
                    help=f"at most this many re-runs per cell because of noise ({noise_retries})")
     p.add_argument("--quiet-wait", type=float, default=quiet_wait,
-                   help="before each run, wait up to this many seconds for the pinned CPUs to be "
+                   help="before each run, wait up to this many seconds for the CPUs it uses to be "
                         f"quiet (busy less than --quiet-threshold); 0 to start at once "
                         f"({quiet_wait:g})")
     p.add_argument("--quiet-threshold", type=float, default=0.10,
-                   help="busy share of the pinned CPUs that counts as quiet (0.10)")
-    p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
-    p.add_argument("--client-cpus", default="1", help=f"taskset CPU list for {client} (1)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin (results are then noisier)")
+                   help="busy share of those CPUs that counts as quiet (0.10)")
+    if pin:
+        p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server (0)")
+        p.add_argument("--client-cpus", default="1", help=f"taskset CPU list for {client} (1)")
+        p.add_argument("--no-pin", action="store_true",
+                       help="do not pin (results are then noisier)")
+    else:
+        p.set_defaults(server_cpus=None, client_cpus=None, no_pin=True)
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--output", help="results JSON path (default: benchmarks/results/<time>.json)")
     p.add_argument("--list", action="store_true", help="list targets and endpoints, then exit")
