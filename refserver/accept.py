@@ -21,6 +21,11 @@ import sys
 RETRY_DELAY = 0.5
 #: Connections accepted per readiness event before the loop runs other callbacks.
 BATCH = 64
+#: The same for a worker sharing its listening socket with others (``--workers``). Every
+#: worker is woken by a new connection and the first to call accept() takes it; taking 64 at
+#: once let one worker take a whole burst of connections while the other had none
+#: (benchmarks/workers.py: 64/0 of wrk's 64). One per wake-up gives the others their turn.
+SHARED_BATCH = 1
 
 _SKIP = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM)  # one connection failed; go on
 
@@ -43,8 +48,9 @@ class Acceptor:
     (:meth:`close`, :meth:`wait_closed`)."""
 
     def __init__(self, loop, sock: socket.socket, factory, logger, ssl=None,
-                 ssl_handshake_timeout: float | None = None):
+                 ssl_handshake_timeout: float | None = None, batch: int = BATCH):
         self._loop = loop
+        self._batch = batch
         self._ssl = ssl
         self._ssl_options = _ssl_options(loop, ssl, ssl_handshake_timeout) if ssl else {}
         self._sock = sock
@@ -64,7 +70,7 @@ class Acceptor:
 
     def _on_readable(self) -> None:
         sock = self._sock
-        for _ in range(BATCH):
+        for _ in range(self._batch):
             try:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):

@@ -17,7 +17,7 @@ import time
 from asyncio import Task
 
 from . import logs
-from .accept import Acceptor
+from .accept import BATCH, SHARED_BATCH, Acceptor
 from .binding import bind_sockets, describe_address
 from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
@@ -457,6 +457,7 @@ class Server:
                 logger,
                 ssl=self.ssl_context,
                 ssl_handshake_timeout=self.config.ssl_handshake_timeout,
+                batch=SHARED_BATCH if self.link is not None and not self.config.reuse_port else BATCH,
             )
             acceptor.start()
             self._servers.append(acceptor)
