@@ -6,7 +6,7 @@ no:refserver`` turns it off). It gives:
 ``refserver_serve``
     a factory: ``srv = refserver_serve(app, **options)`` serves ``app`` (an object, or a
     ``"module:attr"`` string) on a free port of 127.0.0.1 in a background thread, and stops it at
-    the end of the test. ``srv.url``, ``srv.port``, ``srv.ws_url``, ``srv.ssl_context`` (for the
+    the end of the test, or at the end of ``with refserver_serve(app) as srv:``. ``srv.url``, ``srv.port``, ``srv.ws_url``, ``srv.ssl_context`` (for the
     client, over TLS) and ``srv.httpx_client()`` reach it.
 ``refserver_cell``
     the path, loop, HTTP version and TLS choice of this test: one cell of a
@@ -162,6 +162,20 @@ class ServedApp:
         self.url = f"{scheme}://{self.host}:{self.port}"
         self.ws_url = f"{'wss' if cell.tls else 'ws'}://{self.host}:{self.port}"
         self._ca = ca
+        self._stop = None  # set by the refserver_serve fixture
+
+    def __enter__(self) -> "ServedApp":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop(exc_info)
+
+    def stop(self, exc_info=(None, None, None)) -> None:
+        """Stop the server now (``refserver_serve``'s servers; otherwise its ``serve()`` block
+        ends): ``with refserver_serve(app) as srv:`` checks what follows the shutdown."""
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            stop(*exc_info)
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -443,7 +457,11 @@ def refserver_serve(refserver_cell, request):
     def factory(app, **options) -> ServedApp:
         options.setdefault("cell", refserver_cell)
         options.setdefault("pytest_config", request.config)
-        return stack.enter_context(serve(app, **options))
+        context = serve(app, **options)
+        served = context.__enter__()
+        served._stop = context.__exit__
+        stack.callback(served.stop)
+        return served
 
     with stack:
         yield factory
