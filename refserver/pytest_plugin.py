@@ -118,19 +118,19 @@ class _Collector(logging.Handler):
         self.servers: list = []
         self.found: list = []
         self.sessions = 0
-        self._lock2 = threading.Lock()
+        self._found_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         for served in list(self.servers):
             if record.thread in served.threads():
                 text = violation_text(record)
                 if text is not None:
-                    with self._lock2:
+                    with self._found_lock:
                         self.found.append(f"{text} (server {served.cell.id} at {served.url})")
                 return
 
     def take(self) -> list:
-        with self._lock2:
+        with self._found_lock:
             found, self.found = self.found, []
         return found
 
