@@ -6,8 +6,10 @@ no:refserver`` turns it off). It gives:
 ``refserver_serve``
     a factory: ``srv = refserver_serve(app, **options)`` serves ``app`` (an object, or a
     ``"module:attr"`` string) on a free port of 127.0.0.1 in a background thread, and stops it at
-    the end of the test, or at the end of ``with refserver_serve(app) as srv:``. ``srv.url``, ``srv.port``, ``srv.ws_url``, ``srv.ssl_context`` (for the
-    client, over TLS) and ``srv.httpx_client()`` reach it.
+    the end of the test, or at the end of ``with refserver_serve(app) as srv:``. ``srv.url``,
+    ``srv.port``, ``srv.ws_url``, ``srv.ssl_context`` (for the client, over TLS) and
+    ``srv.httpx_client()`` reach it. The keywords ``impl``, ``loop``, ``http``, ``tls`` and
+    ``strict`` override the cell's choice; the others are refserver's options.
 ``refserver_cell``
     the path, loop, HTTP version and TLS choice of this test: one cell of a
     ``@pytest.mark.refserver_matrix(...)`` grid, or the default cell (pure path, asyncio,
@@ -185,7 +187,8 @@ class ServedApp:
             return None
         ctx = ssl.create_default_context()
         self._ca.configure_trust(ctx)
-        ctx.set_alpn_protocols({"1": ["http/1.1"], "2": ["h2"]}.get(self.cell.http, ["h2", "http/1.1"]))
+        alpn = {"1": ["http/1.1"], "2": ["h2"]}.get(self.cell.http, ["h2", "http/1.1"])
+        ctx.set_alpn_protocols(alpn)
         return ctx
 
     def httpx_client(self, **options):
