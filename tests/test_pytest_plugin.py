@@ -60,6 +60,11 @@ def wsgi_bad_header(environ, start_response):
     return [b"x"]
 
 
+async def asgi_no_response(scope, receive, send):
+    if scope["type"] == "http":
+        await receive()
+
+
 class RSGITwice:
     def __rsgi__(self, scope, protocol):
         protocol.response_empty(204, [])
@@ -141,6 +146,7 @@ def test_in_process_client(refserver_client):
         ("asgi_bad_status", "ASGI-ERROR-5"),
         ("wsgi_bad_header", "WSGI-START-3"),
         ("rsgi_twice", "RSGI-HTTP-ERROR-4"),
+        ("asgi_no_response", "ASGI-ERROR-2"),
     ],
 )
 def test_an_app_breaking_a_rule_fails_with_the_clause(pytester, app, clause):

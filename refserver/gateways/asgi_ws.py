@@ -236,7 +236,10 @@ class ASGIWebSocketGateway:
                 raise
         else:
             if not session.accepted and not session.response_started and not session.disconnected:
-                self.logger.error("ASGI application returned without answering the WebSocket handshake")
+                self.logger.error(
+                    "ASGI application returned without answering the WebSocket handshake "
+                    "[WS-ASGI-3]"
+                )
             _finish(session, 1000)
 
 
