@@ -9,6 +9,10 @@ import json
 
 import fastapi
 import httpx
+import pytest
+
+#: Both paths on both loops, through the pytest plugin (strict mode: a protocol violation fails).
+pytestmark = pytest.mark.refserver_matrix(impl=["pure", "fast"], loop=["asyncio", "uvloop"])
 
 
 def starlette_app(events: list):
@@ -53,9 +57,9 @@ def starlette_app(events: list):
     )
 
 
-def test_starlette(server_factory):
+def test_starlette(refserver_serve):
     events: list = []
-    with server_factory(starlette_app(events), lifespan="on") as srv:
+    with refserver_serve(starlette_app(events), lifespan="on") as srv:
         assert events == ["startup"]
         with httpx.Client(base_url=srv.url) as client:
             first = client.get("/state").json()
@@ -87,14 +91,14 @@ def test_starlette(server_factory):
     assert events == ["startup", "shutdown"]
 
 
-def test_starlette_under_a_root_path(server_factory):
+def test_starlette_under_a_root_path(refserver_serve):
     events: list = []
-    with server_factory(starlette_app(events), root_path="/api") as srv:
+    with refserver_serve(starlette_app(events), root_path="/api") as srv:
         item = httpx.get(srv.url + "/items/x").json()
         assert item == {"path": "/api/items/x", "q": {}, "root_path": "/api"}
 
 
-def test_fastapi(server_factory):
+def test_fastapi(refserver_serve):
     events: list = []
 
     @contextlib.asynccontextmanager
@@ -113,7 +117,7 @@ def test_fastapi(server_factory):
     async def items(item: dict):
         return {"received": item}
 
-    with server_factory(app) as srv:
+    with refserver_serve(app) as srv:
         assert httpx.get(srv.url + "/state").json() == {"name": "fastapi state"}
         response = httpx.post(srv.url + "/items", content=json.dumps({"a": 1}),
                               headers={"content-type": "application/json"})

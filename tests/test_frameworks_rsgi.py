@@ -16,6 +16,10 @@ emmett55 = pytest.importorskip("emmett55")
 from emmett55 import App, request, response  # noqa: E402
 from emmett55.tools import service, sse, stream  # noqa: E402
 
+#: Both paths on both loops, through the pytest plugin (strict mode: a protocol violation fails).
+pytestmark = pytest.mark.refserver_matrix(impl=["pure", "fast"], loop=["asyncio", "uvloop"])
+
+
 STATIC_TEXT = b"static hello\n" * 1000
 
 
@@ -60,8 +64,8 @@ def emmett_app(tmp_path_factory):
     return app
 
 
-def test_text_route(server_factory, emmett_app):
-    with server_factory(emmett_app) as srv:
+def test_text_route(refserver_serve, emmett_app):
+    with refserver_serve(emmett_app) as srv:
         assert srv.server.interface == "rsgi"
         r = httpx.get(srv.url + "/")
         assert r.status_code == 200
@@ -70,8 +74,8 @@ def test_text_route(server_factory, emmett_app):
         assert httpx.get(srv.url + "/missing").status_code == 404
 
 
-def test_json_body_and_raw_body(server_factory, emmett_app):
-    with server_factory(emmett_app) as srv, httpx.Client() as client:
+def test_json_body_and_raw_body(refserver_serve, emmett_app):
+    with refserver_serve(emmett_app) as srv, httpx.Client() as client:
         r = client.post(srv.url + "/echo?x=1&y=2", json={"a": 1, "b": ["x", "y"]})
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/json")
@@ -86,8 +90,8 @@ def test_json_body_and_raw_body(server_factory, emmett_app):
         assert r.content == payload
 
 
-def test_static_file_and_range(server_factory, emmett_app):
-    with server_factory(emmett_app) as srv, httpx.Client() as client:
+def test_static_file_and_range(refserver_serve, emmett_app):
+    with refserver_serve(emmett_app) as srv, httpx.Client() as client:
         r = client.get(srv.url + "/static/hello.txt")
         assert r.status_code == 200 and r.content == STATIC_TEXT
         assert r.headers["content-length"] == str(len(STATIC_TEXT))
@@ -98,8 +102,11 @@ def test_static_file_and_range(server_factory, emmett_app):
         assert client.get(srv.url + "/static/nope.txt").status_code == 404
 
 
-def test_stream_and_sse_routes(server_factory, emmett_app):
-    with server_factory(emmett_app) as srv, httpx.Client() as client:
+def test_stream_and_sse_routes(refserver_serve, emmett_app):
+    # Not strict: these routes call response_str() after response_stream() (RSGI-HTTP-ERROR-4),
+    # ignored with a warning as Granian does; tests/test_pytest_plugin.py shows strict mode
+    # failing such a second response.
+    with refserver_serve(emmett_app, strict=False) as srv, httpx.Client() as client:
         r = client.get(srv.url + "/numbers")
         assert r.status_code == 200 and r.text == "n0;n1;n2;"
         r = client.get(srv.url + "/events")

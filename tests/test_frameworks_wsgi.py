@@ -9,6 +9,10 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
+#: Both paths on both loops, through the pytest plugin (strict mode: a protocol violation fails).
+pytestmark = pytest.mark.refserver_matrix(impl=["pure", "fast"], loop=["asyncio", "uvloop"])
+
+
 DEADLINE = 10.0
 
 
@@ -60,8 +64,8 @@ def make_app(second_part: threading.Event | None = None):
     return app
 
 
-def test_flask_get(server_factory):
-    with server_factory(make_app()) as srv:
+def test_flask_get(refserver_serve):
+    with refserver_serve(make_app()) as srv:
         with httpx.Client(base_url=srv.url) as client:
             response = client.get("/hello/refserver")
             assert response.status_code == 200
@@ -71,8 +75,8 @@ def test_flask_get(server_factory):
             assert client.get("/missing").status_code == 404
 
 
-def test_flask_sees_mount_point_and_request_data(server_factory):
-    with server_factory(make_app(), root_path="/mnt") as srv:
+def test_flask_sees_mount_point_and_request_data(refserver_serve):
+    with refserver_serve(make_app(), root_path="/mnt") as srv:
         response = httpx.get(srv.url + "/mnt/where?a=1&b=%C3%A9")
     assert response.status_code == 200
     assert response.json() == {
@@ -84,8 +88,8 @@ def test_flask_sees_mount_point_and_request_data(server_factory):
     }
 
 
-def test_flask_json_post(server_factory):
-    with server_factory(make_app()) as srv:
+def test_flask_json_post(refserver_serve):
+    with refserver_serve(make_app()) as srv:
         with httpx.Client(base_url=srv.url) as client:
             response = client.post("/sum", json={"numbers": [1, 2, 3.5], "name": "café"})
             assert response.status_code == 201
@@ -99,9 +103,9 @@ def test_flask_json_post(server_factory):
             assert response.json() == {"size": 150_000}
 
 
-def test_flask_streamed_response(server_factory):
+def test_flask_streamed_response(refserver_serve):
     second_part = threading.Event()
-    with server_factory(make_app(second_part)) as srv:
+    with refserver_serve(make_app(second_part)) as srv:
         with httpx.Client(base_url=srv.url, timeout=DEADLINE) as client:
             with client.stream("GET", "/stream", params={"n": "4"}) as response:
                 assert response.status_code == 200
@@ -113,8 +117,8 @@ def test_flask_streamed_response(server_factory):
     assert [first, *rest] == [f"line {i} of /stream" for i in range(4)]
 
 
-def test_flask_view_error_is_a_500(server_factory):
-    with server_factory(make_app()) as srv:
+def test_flask_view_error_is_a_500(refserver_serve):
+    with refserver_serve(make_app()) as srv:
         with httpx.Client(base_url=srv.url) as client:
             response = client.get("/error")
             assert response.status_code == 500

@@ -121,6 +121,18 @@ def make_app():
         elif path == "/wait":
             await send({"type": "websocket.accept"})
             log.append(("disconnect", await receive()))
+        elif path in ("/receive-while-accepting", "/receive-while-denying"):
+            # One task reads while another answers the handshake, as Quart's apps do.
+            reader = asyncio.ensure_future(receive())
+            await asyncio.sleep(0)
+            if path == "/receive-while-denying":
+                await send({"type": "websocket.close"})
+                log.append(("pending", await reader))
+                return
+            await send({"type": "websocket.accept"})
+            message = await reader
+            await send({"type": "websocket.send", "text": "got " + message["text"]})
+            log.append(("disconnect", await receive()))
 
     return app, log, flood
 
@@ -219,6 +231,20 @@ def test_close_before_accept_is_403(served):
     with served() as srv, pytest.raises(InvalidStatus) as info:
         connect(srv, "/deny")
     assert info.value.response.status_code == 403
+
+
+def test_a_receive_pending_while_the_app_accepts_gets_the_messages(served):
+    with served() as srv:
+        with connect(srv, "/receive-while-accepting") as ws:
+            ws.send("first")
+            assert ws.recv() == "got first"
+        wait_for(lambda: ("disconnect", {"type": "websocket.disconnect", "code": 1000,
+                                         "reason": ""}) in served.log)
+        with pytest.raises(InvalidStatus) as info:
+            connect(srv, "/receive-while-denying")
+        assert info.value.response.status_code == 403
+        wait_for(lambda: ("pending", {"type": "websocket.disconnect", "code": 1006,
+                                      "reason": ""}) in served.log)
 
 
 def test_websocket_http_response_extension(served):

@@ -254,9 +254,11 @@ class ASGIGateway:
                 raise
         else:
             if not stream.response_complete and not stream.disconnected:
+                started = stream.response_started
                 self.logger.error(
-                    "ASGI application returned without %s the response",
-                    "completing" if stream.response_started else "starting",
+                    "ASGI application returned without %s the response [%s]",
+                    "completing" if started else "starting",
+                    "ASGI-ERROR-3" if started else "ASGI-ERROR-2",
                 )
                 fail(stream)
 

@@ -64,7 +64,7 @@ def build_websocket_scope(session, root_path: str, state: dict, connection_scope
 class WebSocketCycle:
     """``receive`` and ``send`` for one WebSocket connection."""
 
-    __slots__ = ("_connect_sent", "_headers", "_status", "phase", "session")
+    __slots__ = ("_answered", "_connect_sent", "_headers", "_status", "phase", "session")
 
     def __init__(self, session):
         self.session = session
@@ -72,14 +72,27 @@ class WebSocketCycle:
         self._connect_sent = False
         self._status = 0
         self._headers = None
+        self._answered = None  # future: the app answered the handshake, while a receive() waits
 
     async def receive(self) -> dict:
         session = self.session
         if not self._connect_sent:
             self._connect_sent = True
             return {"type": "websocket.connect"}
-        if self.phase != _ACCEPTED and not session.accepted:
-            # Nothing is received before the handshake is answered; the next event is the end.
+        if self.phase == _CONNECTING and not session.accepted:
+            # Nothing is received before the handshake is answered. A receive() may wait in one
+            # task of the app while another accepts (Quart's): it then gives the messages.
+            if self._answered is None:
+                self._answered = asyncio.get_running_loop().create_future()
+            # Not cancelled once the answer comes: it awaits the session's own future, which a
+            # cancellation would cancel too; it ends with the connection.
+            finished = asyncio.ensure_future(session.wait_finished())
+            await asyncio.wait([self._answered, finished], return_when=asyncio.FIRST_COMPLETED)
+            if not session.accepted:
+                await finished
+                return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+        elif self.phase != _ACCEPTED and not session.accepted:
+            # Refused, or answered with an HTTP response: the next event is the end.
             await session.wait_finished()
             return {"type": "websocket.disconnect", "code": 1006, "reason": ""}
         message = await session.receive()
@@ -95,6 +108,9 @@ class WebSocketCycle:
         session = self.session
         phase = self.phase
         if phase == _CONNECTING:
+            answered = self._answered
+            if answered is not None and not answered.done():
+                answered.set_result(None)
             if kind == "websocket.accept":
                 subprotocol = message.get("subprotocol")
                 headers = _header_list(message.get("headers") or ())
@@ -220,7 +236,10 @@ class ASGIWebSocketGateway:
                 raise
         else:
             if not session.accepted and not session.response_started and not session.disconnected:
-                self.logger.error("ASGI application returned without answering the WebSocket handshake")
+                self.logger.error(
+                    "ASGI application returned without answering the WebSocket handshake "
+                    "[WS-ASGI-3]"
+                )
             _finish(session, 1000)
 
 

@@ -458,10 +458,11 @@ class RSGIGateway:
                 self.logger.error("exception in RSGI application", exc_info=error)
         elif state == _NONE and not stream.disconnected:
             if protocol._rejected is None:
-                self.logger.error("RSGI application returned without responding")
+                self.logger.error("RSGI application returned without responding [RSGI-HTTP-ERROR-1]")
             else:
                 self.logger.error(
-                    "RSGI application returned without responding (its response was refused: %s)",
+                    "RSGI application returned without responding (its response was refused: %s) "
+                    "[RSGI-HTTP-ERROR-1]",
                     protocol._rejected,
                 )
 
