@@ -141,5 +141,10 @@ class Acceptor:
             for task in self._tasks:
                 task.cancel()
 
+    @property
+    def setting_up(self) -> list:
+        """The tasks of connections accepted whose protocol is not made yet."""
+        return list(self._tasks)
+
     async def wait_closed(self) -> None:
         """Closed as soon as :meth:`close` returns (connections are the server's to close)."""

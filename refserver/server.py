@@ -512,8 +512,12 @@ class Server:
         deadline = time.monotonic() + self.config.timeout_graceful_shutdown
         for server in self._servers:
             server.close()  # the listening sockets: a new connection is refused from here on
-        # A connection accepted just before the close may not have been made yet: its
-        # connection_made is a ready callback, run by this pass through the loop.
+        # A connection accepted just before the close may not have been made yet: the loop
+        # sets it up in a task (connect_accepted_socket), which may take more than one pass
+        # through the loop; its protocol must exist before the connections are told to stop.
+        setting_up = [task for server in self._servers for task in server.setting_up]
+        if setting_up:
+            await asyncio.wait(setting_up, timeout=ARRIVING_REQUEST_GRACE)
         await asyncio.sleep(0)
         if state is not None:
             # Connections whose request is still arriving are held open (protocols/h1.py).
