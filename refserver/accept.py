@@ -42,8 +42,15 @@ class Acceptor:
     ``factory``. Shaped like the ``asyncio.Server`` it replaces where the server uses one
     (:meth:`close`, :meth:`wait_closed`)."""
 
-    def __init__(self, loop, sock: socket.socket, factory, logger, ssl=None,
-                 ssl_handshake_timeout: float | None = None):
+    def __init__(
+        self,
+        loop,
+        sock: socket.socket,
+        factory,
+        logger,
+        ssl=None,
+        ssl_handshake_timeout: float | None = None,
+    ):
         self._loop = loop
         self._ssl = ssl
         self._ssl_options = _ssl_options(loop, ssl, ssl_handshake_timeout) if ssl else {}

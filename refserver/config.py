@@ -47,7 +47,9 @@ class Option:
             # "--host a --host b", "--host a,b", REFSERVER_HOST="a,b" and host=["a", "b"] alike.
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
-                raise ConfigError(f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}")
+                raise ConfigError(
+                    f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}"
+                )
             parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
             if not parts:
                 raise ConfigError(f"{source}: {self.flag} needs at least one value")
@@ -178,8 +180,18 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "reload_exclude",
         str,
-        (".*", "*~", "~*", "*.py[cod]", "*.sw?", "flycheck_*", "__pycache__", "*.egg-info",
-         "node_modules", "site-packages"),
+        (
+            ".*",
+            "*~",
+            "~*",
+            "*.py[cod]",
+            "*.sw?",
+            "flycheck_*",
+            "__pycache__",
+            "*.egg-info",
+            "node_modules",
+            "site-packages",
+        ),
         "Ignore the files and directories (with everything in them) matching this glob, in "
         "addition to the default ones; repeatable. Giving a default glob to --reload-include "
         "removes it from these, and the other way round.",
@@ -668,7 +680,9 @@ class Config:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
         self._check_edge()
         if self.fd is not None and self.uds is not None:
-            raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
+            raise ConfigError(
+                "--fd and --uds cannot both be given: each names the one socket to serve"
+            )
         self._check_metrics()
         self._check_workers()
         self._check_tls()
@@ -679,7 +693,9 @@ class Config:
         """Watch options that would be silently ignored are errors, as a directory that does not
         exist is: either would leave a developer waiting for a restart that never comes."""
         if not self.reload:
-            self._refuse_without("--reload", [o.name for o in OPTIONS if o.name.startswith("reload_")])
+            self._refuse_without(
+                "--reload", [o.name for o in OPTIONS if o.name.startswith("reload_")]
+            )
             return
         for directory in self.reload_dir:
             if not os.path.isdir(directory):
@@ -753,7 +769,9 @@ class Config:
             )
         for route in routes:
             if not route.startswith("/") or not route.isascii():
-                raise ConfigError(f"--static-path-route {route!r} must be an ASCII path starting with /")
+                raise ConfigError(
+                    f"--static-path-route {route!r} must be an ASCII path starting with /"
+                )
         for mount in mounts:
             if not os.path.isdir(mount):
                 raise ConfigError(f"--static-path-mount {mount}: not a directory")

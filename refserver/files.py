@@ -99,8 +99,19 @@ class KernelSend:
     to :meth:`stop`.
     """
 
-    __slots__ = ("_loop", "_out", "_in", "_offset", "_count", "_sent", "_future", "_timer",
-                 "_timeout", "_checked", "_watching")
+    __slots__ = (
+        "_loop",
+        "_out",
+        "_in",
+        "_offset",
+        "_count",
+        "_sent",
+        "_future",
+        "_timer",
+        "_timeout",
+        "_checked",
+        "_watching",
+    )
 
     def __init__(self, loop, out_fd: int, in_fd: int, offset: int, count: int, timeout: float):
         self._loop = loop
@@ -138,7 +149,9 @@ class KernelSend:
         left = self._count - self._sent
         try:
             n = _sendfile(
-                self._out, self._in, self._offset + self._sent,
+                self._out,
+                self._in,
+                self._offset + self._sent,
                 SENDFILE_STEP if left > SENDFILE_STEP else left,
             )
         except (BlockingIOError, InterruptedError):

@@ -32,9 +32,7 @@ def import_from_string(spec: str, app_dir: str = ".") -> object:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppLoadError(
-                f"attribute {attr!r} not found in module {module_name!r}"
-            ) from None
+            raise AppLoadError(f"attribute {attr!r} not found in module {module_name!r}") from None
     return obj
 
 

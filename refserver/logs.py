@@ -164,9 +164,7 @@ class AccessFormat:
                 raise ConfigError(f"--access-log-format: '!{conversion}' is not supported")
             if field in _NAMED_ATOMS:
                 if not spec:
-                    raise ConfigError(
-                        f"--access-log-format: {{{field}:NAME}} needs a field name"
-                    )
+                    raise ConfigError(f"--access-log-format: {{{field}:NAME}} needs a field name")
                 atoms.append(_NAMED_ATOMS[field](spec.strip().lower().encode("latin-1")))
             elif field in _ATOMS and not spec:
                 function, timed = _ATOMS[field]

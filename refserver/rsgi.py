@@ -186,8 +186,18 @@ class Scope(tuple):
     ):
         return tuple.__new__(
             cls,
-            (proto, http_version, server, client, scheme, method, path, query_string, headers,
-             authority),
+            (
+                proto,
+                http_version,
+                server,
+                client,
+                scheme,
+                method,
+                path,
+                query_string,
+                headers,
+                authority,
+            ),
         )
 
     def __getnewargs__(self):

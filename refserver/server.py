@@ -666,8 +666,13 @@ def serve_in_process(config: Config, sockets: list | None = None, link=None) -> 
         logger.error("%s", exc)
         return EXIT_CONFIG
     except Exception as exc:
-        logger.error("could not load the application %r: %s: %s", config.app, type(exc).__name__, exc,
-                     exc_info=debug)
+        logger.error(
+            "could not load the application %r: %s: %s",
+            config.app,
+            type(exc).__name__,
+            exc,
+            exc_info=debug,
+        )
         return EXIT_CONFIG
     asyncio.set_event_loop(loop)
     stop_signals = (signal.SIGTERM,) if link is not None else (signal.SIGINT, signal.SIGTERM)

@@ -127,12 +127,28 @@ class _Recorder(logging.Handler):
 class AsyncClient:
     """The client for code that already runs in an event loop: ``async with AsyncClient(app)``."""
 
-    def __init__(self, app, *, interface: str = "auto", strict: bool = True, root_path: str = "",
-                 lifespan: str = "auto", **options):
+    def __init__(
+        self,
+        app,
+        *,
+        interface: str = "auto",
+        strict: bool = True,
+        root_path: str = "",
+        lifespan: str = "auto",
+        **options,
+    ):
         self.strict = strict
         self._config = Config(
-            app, interface=interface, root_path=root_path, lifespan=lifespan, impl="pure",
-            access_log=False, date_header=False, server_header=False, strict=strict, **options,
+            app,
+            interface=interface,
+            root_path=root_path,
+            lifespan=lifespan,
+            impl="pure",
+            access_log=False,
+            date_header=False,
+            server_header=False,
+            strict=strict,
+            **options,
         )
         app = load_app(app)
         self.app = app

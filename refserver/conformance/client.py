@@ -359,8 +359,9 @@ class Connection:
             pass
         if self.reset:
             # A body that ends with the connection ends with a clean close; a reset cuts it.
-            raise Closed("connection reset inside a close-delimited body", bytes(self.buffer),
-                         head=response)
+            raise Closed(
+                "connection reset inside a close-delimited body", bytes(self.buffer), head=response
+            )
         return self._take(len(self.buffer))
 
     def wait_closed(self, timeout: float) -> bytes:

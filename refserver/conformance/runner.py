@@ -174,7 +174,10 @@ class RunningTarget:
     """One server process started from a :class:`TargetSpec`."""
 
     def __init__(
-        self, spec: TargetSpec, interface: str, app_attr: str = "app",
+        self,
+        spec: TargetSpec,
+        interface: str,
+        app_attr: str = "app",
         transport: Transport = CLEARTEXT,
     ):
         self.spec = spec
@@ -295,8 +298,9 @@ class Endpoint:
 class CaseResult:
     __slots__ = ("case", "interface", "outcome", "reason", "transcript", "duration", "wire")
 
-    def __init__(self, case, interface, outcome, reason="", transcript=None, duration=0.0,
-                 wire=None):
+    def __init__(
+        self, case, interface, outcome, reason="", transcript=None, duration=0.0, wire=None
+    ):
         self.case = case
         self.interface = interface
         self.outcome = outcome  # "pass" | "fail" | "skip"
@@ -365,9 +369,7 @@ def response_record(response, replacements: dict, volatile) -> dict:
         "close_delimited": response.close_delimited,
     }
     observation = (
-        parse_observation(response)
-        if (response.header("x-probe") == "observation")
-        else None
+        parse_observation(response) if (response.header("x-probe") == "observation") else None
     )
     headers = []
     for name, value in response.headers:
@@ -473,8 +475,13 @@ class CaseRun:
     def _result(self, outcome: str, reason: str, started: float) -> CaseResult:
         record = [conn.wire_record() for conn in self.connections] if outcome == "fail" else []
         return CaseResult(
-            self.case, self.interface, outcome, reason, self.transcript,
-            time.monotonic() - started, record,
+            self.case,
+            self.interface,
+            outcome,
+            reason,
+            self.transcript,
+            time.monotonic() - started,
+            record,
         )
 
     def step(self, step: dict) -> None:
@@ -540,9 +547,7 @@ class CaseRun:
             response = conn.read_response(head_request=head)
         except wire.Closed as exc:
             if expect.get("incomplete") and exc.head is not None:
-                self.log(
-                    {"kind": "incomplete", **response_record(exc.head, self.replacements, ())}
-                )
+                self.log({"kind": "incomplete", **response_record(exc.head, self.replacements, ())})
                 failures = check_head(exc.head, expect)
                 if failures:
                     self.fail("; ".join(failures))
@@ -599,9 +604,9 @@ class CaseRun:
         if conn.eof:
             self.log({"kind": "open", "open": False})
             self.fail("the connection was closed, expected it to stay open")
-        request = b"GET /__probe__/ping HTTP/1.1\r\nHost: %s\r\n\r\n" % self.variables[
-            "HOST"
-        ].encode()
+        request = (
+            b"GET /__probe__/ping HTTP/1.1\r\nHost: %s\r\n\r\n" % self.variables["HOST"].encode()
+        )
         if not conn.send(request):
             self.log({"kind": "open", "open": False})
             self.fail("the connection was closed, expected it to stay open")
@@ -723,9 +728,7 @@ class Runner:
         self.notes: list = []  # lines about the run itself (exit codes, log tails)
 
     def run(self) -> list:
-        main = [
-            c for c in self.cases if c.phase == "run" and c.app == "app" and not c.isolated
-        ]
+        main = [c for c in self.cases if c.phase == "run" and c.app == "app" and not c.isolated]
         shutdown = [c for c in self.cases if c.phase == "shutdown"]
         others = [c for c in self.cases if c not in main and c not in shutdown]
         results = {}
@@ -737,7 +740,9 @@ class Runner:
                 results[result.case.id] = result
             for case in shutdown + others:
                 results[case.id] = CaseResult(
-                    case, self.interface, "skip",
+                    case,
+                    self.interface,
+                    "skip",
                     "needs to start and stop the server (not possible with --connect)",
                 )
         else:
@@ -756,9 +761,7 @@ class Runner:
                         {need: reason for need in ("h1", "ws", "h2", "cleartext", "tls")}
                     )
                 else:
-                    self.capabilities = Capabilities.detect(
-                        target.port, self.transport, self.cases
-                    )
+                    self.capabilities = Capabilities.detect(target.port, self.transport, self.cases)
                 self._note_missing()
                 for result in self._run_batch(main, Endpoint(target.port, self.transport)):
                     results[result.case.id] = result
@@ -808,7 +811,9 @@ class Runner:
     def _check_report(self, case, report, exit_code) -> CaseResult:
         if report is None:
             return CaseResult(
-                case, self.interface, "fail",
+                case,
+                self.interface,
+                "fail",
                 f"the probe wrote no shutdown report (server exit code {exit_code})",
             )
         # The exit code joins the report, so a case can require a clean (0) exit.
@@ -853,19 +858,27 @@ class Runner:
     def _check_startup_failure(self, case, target, ready) -> CaseResult:
         if ready:
             return CaseResult(
-                case, self.interface, "fail",
+                case,
+                self.interface,
+                "fail",
                 "the server started serving although the application failed its startup",
             )
         code = target.wait_exit(case.timeout)
         transcript = [{"kind": "startup", "exit_code": code}]
         if code is None:
             return CaseResult(
-                case, self.interface, "fail",
-                f"the server neither served nor exited within {case.timeout:g}s", transcript,
+                case,
+                self.interface,
+                "fail",
+                f"the server neither served nor exited within {case.timeout:g}s",
+                transcript,
             )
         if code == 0:
             return CaseResult(
-                case, self.interface, "fail",
-                "the server exited with code 0 after a failed startup", transcript,
+                case,
+                self.interface,
+                "fail",
+                "the server exited with code 0 after a failed startup",
+                transcript,
             )
         return CaseResult(case, self.interface, "pass", "", transcript)

@@ -116,10 +116,7 @@ class HTTPCycle:
                 self.phase = _DONE
                 await stream.send_trailers(self._trailer_fields)
         else:
-            raise ASGIProtocolError(
-                f"{kind!r} sent after the response was complete [ASGI-SEND-4]"
-            )
-
+            raise ASGIProtocolError(f"{kind!r} sent after the response was complete [ASGI-SEND-4]")
 
     async def _send_file(self, message: dict, kind: str) -> None:
         """``http.response.pathsend`` (a path the server opens, sends and closes; the end of
@@ -138,9 +135,7 @@ class HTTPCycle:
             except OSError as exc:
                 if self._headers is None:
                     raise  # the head is gone: nothing but a dropped connection can follow
-                error_logger.info(
-                    "cannot open file %r: %s; answering 404", path, exc.strerror
-                )
+                error_logger.info("cannot open file %r: %s; answering 404", path, exc.strerror)
                 self._headers = None
                 self.phase = _DONE
                 self.stream.start_response(404, [TEXT_PLAIN], b"Not Found", True)
@@ -162,7 +157,9 @@ class HTTPCycle:
                 ) from None
         try:
             offset, count = region(
-                fd, message.get("offset", position), message.get("count"),
+                fd,
+                message.get("offset", position),
+                message.get("count"),
             )
         except ValueError as exc:
             raise ASGIProtocolError(f"{exc} [ASGI-ZEROCOPY-1]") from None
@@ -225,7 +222,11 @@ class ASGIGateway:
 
     async def __call__(self, stream) -> None:
         scope = self.build_scope(
-            "http", stream, self.root_path, self.server.lifespan_state, stream.scheme,
+            "http",
+            stream,
+            self.root_path,
+            self.server.lifespan_state,
+            stream.scheme,
             stream.request.method,
         )
         extensions = scope["extensions"]
@@ -259,4 +260,3 @@ class ASGIGateway:
                     "completing" if stream.response_started else "starting",
                 )
                 fail(stream)
-

@@ -142,9 +142,7 @@ class WebSocketCycle:
                 )
         elif phase == _RESPONDING:
             if kind != "websocket.http.response.body":
-                raise ASGIProtocolError(
-                    f"expected 'websocket.http.response.body', got {kind!r}"
-                )
+                raise ASGIProtocolError(f"expected 'websocket.http.response.body', got {kind!r}")
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise ASGIProtocolError(f"'body' must be bytes, got {type(body).__name__}")
@@ -220,7 +218,9 @@ class ASGIWebSocketGateway:
                 raise
         else:
             if not session.accepted and not session.response_started and not session.disconnected:
-                self.logger.error("ASGI application returned without answering the WebSocket handshake")
+                self.logger.error(
+                    "ASGI application returned without answering the WebSocket handshake"
+                )
             _finish(session, 1000)
 
 

@@ -61,7 +61,9 @@ class Lifespan:
                 else:
                     self.logger.info(
                         "ASGI lifespan is not supported by the application (%s: %s); "
-                        "serving without it", type(exc).__name__, exc
+                        "serving without it",
+                        type(exc).__name__,
+                        exc,
                     )
             else:
                 self.logger.error("exception in ASGI lifespan", exc_info=exc)

@@ -60,8 +60,7 @@ def _encode_headers(headers) -> list:
     for item in headers:
         # Only a pair of plain str is looked up: its hash and equality are str's own, so the
         # remembered encoding is exactly what encoding it again would give.
-        if (type(item) is tuple and len(item) == 2 and type(item[0]) is str
-                and type(item[1]) is str):
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and type(item[1]) is str:
             field = encoded.get(item)
             if field is None:
                 field = remember(encoded, item, _encode_field(item))
@@ -194,14 +193,18 @@ class HTTPProtocol:
 
     def response_str(self, status=200, headers=(), body="") -> None:
         if type(body) is not str:
-            raise self._reject(f"response_str body must be str, got {type(body).__name__} [RSGI-HTTP-ERROR-6]")
+            raise self._reject(
+                f"response_str body must be str, got {type(body).__name__} [RSGI-HTTP-ERROR-6]"
+            )
         self._respond(status, headers, body.encode("utf-8"), "response_str")
 
     def response_bytes(self, status=200, headers=(), body=b"") -> None:
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise self._reject(f"response_bytes body must be bytes, got {type(body).__name__} "
-                    "[RSGI-HTTP-ERROR-6]")
+                raise self._reject(
+                    f"response_bytes body must be bytes, got {type(body).__name__} "
+                    "[RSGI-HTTP-ERROR-6]"
+                )
             body = bytes(body)
         self._respond(status, headers, body, "response_bytes")
 
@@ -349,7 +352,8 @@ async def _send_file(stream, fh, offset: int, count: int, logger) -> None:
     except FileShrunk as exc:
         logger.error(
             "file %r ended %d bytes before the requested range; the response was reset",
-            fh.name, exc.missing,
+            fh.name,
+            exc.missing,
         )
     except (ResponseError, OSError) as exc:
         logger.error("cannot complete the file response: %s", exc)

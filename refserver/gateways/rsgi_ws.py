@@ -89,7 +89,9 @@ class WebsocketProtocol:
         try:
             self._session.accept()
         except ClientDisconnected:
-            raise ProtocolClosed("the client disconnected before the handshake was accepted") from None
+            raise ProtocolClosed(
+                "the client disconnected before the handshake was accepted"
+            ) from None
         transport = self._transport = WebsocketTransport(self._session)
         return transport
 

@@ -267,9 +267,7 @@ class H2Stream:
         """Wait while the stream holds more than :data:`STREAM_HIGH_WATER` unsent bytes, or
         the connection's transport is full."""
         proto = self._proto
-        while not self.disconnected and (
-            len(self._out) > STREAM_HIGH_WATER or proto.write_paused
-        ):
+        while not self.disconnected and (len(self._out) > STREAM_HIGH_WATER or proto.write_paused):
             if proto.write_paused:
                 await proto.drain()
                 continue
@@ -421,7 +419,10 @@ class H2Protocol:
     def pause_writing(self) -> None:
         self.write_paused = True
         self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self.config.timeout_write,
+            self._write_deadline,
+            self.loop,
+            self.transport,
+            self.config.timeout_write,
             self._on_write_timeout,
         )
 
@@ -467,8 +468,11 @@ class H2Protocol:
             elif kind is wire.StreamReset:
                 if event.reason and not event.by_peer:
                     self.state.logger.info(
-                        "%s: HTTP/2 stream %d reset (%s: %s)", _peer(self.client),
-                        event.stream_id, event.code, event.reason,
+                        "%s: HTTP/2 stream %d reset (%s: %s)",
+                        _peer(self.client),
+                        event.stream_id,
+                        event.code,
+                        event.reason,
                     )
                 stream = self.streams.pop(event.stream_id, None)
                 self._blocked.pop(event.stream_id, None)
@@ -557,7 +561,9 @@ class H2Protocol:
     def _on_ended(self, event) -> None:
         if event.code != wire.NO_ERROR and not event.by_peer:
             self.state.logger.info(
-                "%s: HTTP/2 connection ended (%s: %s)", _peer(self.client), event.code,
+                "%s: HTTP/2 connection ended (%s: %s)",
+                _peer(self.client),
+                event.code,
                 event.reason,
             )
         self._write_out()
@@ -705,7 +711,8 @@ class H2Protocol:
         self._pong_timer = None
         self.state.logger.info(
             "%s: HTTP/2 keep-alive PING not answered in %gs; closing",
-            _peer(self.client), self.config.http2_keep_alive_timeout,
+            _peer(self.client),
+            self.config.http2_keep_alive_timeout,
         )
         self.conn.close(wire.NO_ERROR, reason="keep-alive timeout")
         self._write_out()
@@ -721,7 +728,8 @@ class H2Protocol:
     def _on_write_timeout(self) -> None:
         self.state.logger.info(
             "%s: the client took no response bytes for %gs; closing",
-            _peer(self.client), self.config.timeout_write,
+            _peer(self.client),
+            self.config.timeout_write,
         )
         self.close(abort=True)
 
@@ -758,7 +766,10 @@ class H2Protocol:
                 transport.close()
                 if transport.get_write_buffer_size():
                     self._write_deadline = watch_writes(
-                        self._write_deadline, self.loop, transport, self.config.timeout_write,
+                        self._write_deadline,
+                        self.loop,
+                        transport,
+                        self.config.timeout_write,
                         self._on_write_timeout,
                     )
 

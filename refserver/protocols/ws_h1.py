@@ -113,7 +113,10 @@ class WSProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self.state.config.timeout_write,
+            self._write_deadline,
+            self.loop,
+            self.transport,
+            self.state.config.timeout_write,
             self._on_write_timeout,
         )
 

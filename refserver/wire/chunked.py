@@ -104,7 +104,9 @@ class ChunkedReader:
     def __init__(self, data: bytes = b"", trailer_limit: int = 65536):
         self._buf = bytearray(data)
         self._state = _SIZE
-        self._remaining = 0  # chunk data still to come, in _DATA; CRLF bytes still to come, in _DATA_END
+        self._remaining = (
+            0  # chunk data still to come, in _DATA; CRLF bytes still to come, in _DATA_END
+        )
         self._extensions = 0  # extension bytes seen in this message
         self._trailer_limit = trailer_limit
         self._eof = False

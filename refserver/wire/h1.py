@@ -474,6 +474,4 @@ class H1Connection:
         self.keep_alive = False
         self.response_started = False
         body = REASONS.get(status, b"Error")
-        return self.response_head(
-            status, [TEXT_PLAIN], body, end=True
-        )
+        return self.response_head(status, [TEXT_PLAIN], body, end=True)

@@ -289,8 +289,15 @@ class _Stream:
     """What this module remembers of a stream until both its sides are done."""
 
     __slots__ = (
-        "known", "discard", "expected", "limit", "received", "unacked", "remote_done",
-        "head_sent", "empties",
+        "known",
+        "discard",
+        "expected",
+        "limit",
+        "received",
+        "unacked",
+        "remote_done",
+        "head_sent",
+        "empties",
     )
 
     def __init__(self):
@@ -574,12 +581,15 @@ class H2Connection:
                 self._block_frames += 1
                 self._block_bytes += length
                 if self._block_frames > CONTINUATION_LIMIT:
-                    self._end(ENHANCE_YOUR_CALM, "more than %d CONTINUATION frames"
-                              % CONTINUATION_LIMIT)
+                    self._end(
+                        ENHANCE_YOUR_CALM, "more than %d CONTINUATION frames" % CONTINUATION_LIMIT
+                    )
                     return
                 if self._block_bytes > self._decoder.max_header_list_size:
-                    self._end(ENHANCE_YOUR_CALM, "header block larger than %d bytes"
-                              % self._decoder.max_header_list_size)
+                    self._end(
+                        ENHANCE_YOUR_CALM,
+                        "header block larger than %d bytes" % self._decoder.max_header_list_size,
+                    )
                     return
                 if flags & _END_HEADERS:
                     self._block_stream = 0
@@ -635,8 +645,10 @@ class H2Connection:
             self._block_frames = 0
             self._block_bytes = length
         if length > self._decoder.max_header_list_size:
-            self._end(ENHANCE_YOUR_CALM, "header block larger than %d bytes"
-                      % self._decoder.max_header_list_size)
+            self._end(
+                ENHANCE_YOUR_CALM,
+                "header block larger than %d bytes" % self._decoder.max_header_list_size,
+            )
             return False
         stream = self._streams.get(sid)
         if stream is not None and not stream.remote_done and not flags & _END_STREAM:
@@ -650,8 +662,9 @@ class H2Connection:
         if length != 4 or not sid:
             # h2 answers a wrong length (FRAME_SIZE_ERROR) and keeps the connection window.
             return not self._spend("WINDOW_UPDATE")
-        if sid in self._reset_ids or (sid <= self._h2.highest_inbound_stream_id
-                                      and sid not in self._streams):
+        if sid in self._reset_ids or (
+            sid <= self._h2.highest_inbound_stream_id and sid not in self._streams
+        ):
             self._spend("WINDOW_UPDATE on a closed stream")
             return False  # ignored (RFC 9113 5.1)
         if int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF == 0 and sid in self._streams:
@@ -683,8 +696,9 @@ class H2Connection:
         if stream is not None:
             stream.empties += 1
             if stream.empties > EMPTY_DATA_LIMIT:
-                self._end(ENHANCE_YOUR_CALM, "more than %d empty DATA frames in a row"
-                          % EMPTY_DATA_LIMIT)
+                self._end(
+                    ENHANCE_YOUR_CALM, "more than %d empty DATA frames in a row" % EMPTY_DATA_LIMIT
+                )
                 return True
         return self._spend("empty DATA")
 
@@ -704,7 +718,8 @@ class H2Connection:
         except ProtocolError as exc:
             h2.clear_outbound_data_buffer()  # h2's GOAWAY, replaced with the right code
             code, reason = decoder.failure or (
-                _code(exc.error_code), "%s: %s" % (type(exc).__name__, exc)
+                _code(exc.error_code),
+                "%s: %s" % (type(exc).__name__, exc),
             )
             self._end(code, reason)
             return
@@ -912,8 +927,9 @@ class H2Connection:
         if not self._ended:
             self._h2.ping(payload)
 
-    def close(self, code: int = NO_ERROR, last_stream_id: int | None = None,
-              reason: str = "") -> None:
+    def close(
+        self, code: int = NO_ERROR, last_stream_id: int | None = None, reason: str = ""
+    ) -> None:
         """GOAWAY. With NO_ERROR a graceful shutdown: streams up to ``last_stream_id`` (by
         default every stream received so far) go on, later ones are refused (REFUSED_STREAM, safe
         to retry), and :class:`ConnectionEnded` comes once the last one has finished. With an
@@ -928,8 +944,11 @@ class H2Connection:
         last = self._h2.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         self._closing = True
         self._goaway_last = last
-        self._raw(GoAwayFrame(0, last_stream_id=last, error_code=NO_ERROR,
-                              additional_data=reason.encode("utf-8")).serialize())
+        self._raw(
+            GoAwayFrame(
+                0, last_stream_id=last, error_code=NO_ERROR, additional_data=reason.encode("utf-8")
+            ).serialize()
+        )
         for sid in [sid for sid in self._streams if sid > last]:
             self._reset(sid, REFUSED_STREAM, None, charge=False)
         self._maybe_finished()

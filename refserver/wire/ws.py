@@ -103,7 +103,10 @@ class Closed:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Closed) and (
-            self.code, self.reason, self.dropped, self.by_peer
+            self.code,
+            self.reason,
+            self.dropped,
+            self.by_peer,
         ) == (other.code, other.reason, other.dropped, other.by_peer)
 
     def __repr__(self) -> str:
@@ -205,11 +208,7 @@ class MessageRules(Extension):
         else:
             self._size = 0
             self._compressed = bool(rsv.rsv1) and self.deflate is not None
-        if (
-            self.max_size
-            and not self._compressed
-            and self._size + payload_length > self.max_size
-        ):
+        if self.max_size and not self._compressed and self._size + payload_length > self.max_size:
             return CloseReason.MESSAGE_TOO_BIG
         return self._claim
 
@@ -288,8 +287,7 @@ def unmask(data: bytes, key: bytes) -> bytes:
     n = len(data)
     if n <= 2048:
         return (
-            int.from_bytes(data, "little")
-            ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
+            int.from_bytes(data, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
         ).to_bytes(n, "little")
     out = bytearray(data)
     for i in range(4):

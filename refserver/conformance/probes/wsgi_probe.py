@@ -50,10 +50,26 @@ def status_line(code: int) -> str:
 #: The CGI variables a WSGI environ may carry (PEP 3333, RFC 3875), beyond ``HTTP_*``.
 CGI_KEYS = frozenset(
     (
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
-        "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
-        "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "REMOTE_USER",
-        "AUTH_TYPE", "PATH_TRANSLATED", "HTTPS", "RAW_URI", "REQUEST_URI",
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+        "GATEWAY_INTERFACE",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "REMOTE_HOST",
+        "REMOTE_USER",
+        "AUTH_TYPE",
+        "PATH_TRANSLATED",
+        "HTTPS",
+        "RAW_URI",
+        "REQUEST_URI",
     )
 )
 
@@ -77,8 +93,15 @@ def environ_view(environ: dict) -> tuple:
         if value_key in ("wsgi.input", "wsgi.errors"):
             view[key] = {
                 attr: callable(getattr(value, attr, None))
-                for attr in ("read", "readline", "readlines", "__iter__", "write", "writelines",
-                             "flush")
+                for attr in (
+                    "read",
+                    "readline",
+                    "readlines",
+                    "__iter__",
+                    "write",
+                    "writelines",
+                    "flush",
+                )
             }
         elif isinstance(value, (str, bool, int, float, tuple, list)) or value is None:
             view[key] = jsonable(value)
