@@ -63,7 +63,7 @@ def _positional_count(func) -> int | None:
 def _is_async(obj) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
-    call = getattr(obj, "__call__", None)
+    call = getattr(obj, "__call__", None)  # noqa: B004 - the method itself is inspected, not callability
     return call is not None and inspect.iscoroutinefunction(call)
 
 

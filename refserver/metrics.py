@@ -191,7 +191,7 @@ def exposition(report: dict, workers: int | None = None) -> bytes:
     )
     durations = counters.get("durations") or [0] * (len(DURATION_BOUNDS) + 1)
     cumulative, buckets = 0, []
-    for bound, value in zip((*map(_number, DURATION_BOUNDS), "+Inf"), durations):
+    for bound, value in zip((*map(_number, DURATION_BOUNDS), "+Inf"), durations, strict=False):
         cumulative += value
         buckets.append(("_bucket", f'le="{bound}"', cumulative))
     family(

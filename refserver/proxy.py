@@ -68,10 +68,7 @@ class Forwarding:
     def _trusts(self, address) -> bool:
         if self.trust_all:
             return True
-        for network in self.networks:
-            if address in network:
-                return True
-        return False
+        return any(address in network for network in self.networks)
 
     def apply(self, target) -> None:
         """Rewrite ``target`` (a stream or WebSocket session from a trusted peer: its

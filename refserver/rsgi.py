@@ -204,7 +204,9 @@ class Scope(tuple):
         return tuple(self)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in zip(_SCOPE_FIELDS, self))
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(_SCOPE_FIELDS, self, strict=False)
+        )
         return f"Scope({fields})"
 
 

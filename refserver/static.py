@@ -19,7 +19,7 @@ import mimetypes
 import os
 import re
 import stat
-from email.utils import formatdate, parsedate_tz, mktime_tz
+from email.utils import formatdate, mktime_tz, parsedate_tz
 from urllib.parse import unquote_to_bytes
 
 from .files import FileShrunk
@@ -59,7 +59,9 @@ class StaticFiles:
 
     def __init__(self, routes, mounts, expires: int, index: str | None, logger):
         # Longest route first: /static/img is more specific than /static.
-        pairs = sorted(zip(routes, mounts), key=lambda pair: -len(pair[0].rstrip("/")))
+        pairs = sorted(
+            zip(routes, mounts, strict=False), key=lambda pair: -len(pair[0].rstrip("/"))
+        )
         self.mounts = [Mount(route, directory) for route, directory in pairs]
         self.prefixes = tuple(mount.route for mount in self.mounts)
         self.cache_control = (b"cache-control", b"max-age=%d" % expires) if expires else None
@@ -120,7 +122,7 @@ class StaticFiles:
         fields = _fields(request.headers)
         coding, file_path = _variant(path, mount.directory, fields.get(b"accept-encoding"))
         try:
-            fh = open(file_path, "rb", buffering=0)
+            fh = open(file_path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
         except OSError:
             stream.start_response(*NOT_FOUND, True)
             return

@@ -160,7 +160,7 @@ class AsyncClient:
         self._logger.propagate = False
         self._logger.addHandler(self._recorder)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         await self.start()
         return self
 
@@ -291,7 +291,7 @@ class Client:
         self._async = AsyncClient(app, **options)
         self._started = False
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         self._run(self._async.start())
         self._started = True
         if self._async.interface == "rsgi":

@@ -39,7 +39,7 @@ class ServerContext(ssl.SSLContext):
     numbers (``SSLObject.cipher()`` gives a name)."""
 
     server_cert: str | None = None
-    cipher_ids: dict = {}
+    cipher_ids: dict = {}  # noqa: RUF012 - a default; each context sets its own
 
 
 class _NeedPassword(Exception):

@@ -53,7 +53,7 @@ class Closed(ClientError):
 
     kind = "closed"
 
-    def __init__(self, message: str, partial: bytes = b"", head: "Response | None" = None):
+    def __init__(self, message: str, partial: bytes = b"", head: Response | None = None):
         super().__init__(message)
         self.partial = partial
         self.head = head  # the response head, when the connection closed inside the body
@@ -184,7 +184,7 @@ class Connection:
             return True
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return False
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def selected_protocol(self):
@@ -208,7 +208,7 @@ class Connection:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise Timeout("no data from the server in time", bytes(self.buffer)) from None
         except (ConnectionResetError, ssl.SSLEOFError):
             self.eof = True

@@ -197,7 +197,7 @@ class RunningTarget:
         env["REFSERVER_PROBE_REPORT"] = self.report_path
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = self.spec.argv(self.interface, self.app, self.port, self.transport)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed when the target stops
         try:
             self.proc = subprocess.Popen(
                 argv,

@@ -11,7 +11,6 @@ from ..wire.events import ResponseError
 from ..wire.response import TEXT_PLAIN
 from .stream import ClientDisconnected, fail
 
-
 #: The clause of spec/asgi.md broken by each kind of wire-level ResponseError.
 CLAUSES = {
     "status": "ASGI-ERROR-5",
@@ -131,7 +130,7 @@ class HTTPCycle:
                     f"'path' must be an absolute path as a str, got {path!r} [ASGI-PATHSEND-2]"
                 )
             try:
-                fh = open(path, "rb", buffering=0)
+                fh = open(path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
             except OSError as exc:
                 if self._headers is None:
                     raise  # the head is gone: nothing but a dropped connection can follow

@@ -138,7 +138,7 @@ class HTTPProtocol:
         "_rejected",
     )
 
-    def __init__(self, stream, gateway: "RSGIGateway"):
+    def __init__(self, stream, gateway: RSGIGateway):
         self._stream = stream
         self._gateway = gateway
         self._body_taken = False
@@ -222,7 +222,7 @@ class HTTPProtocol:
             raise ValueError(f"invalid file range [{start}, {end}) [RSGI-HTTP-FILE-3]")
         self._respond_file(status, headers, file, start, end, "response_file_range")
 
-    def response_stream(self, status=200, headers=()) -> "HTTPStreamTransport":
+    def response_stream(self, status=200, headers=()) -> HTTPStreamTransport:
         if self._state != _NONE:
             raise ProtocolError(
                 "response_stream called after the response was sent; RSGI allows one response "
@@ -312,7 +312,7 @@ class HTTPProtocol:
             self._state = _DONE
             return
         try:
-            fh = open(path, "rb", buffering=0)
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
         except OSError as exc:
             self._gateway.logger.info("cannot open file %r: %s; answering 404", path, exc.strerror)
             stream.start_response(404, _NOT_FOUND_HEADERS, b"Not Found", True)

@@ -36,9 +36,9 @@ import stat
 import threading
 import time
 
+from ..wire.events import ResponseError
 from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE, remember
 from ..wire.response import parse_content_length
-from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
 
 

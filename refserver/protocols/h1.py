@@ -73,7 +73,7 @@ class H1Stream:
         "_sending",
     )
 
-    def __init__(self, proto: "H1Protocol", request):
+    def __init__(self, proto: H1Protocol, request):
         self._proto = proto
         self.request = request
         self.scheme = proto.scheme

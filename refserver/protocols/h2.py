@@ -85,7 +85,7 @@ class H2Stream:
         "_te_trailers",
     )
 
-    def __init__(self, proto: "H2Protocol", stream_id: int, request):
+    def __init__(self, proto: H2Protocol, stream_id: int, request):
         self._proto = proto
         self.stream_id = stream_id
         self.request = request

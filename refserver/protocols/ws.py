@@ -20,8 +20,8 @@ from collections import deque
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import ResponseError
-from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
 from ..wire.response import TEXT_PLAIN
+from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
 from ..wire.ws_handshake import accept_headers, negotiate_deflate
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 
 from ..wire.events import ResponseError
+from ..wire.response import TEXT_PLAIN
 from ..wire.ws_handshake import HandshakeError, parse_handshake
 from .flow import watch_writes
-from ..wire.response import TEXT_PLAIN
 from .ws import CLOSE_TIMEOUT, WebSocketSession, _peer
 
 

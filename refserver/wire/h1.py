@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 
-from .fields import TOKEN_RE, field_tokens, remember
 from .events import (
     BadRequest,
     Body,
@@ -24,6 +23,7 @@ from .events import (
     URITooLong,
     VersionNotSupported,
 )
+from .fields import TOKEN_RE, field_tokens, remember
 from .request import HOST_RE, Request, from_h1_head
 from .response import (
     NO_BODY_STATUSES,

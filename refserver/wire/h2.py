@@ -1099,4 +1099,4 @@ def _lower(fields: list) -> list:
 
 
 def _response_fields(status: int, fields: list) -> list:
-    return [(b":status", b"%d" % status)] + _lower(fields)
+    return [(b":status", b"%d" % status), *_lower(fields)]

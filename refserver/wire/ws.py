@@ -47,7 +47,6 @@ from wsproto.frame_protocol import (
 
 from .ws_handshake import DeflateParams
 
-
 #: zlib level for outgoing messages. 1 (what nginx uses for gzip by default) deflates 2-5 times
 #: faster than zlib's default 6 for 10-20% larger output; in a Python server the CPU is the scarcer
 #: resource (Autobahn 12.x: a 128 KiB text message costs 2.8 ms at level 1, 14 ms at level 6).

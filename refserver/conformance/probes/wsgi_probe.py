@@ -124,7 +124,7 @@ def headers_from_environ(environ: dict) -> list:
 
 def json_response(start_response, data, status: int = 200):
     body = to_json(data)
-    start_response(status_line(status), JSON_HEADERS + [("Content-Length", str(len(body)))])
+    start_response(status_line(status), [*JSON_HEADERS, ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -160,8 +160,7 @@ def echo(environ, start_response, params):
 def _generate(parts, empty_first=False):
     if empty_first:
         yield b""
-    for part in parts:
-        yield part
+    yield from parts
 
 
 def respond_plan(environ, start_response, params):
