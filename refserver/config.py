@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 
 class ConfigError(Exception):
@@ -77,13 +78,14 @@ class Option:
             raise ConfigError(
                 f"{source}: {self.flag} must be one of {', '.join(self.choices)}, got {value!r}"
             )
-        if self.type in (int, float) and value < self.minimum:
+        number = cast("float", value)  # compared only when the option is an int or a float
+        if self.type in (int, float) and number < self.minimum:
             if self.minimum == 0:
                 raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
             raise ConfigError(
                 f"{source}: {self.flag} must be at least {self.minimum}, got {value!r}"
             )
-        if self.maximum is not None and self.type in (int, float) and value > self.maximum:
+        if self.maximum is not None and self.type in (int, float) and number > self.maximum:
             raise ConfigError(
                 f"{source}: {self.flag} must be at most {self.maximum}, got {value!r}"
             )
@@ -660,6 +662,12 @@ def load_env_file(path: str) -> None:
 
 class Config:
     """Validated settings for one server, plus the application (object or ``"module:attr"``)."""
+
+    if TYPE_CHECKING:
+        # Each option of OPTIONS is an attribute, set from the table by __init__.
+        def __getattr__(self, name: str) -> Any: ...
+
+        static_path_route: tuple[str, ...]  # also completed by _check_static
 
     def __init__(self, app: object = None, **options: object):
         unknown = sorted(set(options) - set(_BY_NAME))
