@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json as _json
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import h11
@@ -33,6 +34,9 @@ from .config import Config
 from .impl import select
 from .loader import detect_interface, load_app
 from .server import ServerState, make_gateway
+
+if TYPE_CHECKING:
+    from .gateways.lifespan import Lifespan
 
 __all__ = ["AsyncClient", "Client", "ProtocolViolation", "Response"]
 
@@ -153,8 +157,8 @@ class AsyncClient:
         app = load_app(app)
         self.app = app
         self.interface = interface if interface != "auto" else detect_interface(app)
-        self._state = None
-        self._lifespan = None
+        self._state: ServerState | None = None
+        self._lifespan: Lifespan | None = None
         self._recorder = _Recorder()
         self._logger = logging.getLogger(f"refserver.testing.{id(self)}")
         self._logger.propagate = False
@@ -177,8 +181,8 @@ class AsyncClient:
         if self.interface == "asgi" and self._config.lifespan != "off":
             from .gateways.lifespan import Lifespan
 
-            self._lifespan = Lifespan(self.app, state, self._config.lifespan)
-            await self._lifespan.startup()
+            self._lifespan = lifespan = Lifespan(self.app, state, self._config.lifespan)
+            await lifespan.startup()
         self._raise_recorded()
 
     async def stop(self) -> None:
@@ -228,6 +232,7 @@ class AsyncClient:
 
     async def _exchange(self, raw: bytes, method: str) -> Response:
         state = self._state
+        assert state is not None, "request() starts the client first"
         protocol = state.impl.h1_protocol(state, state.impl)
         transport = _MemoryTransport(state.loop, protocol)
         protocol.connection_made(transport)

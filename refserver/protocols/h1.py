@@ -93,11 +93,11 @@ class H1Stream:
         self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
-        self._done_waiter = None
+        self._done_waiter: asyncio.Future | None = None
         # The wire has delivered the end of the body; ``body_complete`` turns true only once the
         # application has been given every byte (the Stream contract).
         self._end_received = False
-        self._sending = None  # the KernelSend of a file in progress
+        self._sending: KernelSend | None = None  # a file in progress
 
     # -------------------------------------------------------------- fed by the protocol
 

@@ -165,7 +165,7 @@ class ChunkedReader:
             # not the last byte, or more extension bytes than the message may still carry.
             if _has_bare_cr_or_lf(buf, max(self._scan - 1, 0)):
                 raise BadRequest("chunk line with a bare CR or LF")
-            digits = _HEX_RE.match(buf).end()
+            digits = _HEX_RE.match(buf).end()  # type: ignore[union-attr]  # "*": it always matches
             if digits > SIZE_DIGITS:
                 raise BadRequest("chunk size of more than %d hex digits" % SIZE_DIGITS)
             if len(buf) - digits - (buf[-1:] == b"\r") > EXTENSIONS_LIMIT - self._extensions:

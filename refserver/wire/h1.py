@@ -133,8 +133,8 @@ class H1Connection:
         self._rules = rules(server_header, date_header)
         self._view = view  # the request view's builder (a component: the fast path's is compiled)
         self._write_head = head_writer
-        self._head_buffer = b""
-        self._last_head = b""
+        self._head_buffer: bytes | bytearray = b""
+        self._last_head: bytes | bytearray = b""
         # A first read this long cannot break the request-line or head limit (see below).
         self._within_limits = min(limits.request_line, limits.head)
         self._unscanned = False
