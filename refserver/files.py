@@ -148,7 +148,7 @@ class KernelSend:
             return
         left = self._count - self._sent
         try:
-            n = _sendfile(
+            n = _sendfile(  # type: ignore[misc]  # KernelSend is made only where it is not None
                 self._out,
                 self._in,
                 self._offset + self._sent,

@@ -78,7 +78,7 @@ class Forwarding:
         family, never a mix (SERVER-PROXY-3 says why).
         """
         request = target.request
-        x_fields = None
+        x_fields: dict[bytes, bytes] | None = None
         forwarded = None
         for name, value in request.headers:
             if name in _X_FIELDS:
@@ -272,7 +272,7 @@ def _parse_forwarded(value: bytes):
     text = value.decode("latin-1")
     elements = []
     element: dict = {}
-    pos = _SKIP_RE.match(text).end()
+    pos = _SKIP_RE.match(text).end()  # type: ignore[union-attr]  # "*": it always matches
     end = len(text)
     while pos < end:
         pair = _PAIR_RE.match(text, pos)
