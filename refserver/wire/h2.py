@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Any
 
 import h2.events as h2e
 from h2.config import H2Configuration
@@ -145,7 +146,7 @@ class H2Settings:
 
 
 class _Event:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(
@@ -346,8 +347,8 @@ def _parse_request(block: list, limits: Limits, max_header_list_size: int):
     if size > max_header_list_size:
         raise HeadersTooLarge("header list larger than %d bytes" % max_header_list_size)
     pseudo: dict = {}
-    headers = []
-    cookies = []
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
     for name, value in block:
         if name[:1] == b":":
             if headers or cookies:
@@ -486,7 +487,9 @@ class H2Connection:
         self._ended = False
         self._closing = False  # a GOAWAY(NO_ERROR) was sent: no new stream is served
         self._goaway_last = 2**31 - 1
-        self._peer_goaway = None  # (code, reason) of the peer's GOAWAY(NO_ERROR)
+        self._peer_goaway: tuple[int, str] | None = (
+            None  # (code, reason) of the peer's GOAWAY(NO_ERROR)
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -723,6 +726,7 @@ class H2Connection:
             )
             self._end(code, reason)
             return
+        event: Any  # dispatched on its exact type, which mypy does not narrow
         for event in events:
             kind = type(event)
             if kind is h2e.RequestReceived:

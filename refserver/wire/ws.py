@@ -24,6 +24,7 @@ are the same on both, so this core serves an RFC 8441 stream as it serves an upg
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -178,7 +179,7 @@ class MessageRules(Extension):
         self._compressed = False  # the current inbound message is compressed
         self._control = False  # the frame being read is a control frame
         self._fragmented = False  # a data message has begun and its final frame is still to come
-        self._inflater = None
+        self._inflater: Any = None  # a zlib decompressor while a message is inflated
         self._deflater = None
 
     def enabled(self) -> bool:
@@ -451,7 +452,7 @@ class LeanFrameDecoder(FrameDecoder):
             result = extension.frame_inbound_header(self, opcode, rsv, length)
             if result.__class__ is CloseReason:
                 raise ParseFailed("error in extension", result)
-            claimed |= (result[0] << 2) | (result[1] << 1) | result[2]
+            claimed |= (result[0] << 2) | (result[1] << 1) | result[2]  # type: ignore[index]
         if (b0 >> 4) & 7 & ~claimed:
             raise ParseFailed("Reserved bit set unexpectedly")
         if not masked:
@@ -530,8 +531,10 @@ class WSConnection:
         ) or self.violation is not None:
             return []  # after the peer's close frame (or a violation) nothing it sends counts
         conn.receive_data(data)
-        events = []
+        events: list = []
         parts = self._parts
+        event: Any  # dispatched on its exact type, which mypy does not narrow
+        message: Any  # str or bytes, by the kind of message
         for event in conn.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
@@ -595,6 +598,7 @@ class WSConnection:
     def fail(self) -> Closed:
         """Queue the close frame that fails the connection after a :class:`ProtocolViolation`."""
         violation = self.violation
+        assert violation is not None, "fail() follows a ProtocolViolation"
         return self.close(violation.code, violation.reason)
 
     # -- sending
