@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from ..files import region
 from ..logs import error_logger
@@ -143,7 +144,7 @@ class HTTPCycle:
                 fd = fh.fileno()
                 await self._send_region(fd, 0, os.fstat(fd).st_size, False)
             return
-        file = message.get("file")
+        file: Any = message.get("file")  # whatever the application gave; checked below
         if type(file) is int:
             fd, position = file, None
         else:

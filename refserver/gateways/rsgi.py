@@ -54,7 +54,7 @@ def _encode_headers(headers) -> list:
             f"response headers must be a list of (str, str) tuples, got {type(headers).__name__} "
             "[RSGI-HTTP-ERROR-6]"
         )
-    out = []
+    out: list[tuple[bytes, bytes]] = []
     append = out.append
     encoded = _ENCODED
     for item in headers:
@@ -143,9 +143,11 @@ class HTTPProtocol:
         self._gateway = gateway
         self._body_taken = False
         self._state = _NONE
-        self._file_task = None
-        self._transport = None
-        self._rejected = None  # why the last response call was refused, for the 500's log line
+        self._file_task: asyncio.Task | None = None  # with _FILE
+        self._transport: HTTPStreamTransport | None = None  # with _STREAM
+        self._rejected: str | None = (
+            None  # why the last response call was refused, for the 500's log line
+        )
 
     # ------------------------------------------------------------------ request body
 
@@ -450,6 +452,7 @@ class RSGIGateway:
             error = exc
         state = protocol._state
         if state == _FILE:
+            assert protocol._file_task is not None
             try:
                 await protocol._file_task
             except asyncio.CancelledError:
@@ -470,6 +473,7 @@ class RSGIGateway:
                 )
 
         if state == _STREAM:
+            assert protocol._transport is not None
             protocol._transport._open = False
             if stream.disconnected:
                 pass
