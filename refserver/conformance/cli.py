@@ -248,7 +248,7 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
     elapsed = time.monotonic() - started
 
     failed = any(r.outcome == "fail" for r in results_a)
-    output = {"elapsed": round(elapsed, 2)}
+    output: dict = {"elapsed": round(elapsed, 2)}
     if spec_b is None:
         if not args.quiet:
             print(f"target: {spec_a.label}")

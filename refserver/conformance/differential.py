@@ -81,7 +81,7 @@ def compare(results_a: list, results_b: list) -> list:
                     )
                 )
                 continue
-            found = []
+            found: list = []
             _diff(ea, eb, "", found)
             for field, va, vb in found:
                 differences.append(dict(base, where=where, field=field, a=va, b=vb))

@@ -90,7 +90,8 @@ def check_predicate(value, predicate) -> str | None:
             return None
         if op == "$any":
             reasons = [check_predicate(value, item) for item in arg]
-            return None if any(r is None for r in reasons) else "; ".join(reasons)
+            failed = [r for r in reasons if r is not None]
+            return None if len(failed) < len(reasons) else "; ".join(failed)
         if value is _MISSING:
             return f"missing (expected {op} {_short(arg)})"
         if op == "$eq":

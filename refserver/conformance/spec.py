@@ -37,7 +37,7 @@ class Clause:
         self.document = document
         self.line = line
         self.cases: list = []  # as listed in the document
-        self.cases_line = None  # index of the "Cases:" line, if present
+        self.cases_line: int | None = None  # index of the "Cases:" line, if present
         self.tests: list = []  # (path, test name) from a "Tests:" line
 
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ from ..wire.ws import Closed, check_close_code, check_close_reason
 from .asgi import ASGIProtocolError, _header_list
 from .stream import ClientDisconnected
 
-WS_EXTENSIONS = {"websocket.http.response": {}}
+WS_EXTENSIONS: dict[str, dict] = {"websocket.http.response": {}}
 
 # Phases of one connection, as the application drives it.
 _CONNECTING = 0  # websocket.connect delivered (or not yet); no answer sent

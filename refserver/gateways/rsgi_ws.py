@@ -40,7 +40,7 @@ from .stream import ClientDisconnected
 _NONE, _ACCEPTED, _DENIED = 0, 1, 2
 
 _CLOSE = WebsocketMessage(WebsocketMessageType.close, None)
-_EMPTY = []
+_EMPTY: list = []
 _TEXT_500 = [TEXT_PLAIN]
 
 

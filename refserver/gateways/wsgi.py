@@ -176,7 +176,7 @@ class WSGIInput:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readlines(self, hint: int | None = -1) -> list:
-        lines = []
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()
@@ -624,11 +624,11 @@ class WorkerPool:
     def __init__(self, size: int, name: str = "refserver-wsgi"):
         self.size = size
         self.name = name
-        self._work = queue.SimpleQueue()
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
         # One token per item a thread has finished: that thread is idle, or about to be. A deque,
         # whose append and pop are atomic, where a threading.Semaphore would cost 1.3 µs of
         # interpreted locking per request.
-        self._idle = collections.deque()
+        self._idle: collections.deque = collections.deque()
         self._threads: list = []
         self._closed = False
 

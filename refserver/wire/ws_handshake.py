@@ -154,7 +154,9 @@ def parse_extensions(text: str) -> list:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

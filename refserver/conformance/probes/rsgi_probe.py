@@ -53,7 +53,8 @@ SCOPE_ATTRS = (
 
 
 def scope_view(scope) -> tuple:
-    view, types = {}, {}
+    view: dict = {}
+    types: dict = {}
     for name in SCOPE_ATTRS:
         try:
             value = getattr(scope, name)

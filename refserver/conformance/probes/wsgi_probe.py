@@ -81,7 +81,8 @@ def reported(key: str) -> bool:
 
 
 def environ_view(environ: dict) -> tuple:
-    view, types = {}, {}
+    view: dict = {}
+    types: dict = {}
     others = 0
     for key, value in environ.items():
         if not reported(key):
