@@ -189,8 +189,14 @@ class RunningTarget:
         self.workdir = tempfile.mkdtemp(prefix="refserver-conformance-")
         self.log_path = os.path.join(self.workdir, "server.log")
         self.report_path = os.path.join(self.workdir, "report.json")
-        self.proc = None
-        self.returncode = None
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The server's process, which exists once :meth:`start` has run."""
+        assert self.proc is not None, "the target is not started"
+        return self.proc
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -219,7 +225,7 @@ class RunningTarget:
         transport = self.transport
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.process.poll() is not None:
                 return False
             if ping(self.port, 0.5, transport.context("http/1.1")):
                 return True
@@ -239,7 +245,7 @@ class RunningTarget:
 
     def wait_exit(self, timeout: float):
         try:
-            return self.proc.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 
@@ -264,7 +270,7 @@ class RunningTarget:
 
     def _kill_group(self) -> None:
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -411,7 +417,7 @@ class CaseRun:
         }
         self.replacements = {self.nonce: "<nonce>", str(port): "<port>"}
         self.timeout = case.timeout
-        self.conn = None
+        self.conn: wire.Connection | None = None
         self.h2 = None  # the HTTP/2 connection of an HTTP/2 case
         self.heads: list = []
         self.transcript: list = []
@@ -427,9 +433,10 @@ class CaseRun:
         return conn
 
     def _ensure(self) -> wire.Connection:
-        if self.conn is None:
-            self.conn = self.connect()
-        return self.conn
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = self.connect()
+        return conn
 
     def fail(self, message: str):
         raise StepFailed(message)
@@ -746,13 +753,14 @@ class Runner:
                     "needs to start and stop the server (not possible with --connect)",
                 )
         else:
+            assert self.spec is not None, "a target started here has its command"
             target = RunningTarget(self.spec, self.interface, transport=self.transport)
             self.log(f"[{self.interface}] starting {target.spec.label} on port {target.port}")
             target.start()
             try:
                 if not target.wait_ready(self.startup_timeout):
                     raise TargetError(
-                        f"{self.spec.label}: exited with code {target.proc.returncode} before "
+                        f"{self.spec.label}: exited with code {target.process.returncode} before "
                         f"answering\n" + target.log_tail()
                     )
                 if target.cleartext_only:
@@ -830,6 +838,7 @@ class Runner:
         group, results = self._skipped(group)
         if not group:
             return results
+        assert self.spec is not None, "variants are started here, never with --connect"
         target = RunningTarget(self.spec, self.interface, app_attr, self.transport)
         self.log(f"[{self.interface}] starting {app_attr} on port {target.port}")
         startup = [c for c in group if c.phase == "startup"]
@@ -848,7 +857,7 @@ class Runner:
                 else:
                     reason = (
                         f"the server did not start with {app_attr} (exit code "
-                        f"{target.proc.poll()}): {target.log_tail(3)}"
+                        f"{target.process.poll()}): {target.log_tail(3)}"
                     )
                     results.extend(CaseResult(c, self.interface, "fail", reason) for c in runs)
         finally:
