@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import struct
 import time
+from typing import TYPE_CHECKING
 
 import hpack
 from hyperframe import frame as hf
@@ -67,6 +68,9 @@ from hyperframe.exceptions import HyperframeError
 
 from . import client as wire
 from .expect import check_predicate, check_response
+
+if TYPE_CHECKING:
+    from .runner import CaseRun
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 TYPES = {
@@ -428,7 +432,7 @@ class H2Client:
         self.frames: list = []
         self.streams: dict = {}
         self.resets: dict = {}
-        self.goaway = None
+        self.goaway: dict | None = None
         self.server_settings: dict = {}
         self.writer = FrameWriter(self.server_settings)
         self.settings_seen = False
@@ -436,7 +440,7 @@ class H2Client:
         self.closed = False
         self.cursor = 0  # frames already matched by an h2_expect step
         # (stream, block so far, END_STREAM, frame type) while CONTINUATION frames are due
-        self._block = None
+        self._block: tuple[int, bytearray, bool, str] | None = None
         self._unacknowledged = 0  # DATA bytes received since the last WINDOW_UPDATE
 
     def close(self) -> None:
@@ -532,7 +536,9 @@ class H2Client:
         )
 
     def _end_block(self) -> list:
-        sid, block, end_stream, kind = self._block
+        pending = self._block
+        assert pending is not None, "called while a header block is open"
+        sid, block, end_stream, kind = pending
         self._block = None
         try:
             fields = self.decoder.decode(bytes(block), raw=True)
@@ -655,7 +661,7 @@ def do_step(run, step: dict) -> None:
         run.fail(f"{key}: {exc}")
 
 
-def _client(run) -> H2Client:
+def _client(run: CaseRun) -> H2Client:
     if run.h2 is None:
         tls = run.endpoint.transport.context("h2")
         from .runner import HOST
@@ -714,7 +720,7 @@ def h2_request(run, spec: dict) -> None:
         run.log({"kind": "h2_send", "delivered": False})
 
 
-def h2_response(run, spec: dict) -> None:
+def h2_response(run: CaseRun, spec: dict) -> None:
     from .runner import response_record
 
     client = _client(run)

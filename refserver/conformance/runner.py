@@ -25,12 +25,16 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import TYPE_CHECKING, NoReturn
 
 from . import client as wire
 from . import ws as ws_steps
 from .cases import request_bytes, substitute
 from .expect import check_head, check_observation, check_response, lookup, parse_observation
 from .transport import CLEARTEXT, Transport
+
+if TYPE_CHECKING:
+    from .h2client import H2Client
 
 HOST = "127.0.0.1"
 PROBES = {
@@ -418,7 +422,7 @@ class CaseRun:
         self.replacements = {self.nonce: "<nonce>", str(port): "<port>"}
         self.timeout = case.timeout
         self.conn: wire.Connection | None = None
-        self.h2 = None  # the HTTP/2 connection of an HTTP/2 case
+        self.h2: H2Client | None = None  # the HTTP/2 connection of an HTTP/2 case
         self.heads: list = []
         self.transcript: list = []
         self.connections: list = []  # every connection opened, for the wire record of a failure
@@ -438,7 +442,7 @@ class CaseRun:
             conn = self.conn = self.connect()
         return conn
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise StepFailed(message)
 
     def log(self, entry: dict) -> None:
