@@ -145,9 +145,8 @@ class HTTPProtocol:
         self._state = _NONE
         self._file_task: asyncio.Task | None = None  # with _FILE
         self._transport: HTTPStreamTransport | None = None  # with _STREAM
-        self._rejected: str | None = (
-            None  # why the last response call was refused, for the 500's log line
-        )
+        # Why the last response call was refused, for the 500's log line.
+        self._rejected: str | None = None
 
     # ------------------------------------------------------------------ request body
 
