@@ -4,4 +4,4 @@ from .config import Config, ConfigError
 from .server import Server, run
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "Server", "run", "__version__"]
+__all__ = ["Config", "ConfigError", "Server", "__version__", "run"]

@@ -47,8 +47,16 @@ class Acceptor:
     ``factory``. Shaped like the ``asyncio.Server`` it replaces where the server uses one
     (:meth:`close`, :meth:`wait_closed`)."""
 
-    def __init__(self, loop, sock: socket.socket, factory, logger, ssl=None,
-                 ssl_handshake_timeout: float | None = None, batch: int = BATCH):
+    def __init__(
+        self,
+        loop,
+        sock: socket.socket,
+        factory,
+        logger,
+        ssl=None,
+        ssl_handshake_timeout: float | None = None,
+        batch: int = BATCH,
+    ):
         self._loop = loop
         self._batch = batch
         self._ssl = ssl

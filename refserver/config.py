@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 
 class ConfigError(Exception):
@@ -47,7 +48,9 @@ class Option:
             # "--host a --host b", "--host a,b", REFSERVER_HOST="a,b" and host=["a", "b"] alike.
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)):
-                raise ConfigError(f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}")
+                raise ConfigError(
+                    f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}"
+                )
             parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
             if not parts:
                 raise ConfigError(f"{source}: {self.flag} needs at least one value")
@@ -75,13 +78,14 @@ class Option:
             raise ConfigError(
                 f"{source}: {self.flag} must be one of {', '.join(self.choices)}, got {value!r}"
             )
-        if self.type in (int, float) and value < self.minimum:
+        number = cast("float", value)  # compared only when the option is an int or a float
+        if self.type in (int, float) and number < self.minimum:
             if self.minimum == 0:
                 raise ConfigError(f"{source}: {self.flag} must not be negative, got {value!r}")
             raise ConfigError(
                 f"{source}: {self.flag} must be at least {self.minimum}, got {value!r}"
             )
-        if self.maximum is not None and self.type in (int, float) and value > self.maximum:
+        if self.maximum is not None and self.type in (int, float) and number > self.maximum:
             raise ConfigError(
                 f"{source}: {self.flag} must be at most {self.maximum}, got {value!r}"
             )
@@ -178,8 +182,18 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "reload_exclude",
         str,
-        (".*", "*~", "~*", "*.py[cod]", "*.sw?", "flycheck_*", "__pycache__", "*.egg-info",
-         "node_modules", "site-packages"),
+        (
+            ".*",
+            "*~",
+            "~*",
+            "*.py[cod]",
+            "*.sw?",
+            "flycheck_*",
+            "__pycache__",
+            "*.egg-info",
+            "node_modules",
+            "site-packages",
+        ),
         "Ignore the files and directories (with everything in them) matching this glob, in "
         "addition to the default ones; repeatable. Giving a default glob to --reload-include "
         "removes it from these, and the other way round.",
@@ -649,6 +663,12 @@ def load_env_file(path: str) -> None:
 class Config:
     """Validated settings for one server, plus the application (object or ``"module:attr"``)."""
 
+    if TYPE_CHECKING:
+        # Each option of OPTIONS is an attribute, set from the table by __init__.
+        def __getattr__(self, name: str) -> Any: ...
+
+        static_path_route: tuple[str, ...]  # also completed by _check_static
+
     def __init__(self, app: object = None, **options: object):
         unknown = sorted(set(options) - set(_BY_NAME))
         if unknown:
@@ -668,7 +688,9 @@ class Config:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
         self._check_edge()
         if self.fd is not None and self.uds is not None:
-            raise ConfigError("--fd and --uds cannot both be given: each names the one socket to serve")
+            raise ConfigError(
+                "--fd and --uds cannot both be given: each names the one socket to serve"
+            )
         self._check_metrics()
         self._check_workers()
         self._check_tls()
@@ -679,7 +701,9 @@ class Config:
         """Watch options that would be silently ignored are errors, as a directory that does not
         exist is: either would leave a developer waiting for a restart that never comes."""
         if not self.reload:
-            self._refuse_without("--reload", [o.name for o in OPTIONS if o.name.startswith("reload_")])
+            self._refuse_without(
+                "--reload", [o.name for o in OPTIONS if o.name.startswith("reload_")]
+            )
             return
         for directory in self.reload_dir:
             if not os.path.isdir(directory):
@@ -753,7 +777,9 @@ class Config:
             )
         for route in routes:
             if not route.startswith("/") or not route.isascii():
-                raise ConfigError(f"--static-path-route {route!r} must be an ASCII path starting with /")
+                raise ConfigError(
+                    f"--static-path-route {route!r} must be an ASCII path starting with /"
+                )
         for mount in mounts:
             if not os.path.isdir(mount):
                 raise ConfigError(f"--static-path-mount {mount}: not a directory")

@@ -99,8 +99,19 @@ class KernelSend:
     to :meth:`stop`.
     """
 
-    __slots__ = ("_loop", "_out", "_in", "_offset", "_count", "_sent", "_future", "_timer",
-                 "_timeout", "_checked", "_watching")
+    __slots__ = (
+        "_loop",
+        "_out",
+        "_in",
+        "_offset",
+        "_count",
+        "_sent",
+        "_future",
+        "_timer",
+        "_timeout",
+        "_checked",
+        "_watching",
+    )
 
     def __init__(self, loop, out_fd: int, in_fd: int, offset: int, count: int, timeout: float):
         self._loop = loop
@@ -137,8 +148,10 @@ class KernelSend:
             return
         left = self._count - self._sent
         try:
-            n = _sendfile(
-                self._out, self._in, self._offset + self._sent,
+            n = _sendfile(  # type: ignore[misc]  # KernelSend is made only where it is not None
+                self._out,
+                self._in,
+                self._offset + self._sent,
                 SENDFILE_STEP if left > SENDFILE_STEP else left,
             )
         except (BlockingIOError, InterruptedError):

@@ -40,8 +40,16 @@ def _pure() -> Implementation:
     from .wire.response import ResponseRules
 
     return Implementation(
-        "pure", H11Parser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol, ResponseRules, from_h1_head,
+        "pure",
+        H11Parser,
+        write_head,
+        rsgi_scope,
+        asgi_scope,
+        wsgi_environ,
+        H1Connection,
+        H1Protocol,
+        ResponseRules,
+        from_h1_head,
     )
 
 
@@ -54,8 +62,17 @@ def _fast() -> Implementation:
     from .wire._compiled_response import ResponseRules
 
     return Implementation(
-        "fast", FastParser, write_head, rsgi_scope, asgi_scope, wsgi_environ, H1Connection,
-        H1Protocol, ResponseRules, from_h1_head, ws_unmask,
+        "fast",
+        FastParser,
+        write_head,
+        rsgi_scope,
+        asgi_scope,
+        wsgi_environ,
+        H1Connection,
+        H1Protocol,
+        ResponseRules,
+        from_h1_head,
+        ws_unmask,
     )
 
 

@@ -32,9 +32,7 @@ def import_from_string(spec: str, app_dir: str = ".") -> object:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppLoadError(
-                f"attribute {attr!r} not found in module {module_name!r}"
-            ) from None
+            raise AppLoadError(f"attribute {attr!r} not found in module {module_name!r}") from None
     return obj
 
 
@@ -65,7 +63,7 @@ def _positional_count(func) -> int | None:
 def _is_async(obj) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
-    call = getattr(obj, "__call__", None)
+    call = getattr(obj, "__call__", None)  # noqa: B004 - the method itself is inspected, not callability
     return call is not None and inspect.iscoroutinefunction(call)
 
 

@@ -164,9 +164,7 @@ class AccessFormat:
                 raise ConfigError(f"--access-log-format: '!{conversion}' is not supported")
             if field in _NAMED_ATOMS:
                 if not spec:
-                    raise ConfigError(
-                        f"--access-log-format: {{{field}:NAME}} needs a field name"
-                    )
+                    raise ConfigError(f"--access-log-format: {{{field}:NAME}} needs a field name")
                 atoms.append(_NAMED_ATOMS[field](spec.strip().lower().encode("latin-1")))
             elif field in _ATOMS and not spec:
                 function, timed = _ATOMS[field]
@@ -202,11 +200,11 @@ def send_access_to_file(path: str) -> logging.Handler:
     except OSError as exc:
         raise ConfigError(f"--access-log-file {path}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler._refserver_access = True
+    handler._refserver_access = True  # type: ignore[attr-defined]  # our mark on the handler
     for old in [h for h in access_logger.handlers if getattr(h, "_refserver_access", False)]:
         access_logger.removeHandler(old)
         old.close()
-    handler._refserver_propagate = access_logger.propagate
+    handler._refserver_propagate = access_logger.propagate  # type: ignore[attr-defined]
     access_logger.addHandler(handler)
     access_logger.propagate = False
     return handler
@@ -216,7 +214,7 @@ def stop_access_file(handler: logging.Handler) -> None:
     """Close what :func:`send_access_to_file` opened; access lines go where they went before."""
     if handler in access_logger.handlers:
         access_logger.removeHandler(handler)
-        access_logger.propagate = handler._refserver_propagate
+        access_logger.propagate = handler._refserver_propagate  # type: ignore[attr-defined]
     handler.close()
 
 
@@ -235,7 +233,7 @@ def configure(level_name: str) -> None:
     if not any(getattr(h, "_refserver", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(PrintableFormatter("%(levelname)s:  %(message)s"))
-        handler._refserver = True
+        handler._refserver = True  # type: ignore[attr-defined]  # our mark on the handler
         root.addHandler(handler)
         root.propagate = False
     root.setLevel(level)

@@ -29,7 +29,21 @@ from .binding import bind_listening
 
 #: The upper bounds of the request duration buckets, in seconds.
 DURATION_BOUNDS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 #: How long the supervisor waits for a worker's report during a scrape.
 REPORT_TIMEOUT = 0.5
@@ -86,7 +100,9 @@ class Metrics:
         for slot, value in enumerate(self.requests):
             if value:
                 labels = 'interface="%s",protocol="%s",status_class="%dxx"' % (
-                    interface, _PROTOCOLS[slot // 10], slot % 10
+                    interface,
+                    _PROTOCOLS[slot // 10],
+                    slot % 10,
                 )
                 requests[labels] = value
         return {
@@ -161,37 +177,51 @@ def exposition(report: dict, workers: int | None = None) -> bytes:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for suffix, labels, value in samples:
-            lines.append(f"{name}{suffix}{{{labels}}} {_number(value)}" if labels
-                         else f"{name}{suffix} {_number(value)}")
+            lines.append(
+                f"{name}{suffix}{{{labels}}} {_number(value)}"
+                if labels
+                else f"{name}{suffix} {_number(value)}"
+            )
 
     family(
-        "refserver_requests_total", "counter",
+        "refserver_requests_total",
+        "counter",
         "HTTP requests whose response is complete, by interface, protocol and status class.",
         [("", labels, value) for labels, value in sorted(counters.get("requests", {}).items())],
     )
     durations = counters.get("durations") or [0] * (len(DURATION_BOUNDS) + 1)
     cumulative, buckets = 0, []
-    for bound, value in zip((*map(_number, DURATION_BOUNDS), "+Inf"), durations):
+    for bound, value in zip((*map(_number, DURATION_BOUNDS), "+Inf"), durations, strict=False):
         cumulative += value
         buckets.append(("_bucket", f'le="{bound}"', cumulative))
     family(
-        "refserver_request_duration_seconds", "histogram",
+        "refserver_request_duration_seconds",
+        "histogram",
         "Seconds from a request's start in the application to its complete response.",
         [*buckets, ("_sum", "", counters.get("duration_sum", 0.0)), ("_count", "", cumulative)],
     )
     for name, key, help_text in (
-        ("refserver_request_body_bytes_total", "body_received",
-         "Request body bytes received, counted as each response completes."),
-        ("refserver_response_body_bytes_total", "body_sent",
-         "Response body bytes the applications sent."),
+        (
+            "refserver_request_body_bytes_total",
+            "body_received",
+            "Request body bytes received, counted as each response completes.",
+        ),
+        (
+            "refserver_response_body_bytes_total",
+            "body_sent",
+            "Response body bytes the applications sent.",
+        ),
         ("refserver_connections_total", "connections", "Connections accepted."),
         ("refserver_websocket_sessions_total", "websockets", "WebSocket sessions accepted."),
     ):
         family(name, "counter", help_text, [("", "", counters.get(key, 0))])
     for name, key, help_text in (
         ("refserver_open_connections", "connections", "Connections open now."),
-        ("refserver_requests_in_flight", "in_flight",
-         "Requests started in the application and not finished."),
+        (
+            "refserver_requests_in_flight",
+            "in_flight",
+            "Requests started in the application and not finished.",
+        ),
         ("refserver_open_websocket_sessions", "websockets", "WebSocket sessions open now."),
     ):
         family(name, "gauge", help_text, [("", "", gauges.get(key, 0))])
@@ -276,6 +306,8 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 
 
 def _plain(status: int, text: bytes, method: bytes = b"GET"):
-    headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
-               (b"Content-Length", b"%d" % len(text))]
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(text)),
+    ]
     return status, headers, b"" if method == b"HEAD" else text

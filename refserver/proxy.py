@@ -68,10 +68,7 @@ class Forwarding:
     def _trusts(self, address) -> bool:
         if self.trust_all:
             return True
-        for network in self.networks:
-            if address in network:
-                return True
-        return False
+        return any(address in network for network in self.networks)
 
     def apply(self, target) -> None:
         """Rewrite ``target`` (a stream or WebSocket session from a trusted peer: its
@@ -81,7 +78,7 @@ class Forwarding:
         family, never a mix (SERVER-PROXY-3 says why).
         """
         request = target.request
-        x_fields = None
+        x_fields: dict[bytes, bytes] | None = None
         forwarded = None
         for name, value in request.headers:
             if name in _X_FIELDS:
@@ -275,7 +272,7 @@ def _parse_forwarded(value: bytes):
     text = value.decode("latin-1")
     elements = []
     element: dict = {}
-    pos = _SKIP_RE.match(text).end()
+    pos = _SKIP_RE.match(text).end()  # type: ignore[union-attr]  # "*": it always matches
     end = len(text)
     while pos < end:
         pair = _PAIR_RE.match(text, pos)

@@ -166,7 +166,7 @@ class ServedApp:
         self._ca = ca
         self._stop = None  # set by the refserver_serve fixture
 
-    def __enter__(self) -> "ServedApp":
+    def __enter__(self) -> ServedApp:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -284,8 +284,10 @@ def serve(app, *, cell: Cell | None = None, strict: bool = True, pytest_config=N
     path, the loop, the protocols and TLS; other keywords are refserver's options (``interface``,
     ``root_path``, ``lifespan``...). Yields a :class:`ServedApp`; the server is stopped (a
     graceful shutdown, bounded) when the block ends."""
-    cell = replace(cell or Cell(), **{k: options.pop(k) for k in ("impl", "loop", "http", "tls")
-                                     if k in options})
+    cell = replace(
+        cell or Cell(),
+        **{k: options.pop(k) for k in ("impl", "loop", "http", "tls") if k in options},
+    )
     _check_cell(cell, pytest_config)
     ca = None
     if cell.tls:
@@ -325,7 +327,7 @@ def serve(app, *, cell: Cell | None = None, strict: bool = True, pytest_config=N
                 loop.close()
 
     thread = threading.Thread(target=run, name=f"refserver-{cell.id}", daemon=True)
-    served = None
+    served: _Pending | ServedApp | None = None
     try:
         if strict:
             # Registered before the thread starts: startup (lifespan, __rsgi_init__) is watched too.
@@ -412,7 +414,10 @@ def _cells(marker) -> list:
         "tls": marker.kwargs.get("tls", [False]),
     }
     names = list(axes)
-    return [Cell(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
+    return [
+        Cell(**dict(zip(names, values, strict=True)))
+        for values in itertools.product(*axes.values())
+    ]
 
 
 def pytest_generate_tests(metafunc) -> None:

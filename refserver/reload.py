@@ -22,7 +22,8 @@ import contextlib
 import fnmatch
 import os
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from typing import Any
 
 from .config import OPTIONS
 from .logs import error_logger
@@ -36,7 +37,7 @@ POLL_INTERVAL = 0.5
 STEP = 0.2
 DEBOUNCE = 1.6
 
-_DEFAULTS = {option.name: option.default for option in OPTIONS}
+_DEFAULTS: dict[str, Any] = {option.name: option.default for option in OPTIONS}
 DEFAULT_INCLUDES: tuple[str, ...] = _DEFAULTS["reload_include"]
 DEFAULT_EXCLUDES: tuple[str, ...] = _DEFAULTS["reload_exclude"]
 
@@ -216,7 +217,7 @@ async def changes(
 
 async def _watchfiles_changes(
     flt: ReloadFilter, stop_event: asyncio.Event | None
-) -> AsyncIterator[set[str]]:
+) -> AsyncGenerator[set[str], None]:
     from watchfiles import Change, awatch
 
     def new_directory(change: Change, path: str) -> bool:
@@ -243,7 +244,7 @@ async def _watchfiles_changes(
 
 async def _polling_changes(
     flt: ReloadFilter, interval: float, stop_event: asyncio.Event | None
-) -> AsyncIterator[set[str]]:
+) -> AsyncGenerator[set[str], None]:
     """Compare snapshots of the relevant files every ``interval`` seconds. A file whose
     modification time (in ns), size or inode differs is modified, one that appears or disappears
     is created or deleted; a rename-over (the way many editors save) changes the inode."""

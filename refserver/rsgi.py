@@ -85,7 +85,7 @@ class Headers(Mapping):
 
     def __init__(self, raw: list):
         self._raw = raw
-        self._names = None
+        self._names: list[str] | None = None
 
     def _distinct(self) -> list:
         names = self._names
@@ -125,13 +125,13 @@ class Headers(Mapping):
                     return True
         return False
 
-    def keys(self) -> list:
+    def keys(self) -> list:  # type: ignore[override]  # RSGI gives lists, not views
         return list(self._distinct())
 
-    def values(self) -> list:
+    def values(self) -> list:  # type: ignore[override]
         return [v.decode("latin-1") for _, v in self._raw]
 
-    def items(self) -> list:
+    def items(self) -> list:  # type: ignore[override]
         return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
 
     def __iter__(self):
@@ -186,15 +186,27 @@ class Scope(tuple):
     ):
         return tuple.__new__(
             cls,
-            (proto, http_version, server, client, scheme, method, path, query_string, headers,
-             authority),
+            (
+                proto,
+                http_version,
+                server,
+                client,
+                scheme,
+                method,
+                path,
+                query_string,
+                headers,
+                authority,
+            ),
         )
 
     def __getnewargs__(self):
         return tuple(self)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in zip(_SCOPE_FIELDS, self))
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(_SCOPE_FIELDS, self, strict=False)
+        )
         return f"Scope({fields})"
 
 

@@ -457,7 +457,9 @@ class Server:
                 logger,
                 ssl=self.ssl_context,
                 ssl_handshake_timeout=self.config.ssl_handshake_timeout,
-                batch=SHARED_BATCH if self.link is not None and not self.config.reuse_port else BATCH,
+                batch=SHARED_BATCH
+                if self.link is not None and not self.config.reuse_port
+                else BATCH,
             )
             acceptor.start()
             self._servers.append(acceptor)
@@ -671,8 +673,13 @@ def serve_in_process(config: Config, sockets: list | None = None, link=None) -> 
         logger.error("%s", exc)
         return EXIT_CONFIG
     except Exception as exc:
-        logger.error("could not load the application %r: %s: %s", config.app, type(exc).__name__, exc,
-                     exc_info=debug)
+        logger.error(
+            "could not load the application %r: %s: %s",
+            config.app,
+            type(exc).__name__,
+            exc,
+            exc_info=debug,
+        )
         return EXIT_CONFIG
     asyncio.set_event_loop(loop)
     stop_signals = (signal.SIGTERM,) if link is not None else (signal.SIGINT, signal.SIGTERM)

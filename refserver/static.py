@@ -19,7 +19,7 @@ import mimetypes
 import os
 import re
 import stat
-from email.utils import formatdate, parsedate_tz, mktime_tz
+from email.utils import formatdate, mktime_tz, parsedate_tz
 from urllib.parse import unquote_to_bytes
 
 from .files import FileShrunk
@@ -59,7 +59,9 @@ class StaticFiles:
 
     def __init__(self, routes, mounts, expires: int, index: str | None, logger):
         # Longest route first: /static/img is more specific than /static.
-        pairs = sorted(zip(routes, mounts), key=lambda pair: -len(pair[0].rstrip("/")))
+        pairs = sorted(
+            zip(routes, mounts, strict=False), key=lambda pair: -len(pair[0].rstrip("/"))
+        )
         self.mounts = [Mount(route, directory) for route, directory in pairs]
         self.prefixes = tuple(mount.route for mount in self.mounts)
         self.cache_control = (b"cache-control", b"max-age=%d" % expires) if expires else None
@@ -71,8 +73,11 @@ class StaticFiles:
         if not config.static_path_route:
             return None
         return cls(
-            config.static_path_route, config.static_path_mount, config.static_path_expires,
-            config.static_path_dir_to_file, logger,
+            config.static_path_route,
+            config.static_path_mount,
+            config.static_path_expires,
+            config.static_path_dir_to_file,
+            logger,
         )
 
     async def serve(self, stream, app) -> None:
@@ -80,7 +85,7 @@ class StaticFiles:
         path after all (``/staticx`` starts with ``/static`` but is not under it)."""
         raw_path = stream.request.raw_path
         for mount in self.mounts:
-            rest = raw_path[len(mount.route):]
+            rest = raw_path[len(mount.route) :]
             if raw_path.startswith(mount.route) and (not rest or rest[:1] == b"/"):
                 break
         else:
@@ -91,8 +96,9 @@ class StaticFiles:
         except ClientDisconnected:
             pass
         except FileShrunk as exc:
-            self.logger.error("static file %s: %s; the response was reset",
-                              raw_path.decode("latin-1"), exc)
+            self.logger.error(
+                "static file %s: %s; the response was reset", raw_path.decode("latin-1"), exc
+            )
         except (ResponseError, OSError) as exc:
             self.logger.error("static file %s: %s", raw_path.decode("latin-1"), exc)
             if not stream.response_started and not stream.disconnected:
@@ -116,7 +122,7 @@ class StaticFiles:
         fields = _fields(request.headers)
         coding, file_path = _variant(path, mount.directory, fields.get(b"accept-encoding"))
         try:
-            fh = open(file_path, "rb", buffering=0)
+            fh = open(file_path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
         except OSError:
             stream.start_response(*NOT_FOUND, True)
             return
@@ -164,8 +170,10 @@ class StaticFiles:
             wanted = _range(fields, etag, last_modified, size)
             if wanted == 416:
                 stream.start_response(
-                    416, [TEXT_PLAIN, (b"content-range", b"bytes */%d" % size)],
-                    b"Range Not Satisfiable", True,
+                    416,
+                    [TEXT_PLAIN, (b"content-range", b"bytes */%d" % size)],
+                    b"Range Not Satisfiable",
+                    True,
                 )
                 return
             if wanted is not None:
@@ -235,8 +243,13 @@ def _fields(headers) -> dict:
     """The request fields this module reads, repeated ones joined with commas."""
     out: dict = {}
     for name, value in headers:
-        if name in (b"accept-encoding", b"if-none-match", b"if-modified-since", b"range",
-                    b"if-range"):
+        if name in (
+            b"accept-encoding",
+            b"if-none-match",
+            b"if-modified-since",
+            b"range",
+            b"if-range",
+        ):
             out[name] = out[name] + b", " + value if name in out else value
     return out
 
@@ -246,7 +259,8 @@ def _variant(path: str, directory: str, accept):
     ``Accept-Encoding`` q-values (ties go to :data:`VARIANTS`' order), or ``(None, path)``
     for the file itself when some variant exists, ``(False, path)`` when none does."""
     present = [
-        (coding, path + suffix) for coding, suffix in VARIANTS
+        (coding, path + suffix)
+        for coding, suffix in VARIANTS
         if os.path.isfile(path + suffix) and _inside(directory, path + suffix)
     ]
     if not present:

@@ -295,7 +295,7 @@ class Supervisor:
                 elif line == RETIRE:
                     self._spawn(self.replace(worker, "it served --limit-max-requests"))
                 elif line.startswith(METRICS[:-1] + b" ") and self.metrics is not None:
-                    self.metrics.update(worker, json.loads(line[len(METRICS):]))
+                    self.metrics.update(worker, json.loads(line[len(METRICS) :]))
                     waiter = worker.report_waiter
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
@@ -354,7 +354,8 @@ class Supervisor:
     async def collect_metrics(self) -> bytes:
         """A scrape: every serving worker is asked for its report, and the sum is served."""
         asked = [
-            w for w in self.workers
+            w
+            for w in self.workers
             if w.ready_at is not None and w.line is not None and not w.line.is_closing()
         ]
         await asyncio.gather(*(self._ask_report(w) for w in asked))
@@ -475,7 +476,9 @@ class Supervisor:
                 rss = resident_mib(worker.pid) if limit is not None else None
                 if rss is not None and rss > limit:
                     self._spawn(
-                        self.replace(worker, f"{rss:.0f} MiB resident, over --workers-max-rss {limit}")
+                        self.replace(
+                            worker, f"{rss:.0f} MiB resident, over --workers-max-rss {limit}"
+                        )
                     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json as _json
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import h11
@@ -33,6 +34,9 @@ from .config import Config
 from .impl import select
 from .loader import detect_interface, load_app
 from .server import ServerState, make_gateway
+
+if TYPE_CHECKING:
+    from .gateways.lifespan import Lifespan
 
 __all__ = ["AsyncClient", "Client", "ProtocolViolation", "Response"]
 
@@ -127,24 +131,40 @@ class _Recorder(logging.Handler):
 class AsyncClient:
     """The client for code that already runs in an event loop: ``async with AsyncClient(app)``."""
 
-    def __init__(self, app, *, interface: str = "auto", strict: bool = True, root_path: str = "",
-                 lifespan: str = "auto", **options):
+    def __init__(
+        self,
+        app,
+        *,
+        interface: str = "auto",
+        strict: bool = True,
+        root_path: str = "",
+        lifespan: str = "auto",
+        **options,
+    ):
         self.strict = strict
         self._config = Config(
-            app, interface=interface, root_path=root_path, lifespan=lifespan, impl="pure",
-            access_log=False, date_header=False, server_header=False, strict=strict, **options,
+            app,
+            interface=interface,
+            root_path=root_path,
+            lifespan=lifespan,
+            impl="pure",
+            access_log=False,
+            date_header=False,
+            server_header=False,
+            strict=strict,
+            **options,
         )
         app = load_app(app)
         self.app = app
         self.interface = interface if interface != "auto" else detect_interface(app)
-        self._state = None
-        self._lifespan = None
+        self._state: ServerState | None = None
+        self._lifespan: Lifespan | None = None
         self._recorder = _Recorder()
         self._logger = logging.getLogger(f"refserver.testing.{id(self)}")
         self._logger.propagate = False
         self._logger.addHandler(self._recorder)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         await self.start()
         return self
 
@@ -161,8 +181,8 @@ class AsyncClient:
         if self.interface == "asgi" and self._config.lifespan != "off":
             from .gateways.lifespan import Lifespan
 
-            self._lifespan = Lifespan(self.app, state, self._config.lifespan)
-            await self._lifespan.startup()
+            self._lifespan = lifespan = Lifespan(self.app, state, self._config.lifespan)
+            await lifespan.startup()
         self._raise_recorded()
 
     async def stop(self) -> None:
@@ -212,6 +232,7 @@ class AsyncClient:
 
     async def _exchange(self, raw: bytes, method: str) -> Response:
         state = self._state
+        assert state is not None, "request() starts the client first"
         protocol = state.impl.h1_protocol(state, state.impl)
         transport = _MemoryTransport(state.loop, protocol)
         protocol.connection_made(transport)
@@ -275,7 +296,7 @@ class Client:
         self._async = AsyncClient(app, **options)
         self._started = False
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         self._run(self._async.start())
         self._started = True
         if self._async.interface == "rsgi":

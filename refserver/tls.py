@@ -39,7 +39,7 @@ class ServerContext(ssl.SSLContext):
     numbers (``SSLObject.cipher()`` gives a name)."""
 
     server_cert: str | None = None
-    cipher_ids: dict = {}
+    cipher_ids: dict = {}  # noqa: RUF012 - a default; each context sets its own
 
 
 class _NeedPassword(Exception):
@@ -71,8 +71,10 @@ def make_context(config) -> ServerContext | None:
     if config.ssl_crl is not None:
         text = _read("--ssl-crl", config.ssl_crl)
         if _PEM_CRL_MARK not in text:
-            raise ConfigError(f"--ssl-crl {config.ssl_crl}: no PEM certificate revocation list "
-                              f"({_PEM_CRL_MARK}) in the file")
+            raise ConfigError(
+                f"--ssl-crl {config.ssl_crl}: no PEM certificate revocation list "
+                f"({_PEM_CRL_MARK}) in the file"
+            )
         _load_verify(context, "--ssl-crl", config.ssl_crl)
         # The leaf only: the CA that signed the client certificate is the one that publishes
         # this list; the chain above it would need a list from each of its CAs.
@@ -98,14 +100,17 @@ def _server_certificate(certfile: str) -> str:
     """The first certificate of ``certfile`` as PEM, checked to be one that OpenSSL parses."""
     match = _PEM_CERT_RE.search(_read("--ssl-certfile", certfile))
     if match is None:
-        raise ConfigError(f"--ssl-certfile {certfile}: no PEM certificate "
-                          "(-----BEGIN CERTIFICATE-----) in the file")
+        raise ConfigError(
+            f"--ssl-certfile {certfile}: no PEM certificate "
+            "(-----BEGIN CERTIFICATE-----) in the file"
+        )
     try:
         pem = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(match.group(0)))
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cadata=pem)
     except (ValueError, ssl.SSLError):
-        raise ConfigError(f"--ssl-certfile {certfile}: its first PEM certificate does not "
-                          "parse") from None
+        raise ConfigError(
+            f"--ssl-certfile {certfile}: its first PEM certificate does not parse"
+        ) from None
     return pem
 
 
@@ -114,8 +119,10 @@ def _load_chain(context, certfile: str, keyfile: str | None, password: str | Non
     key_flag, key_path = ("--ssl-keyfile", keyfile) if keyfile else ("--ssl-certfile", certfile)
     if not _PEM_KEY_RE.search(_read(key_flag, key_path)):
         hint = "" if keyfile else "; give it with --ssl-keyfile"
-        raise ConfigError(f"{key_flag} {key_path}: no PEM private key "
-                          f"(-----BEGIN ... PRIVATE KEY-----) in the file{hint}")
+        raise ConfigError(
+            f"{key_flag} {key_path}: no PEM private key "
+            f"(-----BEGIN ... PRIVATE KEY-----) in the file{hint}"
+        )
     asked = []
 
     def give_password():
@@ -129,17 +136,23 @@ def _load_chain(context, certfile: str, keyfile: str | None, password: str | Non
     try:
         context.load_cert_chain(certfile, keyfile, password=give_password)
     except _NeedPassword:
-        raise ConfigError(f"{key_flag} {key_path}: the private key is encrypted and "
-                          "--ssl-keyfile-password is not given") from None
+        raise ConfigError(
+            f"{key_flag} {key_path}: the private key is encrypted and "
+            "--ssl-keyfile-password is not given"
+        ) from None
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ConfigError(f"{key_flag} {key_path}: the private key does not match the "
-                              f"certificate of --ssl-certfile {certfile}") from None
+            raise ConfigError(
+                f"{key_flag} {key_path}: the private key does not match the "
+                f"certificate of --ssl-certfile {certfile}"
+            ) from None
         if asked:
-            raise ConfigError(f"--ssl-keyfile-password: wrong password for the private key in "
-                              f"{key_path}") from None
-        raise ConfigError(f"{key_flag} {key_path}: the PEM private key does not parse "
-                          f"({_reason(exc)})") from None
+            raise ConfigError(
+                f"--ssl-keyfile-password: wrong password for the private key in {key_path}"
+            ) from None
+        raise ConfigError(
+            f"{key_flag} {key_path}: the PEM private key does not parse ({_reason(exc)})"
+        ) from None
 
 
 def _load_verify(context, flag: str, path: str) -> None:

@@ -35,15 +35,15 @@ class LoopWatchdog:
         self._beat = 0.0
         self._handle = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._beat = time.monotonic()
         self._handle = self.loop.call_later(self.period, self._heartbeat)
-        self._thread = threading.Thread(
+        self._thread = thread = threading.Thread(
             target=self._watch, name="refserver-loop-watchdog", daemon=True
         )
-        self._thread.start()
+        thread.start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -75,3 +75,18 @@ def server_logs():
     yield records
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Under ``coverage run`` (CI), record each test's lines in the context of the path it runs
+    on ("impl=pure", "impl=fast", or "impl=none" for tests not parametrised by path), so that
+    ``coverage report --contexts=impl=pure`` gives the coverage of one path."""
+    try:
+        from coverage import Coverage
+    except ImportError:
+        return
+    cov = Coverage.current()
+    if cov is not None:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        cov.switch_context(f"impl={params.get('impl', 'none')}")

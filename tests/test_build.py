@@ -58,6 +58,7 @@ def test_a_build_without_a_compiler_installs_the_pure_path(tmp_path):
         archive.extractall(tmp_path / "site")
     assert "refserver/server.py" in names
     assert "refserver/conformance/clauses.json" in names
+    assert "refserver/py.typed" in names  # PEP 561: type checkers read the package's annotations
     assert not [n for n in names if n.endswith((".so", ".pyd"))], names
 
     # The installed copy, not the checkout: -S keeps this environment's editable install of the

@@ -320,7 +320,7 @@ def load_file(path: str) -> list:
 def load_cases(directory: str = CASES_DIR) -> list:
     """Every case, in file order; duplicate ids are an error."""
     cases = []
-    seen = {}
+    seen: dict = {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue

@@ -83,37 +83,51 @@ def build_parser() -> argparse.ArgumentParser:
         "that need to start or stop the server are skipped)",
     )
     parser.add_argument(
-        "-k", "--case", action="append", default=[], metavar="PATTERN",
+        "-k",
+        "--case",
+        action="append",
+        default=[],
+        metavar="PATTERN",
         help="only cases whose id matches this glob (repeatable)",
     )
     parser.add_argument(
-        "--clause", action="append", default=[], metavar="PATTERN",
+        "--clause",
+        action="append",
+        default=[],
+        metavar="PATTERN",
         help="only cases checking a clause matching this glob (repeatable)",
     )
     parser.add_argument(
-        "--tls", action="store_true",
+        "--tls",
+        action="store_true",
         help="run every case over TLS: the command gets a throwaway certificate through "
         "{certfile} and {keyfile}; also runs the cases that need TLS",
     )
     parser.add_argument(
-        "--http2", action="store_true",
+        "--http2",
+        action="store_true",
         help="also run the HTTP/2 cases (frame level and requests; cleartext prior knowledge, "
         "or ALPN h2 with --tls)",
     )
     parser.add_argument("--jobs", type=int, default=8, help="cases run concurrently (default 8)")
     parser.add_argument(
-        "--startup-timeout", type=float, default=30.0,
+        "--startup-timeout",
+        type=float,
+        default=30.0,
         help="seconds to wait for a target to answer (default 30)",
     )
     parser.add_argument("--json", metavar="PATH", help="write results (and differences) as JSON")
     parser.add_argument("--junit", metavar="PATH", help="write results as JUnit XML")
     parser.add_argument(
-        "--html", metavar="PATH",
+        "--html",
+        metavar="PATH",
         help="write an HTML report: the clause table, and each failure with the bytes sent and "
         "received on its connections",
     )
     parser.add_argument(
-        "--docs-url", metavar="URL", default=DOCS_URL,
+        "--docs-url",
+        metavar="URL",
+        default=DOCS_URL,
         help="root of the documentation site that the HTML and JSON reports link clauses to "
         "(URL/spec/http1/#h1-error-1); default: relative links, for a report saved at the root "
         "of a built site",
@@ -127,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select(
-    cases: list, interfaces: list, ids: list, clauses: list, tls: bool = False,
+    cases: list,
+    interfaces: list,
+    ids: list,
+    clauses: list,
+    tls: bool = False,
     http2: bool = False,
 ) -> list:
     out = []
@@ -138,9 +156,7 @@ def select(
             continue
         if ids and not any(fnmatch.fnmatchcase(case.id, p) for p in ids):
             continue
-        if clauses and not any(
-            fnmatch.fnmatchcase(c, p) for c in case.clauses for p in clauses
-        ):
+        if clauses and not any(fnmatch.fnmatchcase(c, p) for c in case.clauses for p in clauses):
             continue
         out.append(case)
     return out
@@ -232,7 +248,7 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
     elapsed = time.monotonic() - started
 
     failed = any(r.outcome == "fail" for r in results_a)
-    output = {"elapsed": round(elapsed, 2)}
+    output: dict = {"elapsed": round(elapsed, 2)}
     if spec_b is None:
         if not args.quiet:
             print(f"target: {spec_a.label}")
@@ -255,8 +271,9 @@ def _run(args, interfaces, cases, spec_a, spec_b, transport) -> int:
             if bad and not args.quiet:
                 print(bad)
         output.update(
-            to_json(results_a, index, [spec_a.label, spec_b.label], notes_a + notes_b,
-                    args.docs_url)
+            to_json(
+                results_a, index, [spec_a.label, spec_b.label], notes_a + notes_b, args.docs_url
+            )
         )
         output["b"] = to_json(results_b, index, [spec_b.label], notes_b, args.docs_url)
         output["differences"] = differences

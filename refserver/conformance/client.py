@@ -53,7 +53,7 @@ class Closed(ClientError):
 
     kind = "closed"
 
-    def __init__(self, message: str, partial: bytes = b"", head: "Response | None" = None):
+    def __init__(self, message: str, partial: bytes = b"", head: Response | None = None):
         super().__init__(message)
         self.partial = partial
         self.head = head  # the response head, when the connection closed inside the body
@@ -184,7 +184,7 @@ class Connection:
             return True
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return False
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def selected_protocol(self):
@@ -208,7 +208,7 @@ class Connection:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise Timeout("no data from the server in time", bytes(self.buffer)) from None
         except (ConnectionResetError, ssl.SSLEOFError):
             self.eof = True
@@ -359,8 +359,9 @@ class Connection:
             pass
         if self.reset:
             # A body that ends with the connection ends with a clean close; a reset cuts it.
-            raise Closed("connection reset inside a close-delimited body", bytes(self.buffer),
-                         head=response)
+            raise Closed(
+                "connection reset inside a close-delimited body", bytes(self.buffer), head=response
+            )
         return self._take(len(self.buffer))
 
     def wait_closed(self, timeout: float) -> bytes:

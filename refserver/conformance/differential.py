@@ -56,8 +56,13 @@ def compare(results_a: list, results_b: list) -> list:
         base = {"interface": ra.interface, "case": ra.case.id}
         if ra.outcome != rb.outcome:
             differences.append(
-                dict(base, where="outcome", field="outcome",
-                     a=f"{ra.outcome} {ra.reason}".strip(), b=f"{rb.outcome} {rb.reason}".strip())
+                dict(
+                    base,
+                    where="outcome",
+                    field="outcome",
+                    a=f"{ra.outcome} {ra.reason}".strip(),
+                    b=f"{rb.outcome} {rb.reason}".strip(),
+                )
             )
         ta = [_strip_timing(e) for e in ra.transcript]
         tb = [_strip_timing(e) for e in rb.transcript]
@@ -67,12 +72,16 @@ def compare(results_a: list, results_b: list) -> list:
             where = f"exchange {position + 1}"
             if ea is None or eb is None:
                 differences.append(
-                    dict(base, where=where, field="entry",
-                         a=ea if ea is not None else "<nothing>",
-                         b=eb if eb is not None else "<nothing>")
+                    dict(
+                        base,
+                        where=where,
+                        field="entry",
+                        a=ea if ea is not None else "<nothing>",
+                        b=eb if eb is not None else "<nothing>",
+                    )
                 )
                 continue
-            found = []
+            found: list = []
             _diff(ea, eb, "", found)
             for field, va, vb in found:
                 differences.append(dict(base, where=where, field=field, a=va, b=vb))

@@ -90,7 +90,8 @@ def check_predicate(value, predicate) -> str | None:
             return None
         if op == "$any":
             reasons = [check_predicate(value, item) for item in arg]
-            return None if any(r is None for r in reasons) else "; ".join(reasons)
+            failed = [r for r in reasons if r is not None]
+            return None if len(failed) < len(reasons) else "; ".join(failed)
         if value is _MISSING:
             return f"missing (expected {op} {_short(arg)})"
         if op == "$eq":
@@ -161,10 +162,7 @@ def check_head(response, expect: dict) -> list:
     if status is not None:
         allowed = status if isinstance(status, list) else [status]
         if response.status not in allowed:
-            failures.append(
-                f"status {response.status}, expected {status}"
-                + _error_hint(response)
-            )
+            failures.append(f"status {response.status}, expected {status}" + _error_hint(response))
     if "reason" in expect and response.reason != expect["reason"]:
         failures.append(f"reason {response.reason!r}, expected {expect['reason']!r}")
     if "version" in expect and response.version != expect["version"]:
@@ -208,9 +206,7 @@ def _error_hint(response) -> str:
 def check_response(response, expect: dict) -> list:
     failures = check_head(response, expect)
     if "chunked" in expect and response.chunked != expect["chunked"]:
-        failures.append(
-            "response was %schunked" % ("" if response.chunked else "not ")
-        )
+        failures.append("response was %schunked" % ("" if response.chunked else "not "))
     if "close_delimited" in expect and response.close_delimited != expect["close_delimited"]:
         failures.append(
             "response body was %sdelimited by closing the connection"

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import struct
 import time
+from typing import TYPE_CHECKING
 
 import hpack
 from hyperframe import frame as hf
@@ -67,6 +68,9 @@ from hyperframe.exceptions import HyperframeError
 
 from . import client as wire
 from .expect import check_predicate, check_response
+
+if TYPE_CHECKING:
+    from .runner import CaseRun
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 TYPES = {
@@ -114,15 +118,41 @@ SETTING_NAMES = {value: name for name, value in SETTINGS.items()}
 DEFAULT_WINDOW = 65535
 MAX_FRAME = 16384  # what this client announces, and the most it sends in one DATA frame
 FRAME_KEYS = {
-    "type", "stream", "flags", "headers", "block_hex", "settings", "increment", "error",
-    "last_stream", "debug", "depends_on", "weight", "exclusive", "pad", "promised", "data", "hex",
-    "length", "repeat", "exceed_window", "oversize",
+    "type",
+    "stream",
+    "flags",
+    "headers",
+    "block_hex",
+    "settings",
+    "increment",
+    "error",
+    "last_stream",
+    "debug",
+    "depends_on",
+    "weight",
+    "exclusive",
+    "pad",
+    "promised",
+    "data",
+    "hex",
+    "length",
+    "repeat",
+    "exceed_window",
+    "oversize",
 }
 EXPECT_FRAME_KEYS = {"type", "stream", "flags", "data", "hex", "error", "increment", "length"}
 STEP_SPEC_KEYS = {
     "h2_connect": {"settings", "wait"},
-    "h2_request": {"stream", "method", "path", "scheme", "authority", "headers", "body",
-                   "end_stream"},
+    "h2_request": {
+        "stream",
+        "method",
+        "path",
+        "scheme",
+        "authority",
+        "headers",
+        "body",
+        "end_stream",
+    },
     "h2_goaway": {"error", "last_stream", "closed", "or_close"},
     "h2_reset": {"stream", "error"},
 }
@@ -164,7 +194,7 @@ def check_frame_spec(spec, where: str, expectation: bool = False) -> None:
 
 
 def check_step(step: dict, where: str) -> None:
-    (key, spec), = step.items()
+    ((key, spec),) = step.items()
     if key == "h2_send":
         for frame in spec if isinstance(spec, list) else [spec]:
             check_frame_spec(frame, where)
@@ -311,9 +341,7 @@ class FrameWriter:
             if "block_hex" in spec:
                 block = bytes.fromhex(spec["block_hex"])
             else:
-                headers = [
-                    (_text_bytes(n), _text_bytes(v)) for n, v in spec.get("headers", ())
-                ]
+                headers = [(_text_bytes(n), _text_bytes(v)) for n, v in spec.get("headers", ())]
                 block = self.encoder.encode(headers) if headers else b""
             if name == "HEADERS" and flags & FLAGS["PRIORITY"]:
                 block = _priority(spec) + block
@@ -363,11 +391,18 @@ class FrameWriter:
         body = spec.get("body")
         end = spec.get("end_stream", True)
         flags = ["END_HEADERS"] + (["END_STREAM"] if end and body is None else [])
-        data = self.encode({"type": "HEADERS", "stream": stream, "flags": flags,
-                            "headers": headers})
+        data = self.encode(
+            {"type": "HEADERS", "stream": stream, "flags": flags, "headers": headers}
+        )
         if body is not None:
-            data += self.encode({"type": "DATA", "stream": stream,
-                                 "flags": ["END_STREAM"] if end else [], "data": body})
+            data += self.encode(
+                {
+                    "type": "DATA",
+                    "stream": stream,
+                    "flags": ["END_STREAM"] if end else [],
+                    "data": body,
+                }
+            )
         return data
 
 
@@ -397,7 +432,7 @@ class H2Client:
         self.frames: list = []
         self.streams: dict = {}
         self.resets: dict = {}
-        self.goaway = None
+        self.goaway: dict | None = None
         self.server_settings: dict = {}
         self.writer = FrameWriter(self.server_settings)
         self.settings_seen = False
@@ -405,7 +440,7 @@ class H2Client:
         self.closed = False
         self.cursor = 0  # frames already matched by an h2_expect step
         # (stream, block so far, END_STREAM, frame type) while CONTINUATION frames are due
-        self._block = None
+        self._block: tuple[int, bytearray, bool, str] | None = None
         self._unacknowledged = 0  # DATA bytes received since the last WINDOW_UPDATE
 
     def close(self) -> None:
@@ -501,7 +536,9 @@ class H2Client:
         )
 
     def _end_block(self) -> list:
-        sid, block, end_stream, kind = self._block
+        pending = self._block
+        assert pending is not None, "called while a header block is open"
+        sid, block, end_stream, kind = pending
         self._block = None
         try:
             fields = self.decoder.decode(bytes(block), raw=True)
@@ -570,7 +607,8 @@ def fetch(host: str, port: int, target: str, timeout: float, tls=None) -> wire.R
     client = H2Client(host, port, timeout, tls)
     try:
         client.send(
-            PREFACE + frame_bytes(4, 0, 0, b"")
+            PREFACE
+            + frame_bytes(4, 0, 0, b"")
             + client.writer.request_frames({"path": target}, {"HOST": f"{host}:{port}"})
         )
         try:
@@ -611,20 +649,19 @@ def _first_bytes(client: H2Client) -> str:
 def do_step(run, step: dict) -> None:
     from .cases import substitute
 
-    (key, spec), = step.items()
+    ((key, spec),) = step.items()
     spec = substitute(spec, run.variables)
     try:
         STEPS[key](run, spec)
     except wire.Timeout:
         run.log({"kind": key, "error": "timeout", "received": _summary(run.h2)})
-        run.fail(f"{key}: nothing conclusive within {run.timeout:g}s; received "
-                 f"{_summary(run.h2)}")
+        run.fail(f"{key}: nothing conclusive within {run.timeout:g}s; received {_summary(run.h2)}")
     except wire.Malformed as exc:
         run.log({"kind": key, "error": "malformed", "detail": str(exc)})
         run.fail(f"{key}: {exc}")
 
 
-def _client(run) -> H2Client:
+def _client(run: CaseRun) -> H2Client:
     if run.h2 is None:
         tls = run.endpoint.transport.context("h2")
         from .runner import HOST
@@ -683,7 +720,7 @@ def h2_request(run, spec: dict) -> None:
         run.log({"kind": "h2_send", "delivered": False})
 
 
-def h2_response(run, spec: dict) -> None:
+def h2_response(run: CaseRun, spec: dict) -> None:
     from .runner import response_record
 
     client = _client(run)
@@ -691,8 +728,10 @@ def h2_response(run, spec: dict) -> None:
 
     def settled():
         stream = client.streams.get(sid)
-        return (stream and stream["ended"]) or sid in client.resets or (
-            client.goaway is not None and client.goaway["last_stream"] < sid
+        return (
+            (stream and stream["ended"])
+            or sid in client.resets
+            or (client.goaway is not None and client.goaway["last_stream"] < sid)
         )
 
     done = client.wait_for(settled, run.timeout)
@@ -703,11 +742,14 @@ def h2_response(run, spec: dict) -> None:
             run.fail(f"stream {sid} was reset with {client.resets[sid]} instead of answered")
         if done and client.goaway is not None:
             run.log({"kind": "h2_response", "stream": sid, "goaway": client.goaway["error"]})
-            run.fail(f"GOAWAY {client.goaway['error']} (last stream "
-                     f"{client.goaway['last_stream']}) instead of a response on stream {sid}")
+            run.fail(
+                f"GOAWAY {client.goaway['error']} (last stream "
+                f"{client.goaway['last_stream']}) instead of a response on stream {sid}"
+            )
         run.log({"kind": "h2_response", "stream": sid, "error": "closed"})
-        run.fail(f"the connection closed before stream {sid} was answered; received "
-                 f"{_summary(client)}")
+        run.fail(
+            f"the connection closed before stream {sid} was answered; received {_summary(client)}"
+        )
     # Frames are read one at a time, so the other stream's state is the one when this one ended.
     other = client.streams.get(int(spec.get("before", 0)), {})
     response = client.response(sid)
@@ -717,8 +759,9 @@ def h2_response(run, spec: dict) -> None:
     expect = {k: v for k, v in spec.items() if k not in ("stream", "data_frames", "before")}
     failures = check_response(response, expect)
     if "before" in spec and other.get("ended"):
-        failures.append(f"stream {spec['before']} was answered first: streams are not served "
-                        "concurrently")
+        failures.append(
+            f"stream {spec['before']} was answered first: streams are not served concurrently"
+        )
     if "data_frames" in spec and stream["data_frames"] != spec["data_frames"]:
         failures.append(f"{stream['data_frames']} DATA frames, expected {spec['data_frames']}")
     if failures:
@@ -742,8 +785,9 @@ def h2_goaway(run, spec: dict) -> None:
         run.log({"kind": "h2_goaway", "goaway": None, "closed": True})
         if spec.get("or_close"):
             return
-        run.fail("the connection closed without a GOAWAY (a silent close); received "
-                 + _summary(client))
+        run.fail(
+            "the connection closed without a GOAWAY (a silent close); received " + _summary(client)
+        )
     run.log({"kind": "h2_goaway", "error": goaway["error"], "last_stream": goaway["last_stream"]})
     failures = []
     if codes and goaway["error"] not in codes:
@@ -758,8 +802,9 @@ def h2_goaway(run, spec: dict) -> None:
         try:
             client.wait_closed(run.timeout)
         except wire.Timeout:
-            run.fail(f"the connection is still open {run.timeout:g}s after GOAWAY "
-                     f"{goaway['error']}")
+            run.fail(
+                f"the connection is still open {run.timeout:g}s after GOAWAY {goaway['error']}"
+            )
 
 
 def h2_reset(run, spec: dict) -> None:
@@ -776,8 +821,10 @@ def h2_reset(run, spec: dict) -> None:
 
     if not client.wait_for(settled, run.timeout):
         run.log({"kind": "h2_reset", "stream": sid, "closed": True})
-        run.fail("the connection closed without RST_STREAM or GOAWAY (a silent close); "
-                 "received " + _summary(client))
+        run.fail(
+            "the connection closed without RST_STREAM or GOAWAY (a silent close); "
+            "received " + _summary(client)
+        )
     if sid in client.resets:
         code = client.resets[sid]
         run.log({"kind": "h2_reset", "stream": sid, "error": code})
@@ -788,19 +835,25 @@ def h2_reset(run, spec: dict) -> None:
         code = client.goaway["error"]
         run.log({"kind": "h2_reset", "stream": sid, "goaway": code})
         if codes and code not in codes:
-            run.fail(f"GOAWAY {code}, expected RST_STREAM (or GOAWAY) {' or '.join(codes)} "
-                     f"on stream {sid}")
+            run.fail(
+                f"GOAWAY {code}, expected RST_STREAM (or GOAWAY) {' or '.join(codes)} "
+                f"on stream {sid}"
+            )
         return
     response = client.response(sid)
     run.log({"kind": "h2_reset", "stream": sid, "status": response.status})
-    run.fail(f"stream {sid} was answered {response.status}, expected RST_STREAM "
-             f"{' or '.join(codes)}")
+    run.fail(
+        f"stream {sid} was answered {response.status}, expected RST_STREAM {' or '.join(codes)}"
+    )
 
 
 def h2_expect(run, spec: dict) -> None:
     client = _client(run)
-    wanted = spec["type"] if isinstance(spec["type"], str) else TYPE_NAMES.get(spec["type"],
-                                                                               spec["type"])
+    wanted = (
+        spec["type"]
+        if isinstance(spec["type"], str)
+        else TYPE_NAMES.get(spec["type"], spec["type"])
+    )
 
     def matches(record) -> bool:
         return (
@@ -866,8 +919,7 @@ def h2_open(run, spec) -> None:
     if not usable:
         if client.goaway is not None:
             run.fail(f"GOAWAY {client.goaway['error']}, expected the connection to stay usable")
-        run.fail("the connection closed, expected it to stay usable; received "
-                 + _summary(client))
+        run.fail("the connection closed, expected it to stay usable; received " + _summary(client))
 
 
 STEPS = {

@@ -132,8 +132,9 @@ def format_failures(results: list) -> str:
     return "\n".join(lines)
 
 
-def to_json(results: list, index: dict, targets: list, notes: list,
-            docs_url: str = DOCS_URL) -> dict:
+def to_json(
+    results: list, index: dict, targets: list, notes: list, docs_url: str = DOCS_URL
+) -> dict:
     return {
         "targets": targets,
         "summary": summary(results),
@@ -214,8 +215,9 @@ section.failure { border-top: 2px solid #b00020; margin-top: 2em; }
 """
 
 
-def to_html(results: list, index: dict, targets: list, notes: list,
-            docs_url: str = DOCS_URL) -> str:
+def to_html(
+    results: list, index: dict, targets: list, notes: list, docs_url: str = DOCS_URL
+) -> str:
     """A page a person reads after a run: the clause table (each clause linked to its text in the
     documentation site), then each failed case with the bytes sent and received on each of its
     connections. Everything that comes from the target (reasons, bytes, headers) is escaped."""
@@ -262,8 +264,10 @@ def to_html(results: list, index: dict, targets: list, notes: list,
             f'<section class="failure" id="{e(anchor)}">',
             f"<h3>{e(case.id)} <small>({e(result.interface)})</small></h3>",
             f"<p>{e(case.title)}</p>",
-            "<p>Clauses: " + ", ".join(clause_link(c) for c in case.clauses)
-            + (f"; {e(case.rfc)}" if case.rfc else "") + "</p>",
+            "<p>Clauses: "
+            + ", ".join(clause_link(c) for c in case.clauses)
+            + (f"; {e(case.rfc)}" if case.rfc else "")
+            + "</p>",
             f"<p><strong>Why it failed:</strong> {e(result.reason)}</p>",
         ]
         for number, record in enumerate(result.wire, 1):

@@ -25,12 +25,16 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import TYPE_CHECKING, NoReturn
 
 from . import client as wire
 from . import ws as ws_steps
 from .cases import request_bytes, substitute
 from .expect import check_head, check_observation, check_response, lookup, parse_observation
 from .transport import CLEARTEXT, Transport
+
+if TYPE_CHECKING:
+    from .h2client import H2Client
 
 HOST = "127.0.0.1"
 PROBES = {
@@ -174,7 +178,10 @@ class RunningTarget:
     """One server process started from a :class:`TargetSpec`."""
 
     def __init__(
-        self, spec: TargetSpec, interface: str, app_attr: str = "app",
+        self,
+        spec: TargetSpec,
+        interface: str,
+        app_attr: str = "app",
         transport: Transport = CLEARTEXT,
     ):
         self.spec = spec
@@ -186,15 +193,21 @@ class RunningTarget:
         self.workdir = tempfile.mkdtemp(prefix="refserver-conformance-")
         self.log_path = os.path.join(self.workdir, "server.log")
         self.report_path = os.path.join(self.workdir, "report.json")
-        self.proc = None
-        self.returncode = None
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The server's process, which exists once :meth:`start` has run."""
+        assert self.proc is not None, "the target is not started"
+        return self.proc
 
     def start(self) -> None:
         env = dict(os.environ)
         env["REFSERVER_PROBE_REPORT"] = self.report_path
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = self.spec.argv(self.interface, self.app, self.port, self.transport)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed when the target stops
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -216,7 +229,7 @@ class RunningTarget:
         transport = self.transport
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.process.poll() is not None:
                 return False
             if ping(self.port, 0.5, transport.context("http/1.1")):
                 return True
@@ -236,7 +249,7 @@ class RunningTarget:
 
     def wait_exit(self, timeout: float):
         try:
-            return self.proc.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 
@@ -261,7 +274,7 @@ class RunningTarget:
 
     def _kill_group(self) -> None:
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -295,8 +308,9 @@ class Endpoint:
 class CaseResult:
     __slots__ = ("case", "interface", "outcome", "reason", "transcript", "duration", "wire")
 
-    def __init__(self, case, interface, outcome, reason="", transcript=None, duration=0.0,
-                 wire=None):
+    def __init__(
+        self, case, interface, outcome, reason="", transcript=None, duration=0.0, wire=None
+    ):
         self.case = case
         self.interface = interface
         self.outcome = outcome  # "pass" | "fail" | "skip"
@@ -365,9 +379,7 @@ def response_record(response, replacements: dict, volatile) -> dict:
         "close_delimited": response.close_delimited,
     }
     observation = (
-        parse_observation(response)
-        if (response.header("x-probe") == "observation")
-        else None
+        parse_observation(response) if (response.header("x-probe") == "observation") else None
     )
     headers = []
     for name, value in response.headers:
@@ -409,8 +421,8 @@ class CaseRun:
         }
         self.replacements = {self.nonce: "<nonce>", str(port): "<port>"}
         self.timeout = case.timeout
-        self.conn = None
-        self.h2 = None  # the HTTP/2 connection of an HTTP/2 case
+        self.conn: wire.Connection | None = None
+        self.h2: H2Client | None = None  # the HTTP/2 connection of an HTTP/2 case
         self.heads: list = []
         self.transcript: list = []
         self.connections: list = []  # every connection opened, for the wire record of a failure
@@ -425,11 +437,12 @@ class CaseRun:
         return conn
 
     def _ensure(self) -> wire.Connection:
-        if self.conn is None:
-            self.conn = self.connect()
-        return self.conn
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = self.connect()
+        return conn
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise StepFailed(message)
 
     def log(self, entry: dict) -> None:
@@ -473,8 +486,13 @@ class CaseRun:
     def _result(self, outcome: str, reason: str, started: float) -> CaseResult:
         record = [conn.wire_record() for conn in self.connections] if outcome == "fail" else []
         return CaseResult(
-            self.case, self.interface, outcome, reason, self.transcript,
-            time.monotonic() - started, record,
+            self.case,
+            self.interface,
+            outcome,
+            reason,
+            self.transcript,
+            time.monotonic() - started,
+            record,
         )
 
     def step(self, step: dict) -> None:
@@ -540,9 +558,7 @@ class CaseRun:
             response = conn.read_response(head_request=head)
         except wire.Closed as exc:
             if expect.get("incomplete") and exc.head is not None:
-                self.log(
-                    {"kind": "incomplete", **response_record(exc.head, self.replacements, ())}
-                )
+                self.log({"kind": "incomplete", **response_record(exc.head, self.replacements, ())})
                 failures = check_head(exc.head, expect)
                 if failures:
                     self.fail("; ".join(failures))
@@ -599,9 +615,9 @@ class CaseRun:
         if conn.eof:
             self.log({"kind": "open", "open": False})
             self.fail("the connection was closed, expected it to stay open")
-        request = b"GET /__probe__/ping HTTP/1.1\r\nHost: %s\r\n\r\n" % self.variables[
-            "HOST"
-        ].encode()
+        request = (
+            b"GET /__probe__/ping HTTP/1.1\r\nHost: %s\r\n\r\n" % self.variables["HOST"].encode()
+        )
         if not conn.send(request):
             self.log({"kind": "open", "open": False})
             self.fail("the connection was closed, expected it to stay open")
@@ -723,9 +739,7 @@ class Runner:
         self.notes: list = []  # lines about the run itself (exit codes, log tails)
 
     def run(self) -> list:
-        main = [
-            c for c in self.cases if c.phase == "run" and c.app == "app" and not c.isolated
-        ]
+        main = [c for c in self.cases if c.phase == "run" and c.app == "app" and not c.isolated]
         shutdown = [c for c in self.cases if c.phase == "shutdown"]
         others = [c for c in self.cases if c not in main and c not in shutdown]
         results = {}
@@ -737,17 +751,20 @@ class Runner:
                 results[result.case.id] = result
             for case in shutdown + others:
                 results[case.id] = CaseResult(
-                    case, self.interface, "skip",
+                    case,
+                    self.interface,
+                    "skip",
                     "needs to start and stop the server (not possible with --connect)",
                 )
         else:
+            assert self.spec is not None, "a target started here has its command"
             target = RunningTarget(self.spec, self.interface, transport=self.transport)
             self.log(f"[{self.interface}] starting {target.spec.label} on port {target.port}")
             target.start()
             try:
                 if not target.wait_ready(self.startup_timeout):
                     raise TargetError(
-                        f"{self.spec.label}: exited with code {target.proc.returncode} before "
+                        f"{self.spec.label}: exited with code {target.process.returncode} before "
                         f"answering\n" + target.log_tail()
                     )
                 if target.cleartext_only:
@@ -756,9 +773,7 @@ class Runner:
                         {need: reason for need in ("h1", "ws", "h2", "cleartext", "tls")}
                     )
                 else:
-                    self.capabilities = Capabilities.detect(
-                        target.port, self.transport, self.cases
-                    )
+                    self.capabilities = Capabilities.detect(target.port, self.transport, self.cases)
                 self._note_missing()
                 for result in self._run_batch(main, Endpoint(target.port, self.transport)):
                     results[result.case.id] = result
@@ -808,7 +823,9 @@ class Runner:
     def _check_report(self, case, report, exit_code) -> CaseResult:
         if report is None:
             return CaseResult(
-                case, self.interface, "fail",
+                case,
+                self.interface,
+                "fail",
                 f"the probe wrote no shutdown report (server exit code {exit_code})",
             )
         # The exit code joins the report, so a case can require a clean (0) exit.
@@ -825,6 +842,7 @@ class Runner:
         group, results = self._skipped(group)
         if not group:
             return results
+        assert self.spec is not None, "variants are started here, never with --connect"
         target = RunningTarget(self.spec, self.interface, app_attr, self.transport)
         self.log(f"[{self.interface}] starting {app_attr} on port {target.port}")
         startup = [c for c in group if c.phase == "startup"]
@@ -843,7 +861,7 @@ class Runner:
                 else:
                     reason = (
                         f"the server did not start with {app_attr} (exit code "
-                        f"{target.proc.poll()}): {target.log_tail(3)}"
+                        f"{target.process.poll()}): {target.log_tail(3)}"
                     )
                     results.extend(CaseResult(c, self.interface, "fail", reason) for c in runs)
         finally:
@@ -853,19 +871,27 @@ class Runner:
     def _check_startup_failure(self, case, target, ready) -> CaseResult:
         if ready:
             return CaseResult(
-                case, self.interface, "fail",
+                case,
+                self.interface,
+                "fail",
                 "the server started serving although the application failed its startup",
             )
         code = target.wait_exit(case.timeout)
         transcript = [{"kind": "startup", "exit_code": code}]
         if code is None:
             return CaseResult(
-                case, self.interface, "fail",
-                f"the server neither served nor exited within {case.timeout:g}s", transcript,
+                case,
+                self.interface,
+                "fail",
+                f"the server neither served nor exited within {case.timeout:g}s",
+                transcript,
             )
         if code == 0:
             return CaseResult(
-                case, self.interface, "fail",
-                "the server exited with code 0 after a failed startup", transcript,
+                case,
+                self.interface,
+                "fail",
+                "the server exited with code 0 after a failed startup",
+                transcript,
             )
         return CaseResult(case, self.interface, "pass", "", transcript)

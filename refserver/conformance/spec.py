@@ -37,7 +37,7 @@ class Clause:
         self.document = document
         self.line = line
         self.cases: list = []  # as listed in the document
-        self.cases_line = None  # index of the "Cases:" line, if present
+        self.cases_line: int | None = None  # index of the "Cases:" line, if present
         self.tests: list = []  # (path, test name) from a "Tests:" line
 
     def __repr__(self) -> str:
@@ -104,9 +104,7 @@ def format_cases_line(case_ids: list, tests: bool = False) -> str:
 def clause_index(clauses: list) -> dict:
     return {
         "generated_from": "spec/*.md by conformance/sync_spec.py; do not edit",
-        "clauses": [
-            {"id": c.id, "title": c.title, "document": c.document} for c in clauses
-        ],
+        "clauses": [{"id": c.id, "title": c.title, "document": c.document} for c in clauses],
     }
 
 
@@ -127,8 +125,9 @@ def problems(spec_dir: str, cases: list | None = None, index_path: str = CLAUSE_
             found.append(f"{clause.document}: clause {clause.id} has no case")
         for path, name in clause.tests:
             if not _defines(os.path.join(root, path), name):
-                found.append(f"{clause.document}: clause {clause.id} names {path}::{name}, "
-                             "which is no test")
+                found.append(
+                    f"{clause.document}: clause {clause.id} names {path}::{name}, which is no test"
+                )
         if clause.cases_line is None:
             found.append(f"{clause.document}: clause {clause.id} has no 'Cases:' line")
         elif clause.cases != derived.get(clause.id, []):

@@ -106,9 +106,11 @@ def encode_frame(spec: dict) -> bytes:
     if not masked:
         return head + payload
     mask = (MASK * (n // 4 + 1))[:n]
-    return head + MASK + (
-        int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")
-    ).to_bytes(n, "little")
+    return (
+        head
+        + MASK
+        + (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
+    )
 
 
 def handshake_bytes(spec: dict, variables: dict) -> bytes:
@@ -204,7 +206,10 @@ def do_handshake(run, spec: dict) -> None:
         run.fail("the server closed the connection before the handshake was sent")
     expect = spec.get(
         "expect",
-        {"status": 101, "headers": {"upgrade": "websocket", "sec-websocket-accept": HANDSHAKE_ACCEPT}},
+        {
+            "status": 101,
+            "headers": {"upgrade": "websocket", "sec-websocket-accept": HANDSHAKE_ACCEPT},
+        },
     )
     try:
         head = conn.read_head_only()
@@ -219,8 +224,14 @@ def do_handshake(run, spec: dict) -> None:
         except wire.ClientError as exc:
             run.log({"kind": "ws_handshake", "status": head.status, "error": exc.kind})
             run.fail(f"incomplete refusal response: {exc}")
-        run.log({"kind": "ws_handshake", "status": head.status, "headers": headers,
-                 "body": head.body.decode("latin-1")})
+        run.log(
+            {
+                "kind": "ws_handshake",
+                "status": head.status,
+                "headers": headers,
+                "body": head.body.decode("latin-1"),
+            }
+        )
         failures = check_response(head, expect)
         if failures:
             run.fail("; ".join(failures))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from ..files import region
 from ..logs import error_logger
 from ..wire.events import ResponseError
 from ..wire.response import TEXT_PLAIN
 from .stream import ClientDisconnected, fail
-
 
 #: The clause of spec/asgi.md broken by each kind of wire-level ResponseError.
 CLAUSES = {
@@ -116,10 +116,7 @@ class HTTPCycle:
                 self.phase = _DONE
                 await stream.send_trailers(self._trailer_fields)
         else:
-            raise ASGIProtocolError(
-                f"{kind!r} sent after the response was complete [ASGI-SEND-4]"
-            )
-
+            raise ASGIProtocolError(f"{kind!r} sent after the response was complete [ASGI-SEND-4]")
 
     async def _send_file(self, message: dict, kind: str) -> None:
         """``http.response.pathsend`` (a path the server opens, sends and closes; the end of
@@ -134,13 +131,11 @@ class HTTPCycle:
                     f"'path' must be an absolute path as a str, got {path!r} [ASGI-PATHSEND-2]"
                 )
             try:
-                fh = open(path, "rb", buffering=0)
+                fh = open(path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
             except OSError as exc:
                 if self._headers is None:
                     raise  # the head is gone: nothing but a dropped connection can follow
-                error_logger.info(
-                    "cannot open file %r: %s; answering 404", path, exc.strerror
-                )
+                error_logger.info("cannot open file %r: %s; answering 404", path, exc.strerror)
                 self._headers = None
                 self.phase = _DONE
                 self.stream.start_response(404, [TEXT_PLAIN], b"Not Found", True)
@@ -149,7 +144,7 @@ class HTTPCycle:
                 fd = fh.fileno()
                 await self._send_region(fd, 0, os.fstat(fd).st_size, False)
             return
-        file = message.get("file")
+        file: Any = message.get("file")  # whatever the application gave; checked below
         if type(file) is int:
             fd, position = file, None
         else:
@@ -162,7 +157,9 @@ class HTTPCycle:
                 ) from None
         try:
             offset, count = region(
-                fd, message.get("offset", position), message.get("count"),
+                fd,
+                message.get("offset", position),
+                message.get("count"),
             )
         except ValueError as exc:
             raise ASGIProtocolError(f"{exc} [ASGI-ZEROCOPY-1]") from None
@@ -225,7 +222,11 @@ class ASGIGateway:
 
     async def __call__(self, stream) -> None:
         scope = self.build_scope(
-            "http", stream, self.root_path, self.server.lifespan_state, stream.scheme,
+            "http",
+            stream,
+            self.root_path,
+            self.server.lifespan_state,
+            stream.scheme,
             stream.request.method,
         )
         extensions = scope["extensions"]
@@ -261,4 +262,3 @@ class ASGIGateway:
                     "ASGI-ERROR-3" if started else "ASGI-ERROR-2",
                 )
                 fail(stream)
-

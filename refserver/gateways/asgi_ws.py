@@ -30,7 +30,7 @@ from ..wire.ws import Closed, check_close_code, check_close_reason
 from .asgi import ASGIProtocolError, _header_list
 from .stream import ClientDisconnected
 
-WS_EXTENSIONS = {"websocket.http.response": {}}
+WS_EXTENSIONS: dict[str, dict] = {"websocket.http.response": {}}
 
 # Phases of one connection, as the application drives it.
 _CONNECTING = 0  # websocket.connect delivered (or not yet); no answer sent
@@ -158,9 +158,7 @@ class WebSocketCycle:
                 )
         elif phase == _RESPONDING:
             if kind != "websocket.http.response.body":
-                raise ASGIProtocolError(
-                    f"expected 'websocket.http.response.body', got {kind!r}"
-                )
+                raise ASGIProtocolError(f"expected 'websocket.http.response.body', got {kind!r}")
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise ASGIProtocolError(f"'body' must be bytes, got {type(body).__name__}")

@@ -23,8 +23,9 @@ class Lifespan:
         self.mode = mode
         self.shutdown_timeout = shutdown_timeout
         self._inbox: asyncio.Queue = asyncio.Queue()
-        self._startup_done: asyncio.Future | None = None
-        self._shutdown_done: asyncio.Future | None = None
+        # Made by startup() on the running loop; nothing reads them before.
+        self._startup_done: asyncio.Future
+        self._shutdown_done: asyncio.Future
         self._task: asyncio.Task | None = None
         self._supported = True
         self._phase = "startup"
@@ -61,7 +62,9 @@ class Lifespan:
                 else:
                     self.logger.info(
                         "ASGI lifespan is not supported by the application (%s: %s); "
-                        "serving without it", type(exc).__name__, exc
+                        "serving without it",
+                        type(exc).__name__,
+                        exc,
                     )
             else:
                 self.logger.error("exception in ASGI lifespan", exc_info=exc)

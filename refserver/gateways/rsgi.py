@@ -54,14 +54,13 @@ def _encode_headers(headers) -> list:
             f"response headers must be a list of (str, str) tuples, got {type(headers).__name__} "
             "[RSGI-HTTP-ERROR-6]"
         )
-    out = []
+    out: list[tuple[bytes, bytes]] = []
     append = out.append
     encoded = _ENCODED
     for item in headers:
         # Only a pair of plain str is looked up: its hash and equality are str's own, so the
         # remembered encoding is exactly what encoding it again would give.
-        if (type(item) is tuple and len(item) == 2 and type(item[0]) is str
-                and type(item[1]) is str):
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and type(item[1]) is str:
             field = encoded.get(item)
             if field is None:
                 field = remember(encoded, item, _encode_field(item))
@@ -139,14 +138,15 @@ class HTTPProtocol:
         "_rejected",
     )
 
-    def __init__(self, stream, gateway: "RSGIGateway"):
+    def __init__(self, stream, gateway: RSGIGateway):
         self._stream = stream
         self._gateway = gateway
         self._body_taken = False
         self._state = _NONE
-        self._file_task = None
-        self._transport = None
-        self._rejected = None  # why the last response call was refused, for the 500's log line
+        self._file_task: asyncio.Task | None = None  # with _FILE
+        self._transport: HTTPStreamTransport | None = None  # with _STREAM
+        # Why the last response call was refused, for the 500's log line.
+        self._rejected: str | None = None
 
     # ------------------------------------------------------------------ request body
 
@@ -194,14 +194,18 @@ class HTTPProtocol:
 
     def response_str(self, status=200, headers=(), body="") -> None:
         if type(body) is not str:
-            raise self._reject(f"response_str body must be str, got {type(body).__name__} [RSGI-HTTP-ERROR-6]")
+            raise self._reject(
+                f"response_str body must be str, got {type(body).__name__} [RSGI-HTTP-ERROR-6]"
+            )
         self._respond(status, headers, body.encode("utf-8"), "response_str")
 
     def response_bytes(self, status=200, headers=(), body=b"") -> None:
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise self._reject(f"response_bytes body must be bytes, got {type(body).__name__} "
-                    "[RSGI-HTTP-ERROR-6]")
+                raise self._reject(
+                    f"response_bytes body must be bytes, got {type(body).__name__} "
+                    "[RSGI-HTTP-ERROR-6]"
+                )
             body = bytes(body)
         self._respond(status, headers, body, "response_bytes")
 
@@ -219,7 +223,7 @@ class HTTPProtocol:
             raise ValueError(f"invalid file range [{start}, {end}) [RSGI-HTTP-FILE-3]")
         self._respond_file(status, headers, file, start, end, "response_file_range")
 
-    def response_stream(self, status=200, headers=()) -> "HTTPStreamTransport":
+    def response_stream(self, status=200, headers=()) -> HTTPStreamTransport:
         if self._state != _NONE:
             raise ProtocolError(
                 "response_stream called after the response was sent; RSGI allows one response "
@@ -309,7 +313,7 @@ class HTTPProtocol:
             self._state = _DONE
             return
         try:
-            fh = open(path, "rb", buffering=0)
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - the response body owns and closes it
         except OSError as exc:
             self._gateway.logger.info("cannot open file %r: %s; answering 404", path, exc.strerror)
             stream.start_response(404, _NOT_FOUND_HEADERS, b"Not Found", True)
@@ -349,7 +353,8 @@ async def _send_file(stream, fh, offset: int, count: int, logger) -> None:
     except FileShrunk as exc:
         logger.error(
             "file %r ended %d bytes before the requested range; the response was reset",
-            fh.name, exc.missing,
+            fh.name,
+            exc.missing,
         )
     except (ResponseError, OSError) as exc:
         logger.error("cannot complete the file response: %s", exc)
@@ -446,6 +451,7 @@ class RSGIGateway:
             error = exc
         state = protocol._state
         if state == _FILE:
+            assert protocol._file_task is not None
             try:
                 await protocol._file_task
             except asyncio.CancelledError:
@@ -458,7 +464,9 @@ class RSGIGateway:
                 self.logger.error("exception in RSGI application", exc_info=error)
         elif state == _NONE and not stream.disconnected:
             if protocol._rejected is None:
-                self.logger.error("RSGI application returned without responding [RSGI-HTTP-ERROR-1]")
+                self.logger.error(
+                    "RSGI application returned without responding [RSGI-HTTP-ERROR-1]"
+                )
             else:
                 self.logger.error(
                     "RSGI application returned without responding (its response was refused: %s) "
@@ -467,6 +475,7 @@ class RSGIGateway:
                 )
 
         if state == _STREAM:
+            assert protocol._transport is not None
             protocol._transport._open = False
             if stream.disconnected:
                 pass

@@ -40,7 +40,7 @@ from .stream import ClientDisconnected
 _NONE, _ACCEPTED, _DENIED = 0, 1, 2
 
 _CLOSE = WebsocketMessage(WebsocketMessageType.close, None)
-_EMPTY = []
+_EMPTY: list = []
 _TEXT_500 = [TEXT_PLAIN]
 
 
@@ -89,7 +89,9 @@ class WebsocketProtocol:
         try:
             self._session.accept()
         except ClientDisconnected:
-            raise ProtocolClosed("the client disconnected before the handshake was accepted") from None
+            raise ProtocolClosed(
+                "the client disconnected before the handshake was accepted"
+            ) from None
         transport = self._transport = WebsocketTransport(self._session)
         return transport
 

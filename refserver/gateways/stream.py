@@ -60,7 +60,11 @@ class Stream(Protocol):
         """Return once the client has gone or the exchange is over (response complete)."""
 
     def start_response(
-        self, status: int, headers: list, body: bytes = b"", end: bool = False,
+        self,
+        status: int,
+        headers: list,
+        body: bytes = b"",
+        end: bool = False,
         close: bool = False,
     ) -> None:
         """Write the response head (``headers`` as ``(bytes, bytes)`` pairs), then ``body``, then

@@ -36,7 +36,7 @@ class WebSocketSession(Protocol):
     disconnected: bool  # the client went away before the session was accepted or denied
     status: int  # 101 (200 over HTTP/2) once accepted, else the denial's status (access log)
 
-    def accept(self, subprotocol: str | None = None, headers: list = ()) -> None:
+    def accept(self, subprotocol: str | None = None, headers: list | tuple = ()) -> None:
         """Complete the opening handshake (``headers`` as ``(bytes, bytes)`` pairs). Raises
         :class:`refserver.wire.events.ResponseError` for a subprotocol the client did not offer or
         an invalid header, and :class:`ClientDisconnected` when the client has gone."""

@@ -36,9 +36,9 @@ import stat
 import threading
 import time
 
+from ..wire.events import ResponseError
 from ..wire.fields import BAD_VALUE_STR_RE, TOKEN_STR_RE, remember
 from ..wire.response import parse_content_length
-from ..wire.events import ResponseError
 from .stream import ClientDisconnected, fail
 
 
@@ -176,7 +176,7 @@ class WSGIInput:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readlines(self, hint: int | None = -1) -> list:
-        lines = []
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()
@@ -407,7 +407,9 @@ class Exchange:
             self.call(self.stream.send_body(data))
             return
         if not self.status:
-            raise WSGIProtocolError("response body before start_response() (PEP 3333) [WSGI-START-6]")
+            raise WSGIProtocolError(
+                "response body before start_response() (PEP 3333) [WSGI-START-6]"
+            )
         self.head_sent = True
         try:
             self.call(_start(self.stream, self.status, self.headers, data))
@@ -471,7 +473,9 @@ class Exchange:
         if self.head_sent:
             return _END
         if not self.status:
-            raise WSGIProtocolError("the application returned without calling start_response() [WSGI-ERROR-1]")
+            raise WSGIProtocolError(
+                "the application returned without calling start_response() [WSGI-ERROR-1]"
+            )
         return (self.status, self.headers, b"")
 
     def _whole(self, result):
@@ -487,7 +491,9 @@ class Exchange:
         if total > WHOLE_BODY_MAX:
             return None
         if not self.status:
-            raise WSGIProtocolError("the application returned without calling start_response() [WSGI-ERROR-1]")
+            raise WSGIProtocolError(
+                "the application returned without calling start_response() [WSGI-ERROR-1]"
+            )
         body = result[0] if len(result) == 1 else b"".join(result)
         remaining = self.remaining
         if remaining is not None and len(body) > remaining:
@@ -577,8 +583,7 @@ def _field(item) -> tuple:
         ) from None
     if type(name) is not str or type(value) is not str:
         raise WSGIProtocolError(
-            f"response header names and values must be str (PEP 3333), got {item!r} "
-            "[WSGI-START-3]"
+            f"response header names and values must be str (PEP 3333), got {item!r} [WSGI-START-3]"
         )
     if not TOKEN_STR_RE.fullmatch(name):
         raise WSGIProtocolError(f"invalid response header name {name!r} [WSGI-START-3]")
@@ -619,11 +624,11 @@ class WorkerPool:
     def __init__(self, size: int, name: str = "refserver-wsgi"):
         self.size = size
         self.name = name
-        self._work = queue.SimpleQueue()
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
         # One token per item a thread has finished: that thread is idle, or about to be. A deque,
         # whose append and pop are atomic, where a threading.Semaphore would cost 1.3 µs of
         # interpreted locking per request.
-        self._idle = collections.deque()
+        self._idle: collections.deque = collections.deque()
         self._threads: list = []
         self._closed = False
 
@@ -760,7 +765,6 @@ class WSGIGateway:
                 "%d WSGI application call(s) still running at shutdown; not waiting for them",
                 busy,
             )
-
 
 
 __all__ = [

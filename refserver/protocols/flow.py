@@ -23,7 +23,7 @@ try:
     from fcntl import ioctl
     from termios import TIOCOUTQ  # SIOCOUTQ on Linux: bytes the peer has not acknowledged
 except ImportError:  # pragma: no cover - not Linux
-    ioctl = TIOCOUTQ = None
+    ioctl = TIOCOUTQ = None  # type: ignore[assignment,misc]  # checked before use
 
 
 def watch_writes(deadline, loop, transport, timeout: float, on_expire):

@@ -46,6 +46,7 @@ BODY_HIGH_WATER = 65536
 PAUSED_FOR_BODY = 1  # the application has not taken the body already buffered
 PAUSED_FOR_PIPELINE = 2  # a complete request waits for the one before it to be answered
 
+
 class H1Stream:
     """One request/response exchange on an HTTP/1.1 connection (see gateways.stream.Stream)."""
 
@@ -72,7 +73,7 @@ class H1Stream:
         "_sending",
     )
 
-    def __init__(self, proto: "H1Protocol", request):
+    def __init__(self, proto: H1Protocol, request):
         self._proto = proto
         self.request = request
         self.scheme = proto.scheme
@@ -92,11 +93,11 @@ class H1Stream:
         self._chunks: list = []  # appended, then taken whole: no need for a deque
         self._buffered = 0
         self._body_waiters: list = []  # one future per concurrent receive() call
-        self._done_waiter = None
+        self._done_waiter: asyncio.Future | None = None
         # The wire has delivered the end of the body; ``body_complete`` turns true only once the
         # application has been given every byte (the Stream contract).
         self._end_received = False
-        self._sending = None  # the KernelSend of a file in progress
+        self._sending: KernelSend | None = None  # a file in progress
 
     # -------------------------------------------------------------- fed by the protocol
 
@@ -266,8 +267,12 @@ class H1Stream:
             self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
         sending = KernelSend(
-            proto.loop, os.dup(proto.transport.get_extra_info("socket").fileno()), fd, offset,
-            count, proto._write_timeout,
+            proto.loop,
+            os.dup(proto.transport.get_extra_info("socket").fileno()),
+            fd,
+            offset,
+            count,
+            proto._write_timeout,
         )
         self._sending = sending
         try:
@@ -425,8 +430,12 @@ class H1Protocol:
             self._reject(exc)
             return
         self._process()
-        if (self._timer_kind != "head" and self.stream is None and not self._closing
-                and self.conn.has_partial_head):
+        if (
+            self._timer_kind != "head"
+            and self.stream is None
+            and not self._closing
+            and self.conn.has_partial_head
+        ):
             # Part of a new request's head: the idle keep-alive timer gives way to the head
             # deadline. (Armed only now: a head that came whole is answered without a timer.)
             self._arm_head_timer()
@@ -531,9 +540,7 @@ class H1Protocol:
                 self.state.dispatch(stream)
 
     def _reject(self, exc: HTTPError) -> None:
-        self.state.logger.info(
-            "%s: %d %s", _peer(self.client), exc.status, exc.detail
-        )
+        self.state.logger.info("%s: %d %s", _peer(self.client), exc.status, exc.detail)
         stream = self.stream
         if stream is None or not stream.response_started:
             if stream is not None:
@@ -600,9 +607,14 @@ class H1Protocol:
         moves the deadline, and a slow upload that keeps coming is never cut."""
         stream = self.stream
         conn = self.conn
-        if (stream is None or stream._end_received or not self._body_timeout
-                or self._read_paused or self._closing
-                or (conn.expect_continue and not conn.sent_continue)):
+        if (
+            stream is None
+            or stream._end_received
+            or not self._body_timeout
+            or self._read_paused
+            or self._closing
+            or (conn.expect_continue and not conn.sent_continue)
+        ):
             return
         self._arm_timer("body")
 
@@ -804,7 +816,10 @@ class H1Protocol:
     def _watch_writes(self) -> None:
         """The client must take bytes from the write buffer within ``--timeout-write``."""
         self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self._write_timeout,
+            self._write_deadline,
+            self.loop,
+            self.transport,
+            self._write_timeout,
             self._on_write_timeout,
         )
 

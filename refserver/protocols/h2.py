@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import TYPE_CHECKING
 
 from ..files import FileShrunk, copy_blocks
 from ..gateways.stream import ClientDisconnected
@@ -33,6 +34,9 @@ from ..wire.response import (
 )
 from .flow import watch_writes
 from .h1 import _address, _peer
+
+if TYPE_CHECKING:
+    from .ws import WebSocketSession
 
 #: An application's send waits while its stream holds this many bytes the windows have not let
 #: through (the HTTP/1.1 counterpart is the transport's high-water mark).
@@ -85,7 +89,7 @@ class H2Stream:
         "_te_trailers",
     )
 
-    def __init__(self, proto: "H2Protocol", stream_id: int, request):
+    def __init__(self, proto: H2Protocol, stream_id: int, request):
         self._proto = proto
         self.stream_id = stream_id
         self.request = request
@@ -105,7 +109,7 @@ class H2Stream:
         self._chunks: list = []
         self._end_received = False
         self._body_waiters: list = []
-        self._done_waiter = None
+        self._done_waiter: asyncio.Future | None = None
         self._head_only = request.method == "HEAD"
         self._remaining = -1  # what the response's Content-Length still expects
         self._no_body = False
@@ -113,7 +117,7 @@ class H2Stream:
         self._out = bytearray()
         self._out_end = False
         self._trailers = None
-        self._send_waiter = None
+        self._send_waiter: asyncio.Future | None = None
         self._continue_owed = self._te_trailers = False
         for name, value in request.headers:
             if name == b"expect":
@@ -199,9 +203,10 @@ class H2Stream:
     async def wait_disconnect(self) -> None:
         if self.disconnected or self.response_complete:
             return
-        if self._done_waiter is None:
-            self._done_waiter = self._proto.loop.create_future()
-        await asyncio.shield(self._done_waiter)
+        waiter = self._done_waiter
+        if waiter is None:
+            waiter = self._done_waiter = self._proto.loop.create_future()
+        await asyncio.shield(waiter)
 
     def start_response(self, status, headers, body=b"", end=False, close=False) -> None:
         # ``close`` asks to end the connection; HTTP/2 ends only this stream, which the end of
@@ -267,14 +272,12 @@ class H2Stream:
         """Wait while the stream holds more than :data:`STREAM_HIGH_WATER` unsent bytes, or
         the connection's transport is full."""
         proto = self._proto
-        while not self.disconnected and (
-            len(self._out) > STREAM_HIGH_WATER or proto.write_paused
-        ):
+        while not self.disconnected and (len(self._out) > STREAM_HIGH_WATER or proto.write_paused):
             if proto.write_paused:
                 await proto.drain()
                 continue
-            self._send_waiter = proto.loop.create_future()
-            await self._send_waiter
+            self._send_waiter = waiter = proto.loop.create_future()
+            await waiter
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
 
@@ -421,7 +424,10 @@ class H2Protocol:
     def pause_writing(self) -> None:
         self.write_paused = True
         self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self.config.timeout_write,
+            self._write_deadline,
+            self.loop,
+            self.transport,
+            self.config.timeout_write,
             self._on_write_timeout,
         )
 
@@ -467,8 +473,11 @@ class H2Protocol:
             elif kind is wire.StreamReset:
                 if event.reason and not event.by_peer:
                     self.state.logger.info(
-                        "%s: HTTP/2 stream %d reset (%s: %s)", _peer(self.client),
-                        event.stream_id, event.code, event.reason,
+                        "%s: HTTP/2 stream %d reset (%s: %s)",
+                        _peer(self.client),
+                        event.stream_id,
+                        event.code,
+                        event.reason,
                     )
                 stream = self.streams.pop(event.stream_id, None)
                 self._blocked.pop(event.stream_id, None)
@@ -557,7 +566,9 @@ class H2Protocol:
     def _on_ended(self, event) -> None:
         if event.code != wire.NO_ERROR and not event.by_peer:
             self.state.logger.info(
-                "%s: HTTP/2 connection ended (%s: %s)", _peer(self.client), event.code,
+                "%s: HTTP/2 connection ended (%s: %s)",
+                _peer(self.client),
+                event.code,
                 event.reason,
             )
         self._write_out()
@@ -705,7 +716,8 @@ class H2Protocol:
         self._pong_timer = None
         self.state.logger.info(
             "%s: HTTP/2 keep-alive PING not answered in %gs; closing",
-            _peer(self.client), self.config.http2_keep_alive_timeout,
+            _peer(self.client),
+            self.config.http2_keep_alive_timeout,
         )
         self.conn.close(wire.NO_ERROR, reason="keep-alive timeout")
         self._write_out()
@@ -721,7 +733,8 @@ class H2Protocol:
     def _on_write_timeout(self) -> None:
         self.state.logger.info(
             "%s: the client took no response bytes for %gs; closing",
-            _peer(self.client), self.config.timeout_write,
+            _peer(self.client),
+            self.config.timeout_write,
         )
         self.close(abort=True)
 
@@ -735,7 +748,7 @@ class H2Protocol:
         if self.closing:
             return False
         for stream in list(self.streams.values()):
-            if isinstance(stream, H2WebSocketChannel):
+            if isinstance(stream, H2WebSocketChannel) and stream.session is not None:
                 stream.session.shutdown()
         self.conn.close(wire.NO_ERROR, reason="server shutting down")
         self._write_out()
@@ -758,7 +771,10 @@ class H2Protocol:
                 transport.close()
                 if transport.get_write_buffer_size():
                     self._write_deadline = watch_writes(
-                        self._write_deadline, self.loop, transport, self.config.timeout_write,
+                        self._write_deadline,
+                        self.loop,
+                        transport,
+                        self.config.timeout_write,
                         self._on_write_timeout,
                     )
 
@@ -792,7 +808,7 @@ class H2WebSocketChannel:
         self._proto = proto
         self.loop = proto.loop
         self.stream_id = stream_id
-        self.session = None
+        self.session: WebSocketSession | None = None
         self.closing = False
         self.response_complete = False
         self._read_paused = False
@@ -800,7 +816,7 @@ class H2WebSocketChannel:
         self._out = bytearray()
         self._out_end = False
         self._trailers = None
-        self._send_waiter = None
+        self._send_waiter: asyncio.Future | None = None
         self._close_timer = None
         self._remaining = -1
 
@@ -811,7 +827,9 @@ class H2WebSocketChannel:
             self._unread += len(data)
         else:
             self._proto.consumed(self.stream_id, len(data))
-        self.session.feed(data)
+        session = self.session
+        assert session is not None, "the session is given right after the channel is made"
+        session.feed(data)
 
     def _feed_end(self) -> None:
         # The client ended its side: as a TCP FIN is for an upgraded connection.
@@ -854,8 +872,8 @@ class H2WebSocketChannel:
             if proto.write_paused:
                 await proto.drain()
                 continue
-            self._send_waiter = self.loop.create_future()
-            await self._send_waiter
+            self._send_waiter = waiter = self.loop.create_future()
+            await waiter
 
     def pause_reading(self) -> None:
         self._read_paused = True

@@ -20,8 +20,8 @@ from collections import deque
 
 from ..gateways.stream import ClientDisconnected
 from ..wire.events import ResponseError
-from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
 from ..wire.response import TEXT_PLAIN
+from ..wire.ws import Closed, PongReceived, ProtocolViolation, WSConnection
 from ..wire.ws_handshake import accept_headers, negotiate_deflate
 
 #: Stop reading from the socket while this many bytes of messages wait for the application.
@@ -91,7 +91,7 @@ class WebSocketSession:
         if phase == _OPEN:
             if self._failed:
                 return
-            ws = self._ws
+            ws = self._open_ws
             events = ws.receive_data(data)
             out = ws.data_to_send()
             if out:
@@ -143,8 +143,8 @@ class WebSocketSession:
             self._violation_timer = None
         if self._closed is not None:
             return
-        closed = self._ws.fail()
-        out = self._ws.data_to_send()
+        closed = self._open_ws.fail()
+        out = self._open_ws.data_to_send()
         if out:
             self.channel.write(out)
         self._on_closed(closed)
@@ -152,7 +152,7 @@ class WebSocketSession:
     def _on_closed(self, closed: Closed) -> None:
         self._closed = closed
         self._cancel_timers()
-        ws = self._ws
+        ws = self._open_ws
         if ws.handshake_complete:
             self.channel.finish()  # both close frames exchanged: the server closes first
         else:
@@ -259,9 +259,16 @@ class WebSocketSession:
         elif phase == _OPEN and self._closed is None:
             self._server_close(code, reason)
 
+    @property
+    def _open_ws(self) -> WSConnection:
+        """The WebSocket machine, which exists once the handshake is accepted."""
+        ws = self._ws
+        assert ws is not None, "the WebSocket handshake is not accepted yet"
+        return ws
+
     def _server_close(self, code: int, reason: str, dropped: bool = False) -> None:
         """Start the closing handshake from our side; the peer has :data:`CLOSE_TIMEOUT`."""
-        ws = self._ws
+        ws = self._open_ws
         closed = ws.close(code, reason)
         if dropped:
             closed.dropped = True
@@ -332,7 +339,7 @@ class WebSocketSession:
             return
         self._pings += 1
         self._ping_payload = payload = struct.pack("!I", self._pings)
-        self.channel.write(self._ws.ping(payload))
+        self.channel.write(self._open_ws.ping(payload))
         if self._ping_timeout:
             self._pong_timer = self.loop.call_later(self._ping_timeout, self._on_pong_timeout)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 
 from ..wire.events import ResponseError
+from ..wire.response import TEXT_PLAIN
 from ..wire.ws_handshake import HandshakeError, parse_handshake
 from .flow import watch_writes
-from ..wire.response import TEXT_PLAIN
 from .ws import CLOSE_TIMEOUT, WebSocketSession, _peer
 
 
@@ -113,7 +113,10 @@ class WSProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self._write_deadline = watch_writes(
-            self._write_deadline, self.loop, self.transport, self.state.config.timeout_write,
+            self._write_deadline,
+            self.loop,
+            self.transport,
+            self.state.config.timeout_write,
             self._on_write_timeout,
         )
 

@@ -104,7 +104,9 @@ class ChunkedReader:
     def __init__(self, data: bytes = b"", trailer_limit: int = 65536):
         self._buf = bytearray(data)
         self._state = _SIZE
-        self._remaining = 0  # chunk data still to come, in _DATA; CRLF bytes still to come, in _DATA_END
+        self._remaining = (
+            0  # chunk data still to come, in _DATA; CRLF bytes still to come, in _DATA_END
+        )
         self._extensions = 0  # extension bytes seen in this message
         self._trailer_limit = trailer_limit
         self._eof = False
@@ -163,7 +165,7 @@ class ChunkedReader:
             # not the last byte, or more extension bytes than the message may still carry.
             if _has_bare_cr_or_lf(buf, max(self._scan - 1, 0)):
                 raise BadRequest("chunk line with a bare CR or LF")
-            digits = _HEX_RE.match(buf).end()
+            digits = _HEX_RE.match(buf).end()  # type: ignore[union-attr]  # "*": it always matches
             if digits > SIZE_DIGITS:
                 raise BadRequest("chunk size of more than %d hex digits" % SIZE_DIGITS)
             if len(buf) - digits - (buf[-1:] == b"\r") > EXTENSIONS_LIMIT - self._extensions:

@@ -24,7 +24,10 @@ class RequestHead:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RequestHead) and (
-            self.method, self.target, self.http_version, self.headers
+            self.method,
+            self.target,
+            self.http_version,
+            self.headers,
         ) == (other.method, other.target, other.http_version, other.headers)
 
     def __repr__(self) -> str:

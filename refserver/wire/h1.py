@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 
-from .fields import TOKEN_RE, field_tokens, remember
 from .events import (
     BadRequest,
     Body,
@@ -24,6 +23,7 @@ from .events import (
     URITooLong,
     VersionNotSupported,
 )
+from .fields import TOKEN_RE, field_tokens, remember
 from .request import HOST_RE, Request, from_h1_head
 from .response import (
     NO_BODY_STATUSES,
@@ -133,8 +133,8 @@ class H1Connection:
         self._rules = rules(server_header, date_header)
         self._view = view  # the request view's builder (a component: the fast path's is compiled)
         self._write_head = head_writer
-        self._head_buffer = b""
-        self._last_head = b""
+        self._head_buffer: bytes | bytearray = b""
+        self._last_head: bytes | bytearray = b""
         # A first read this long cannot break the request-line or head limit (see below).
         self._within_limits = min(limits.request_line, limits.head)
         self._unscanned = False
@@ -474,6 +474,4 @@ class H1Connection:
         self.keep_alive = False
         self.response_started = False
         body = REASONS.get(status, b"Error")
-        return self.response_head(
-            status, [TEXT_PLAIN], body, end=True
-        )
+        return self.response_head(status, [TEXT_PLAIN], body, end=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Any
 
 import h2.events as h2e
 from h2.config import H2Configuration
@@ -145,7 +146,7 @@ class H2Settings:
 
 
 class _Event:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(
@@ -289,8 +290,15 @@ class _Stream:
     """What this module remembers of a stream until both its sides are done."""
 
     __slots__ = (
-        "known", "discard", "expected", "limit", "received", "unacked", "remote_done",
-        "head_sent", "empties",
+        "known",
+        "discard",
+        "expected",
+        "limit",
+        "received",
+        "unacked",
+        "remote_done",
+        "head_sent",
+        "empties",
     )
 
     def __init__(self):
@@ -339,8 +347,8 @@ def _parse_request(block: list, limits: Limits, max_header_list_size: int):
     if size > max_header_list_size:
         raise HeadersTooLarge("header list larger than %d bytes" % max_header_list_size)
     pseudo: dict = {}
-    headers = []
-    cookies = []
+    headers: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
     for name, value in block:
         if name[:1] == b":":
             if headers or cookies:
@@ -479,7 +487,9 @@ class H2Connection:
         self._ended = False
         self._closing = False  # a GOAWAY(NO_ERROR) was sent: no new stream is served
         self._goaway_last = 2**31 - 1
-        self._peer_goaway = None  # (code, reason) of the peer's GOAWAY(NO_ERROR)
+        self._peer_goaway: tuple[int, str] | None = (
+            None  # (code, reason) of the peer's GOAWAY(NO_ERROR)
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -574,12 +584,15 @@ class H2Connection:
                 self._block_frames += 1
                 self._block_bytes += length
                 if self._block_frames > CONTINUATION_LIMIT:
-                    self._end(ENHANCE_YOUR_CALM, "more than %d CONTINUATION frames"
-                              % CONTINUATION_LIMIT)
+                    self._end(
+                        ENHANCE_YOUR_CALM, "more than %d CONTINUATION frames" % CONTINUATION_LIMIT
+                    )
                     return
                 if self._block_bytes > self._decoder.max_header_list_size:
-                    self._end(ENHANCE_YOUR_CALM, "header block larger than %d bytes"
-                              % self._decoder.max_header_list_size)
+                    self._end(
+                        ENHANCE_YOUR_CALM,
+                        "header block larger than %d bytes" % self._decoder.max_header_list_size,
+                    )
                     return
                 if flags & _END_HEADERS:
                     self._block_stream = 0
@@ -635,8 +648,10 @@ class H2Connection:
             self._block_frames = 0
             self._block_bytes = length
         if length > self._decoder.max_header_list_size:
-            self._end(ENHANCE_YOUR_CALM, "header block larger than %d bytes"
-                      % self._decoder.max_header_list_size)
+            self._end(
+                ENHANCE_YOUR_CALM,
+                "header block larger than %d bytes" % self._decoder.max_header_list_size,
+            )
             return False
         stream = self._streams.get(sid)
         if stream is not None and not stream.remote_done and not flags & _END_STREAM:
@@ -650,8 +665,9 @@ class H2Connection:
         if length != 4 or not sid:
             # h2 answers a wrong length (FRAME_SIZE_ERROR) and keeps the connection window.
             return not self._spend("WINDOW_UPDATE")
-        if sid in self._reset_ids or (sid <= self._h2.highest_inbound_stream_id
-                                      and sid not in self._streams):
+        if sid in self._reset_ids or (
+            sid <= self._h2.highest_inbound_stream_id and sid not in self._streams
+        ):
             self._spend("WINDOW_UPDATE on a closed stream")
             return False  # ignored (RFC 9113 5.1)
         if int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF == 0 and sid in self._streams:
@@ -683,8 +699,9 @@ class H2Connection:
         if stream is not None:
             stream.empties += 1
             if stream.empties > EMPTY_DATA_LIMIT:
-                self._end(ENHANCE_YOUR_CALM, "more than %d empty DATA frames in a row"
-                          % EMPTY_DATA_LIMIT)
+                self._end(
+                    ENHANCE_YOUR_CALM, "more than %d empty DATA frames in a row" % EMPTY_DATA_LIMIT
+                )
                 return True
         return self._spend("empty DATA")
 
@@ -704,10 +721,12 @@ class H2Connection:
         except ProtocolError as exc:
             h2.clear_outbound_data_buffer()  # h2's GOAWAY, replaced with the right code
             code, reason = decoder.failure or (
-                _code(exc.error_code), "%s: %s" % (type(exc).__name__, exc)
+                _code(exc.error_code),
+                "%s: %s" % (type(exc).__name__, exc),
             )
             self._end(code, reason)
             return
+        event: Any  # dispatched on its exact type, which mypy does not narrow
         for event in events:
             kind = type(event)
             if kind is h2e.RequestReceived:
@@ -912,8 +931,9 @@ class H2Connection:
         if not self._ended:
             self._h2.ping(payload)
 
-    def close(self, code: int = NO_ERROR, last_stream_id: int | None = None,
-              reason: str = "") -> None:
+    def close(
+        self, code: int = NO_ERROR, last_stream_id: int | None = None, reason: str = ""
+    ) -> None:
         """GOAWAY. With NO_ERROR a graceful shutdown: streams up to ``last_stream_id`` (by
         default every stream received so far) go on, later ones are refused (REFUSED_STREAM, safe
         to retry), and :class:`ConnectionEnded` comes once the last one has finished. With an
@@ -928,8 +948,11 @@ class H2Connection:
         last = self._h2.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         self._closing = True
         self._goaway_last = last
-        self._raw(GoAwayFrame(0, last_stream_id=last, error_code=NO_ERROR,
-                              additional_data=reason.encode("utf-8")).serialize())
+        self._raw(
+            GoAwayFrame(
+                0, last_stream_id=last, error_code=NO_ERROR, additional_data=reason.encode("utf-8")
+            ).serialize()
+        )
         for sid in [sid for sid in self._streams if sid > last]:
             self._reset(sid, REFUSED_STREAM, None, charge=False)
         self._maybe_finished()
@@ -1080,4 +1103,4 @@ def _lower(fields: list) -> list:
 
 
 def _response_fields(status: int, fields: list) -> list:
-    return [(b":status", b"%d" % status)] + _lower(fields)
+    return [(b":status", b"%d" % status), *_lower(fields)]

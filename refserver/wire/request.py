@@ -17,9 +17,10 @@ from .events import BadRequest, NotImplementedByServer
 HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-._~!$&'()*+,;=%0-9A-Za-z]*)(?::[0-9]*)?")
 _ABSOLUTE_RE = re.compile(rb"(?i:https?)://([^/?#]*)")
 # The str forms of the usual methods and versions, decoded once (others are decoded per request).
-_NAMES = {name: name.decode("ascii") for name in (
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0"
-)}
+_NAMES = {
+    name: name.decode("ascii")
+    for name in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"1.1", b"1.0")
+}
 
 
 class Request:
@@ -48,7 +49,10 @@ class Request:
 
     def __repr__(self) -> str:
         return "Request(%r, %r, %r, %r)" % (
-            self.method, self.raw_path, self.query_string, self.http_version
+            self.method,
+            self.raw_path,
+            self.query_string,
+            self.http_version,
         )
 
 
@@ -96,7 +100,7 @@ def split_target(target: bytes):
         authority = match.group(1)
         if not authority or not HOST_RE.fullmatch(authority):
             raise BadRequest("invalid authority in the request target")
-        target = target[match.end():]
+        target = target[match.end() :]
         if target[:1] != b"/":
             target = b"/" + target
     path, _, query = target.partition(b"?")

@@ -132,13 +132,38 @@ class ResponseRules:
 
 #: Fields a trailer section may not carry: they frame, route or authenticate the message, and a
 #: recipient must have them before the body (RFC 9110 6.5.1).
-_NOT_IN_TRAILERS = frozenset((
-    b"content-length", b"transfer-encoding", b"content-type", b"content-encoding",
-    b"content-range", b"host", b"authorization", b"set-cookie", b"trailer", b"te",
-    b"connection", b"keep-alive", b"proxy-connection", b"upgrade", b"cache-control", b"expect",
-    b"max-forwards", b"pragma", b"range", b"www-authenticate", b"proxy-authenticate",
-    b"age", b"expires", b"date", b"location", b"retry-after", b"vary", b"warning",
-))
+_NOT_IN_TRAILERS = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"content-type",
+        b"content-encoding",
+        b"content-range",
+        b"host",
+        b"authorization",
+        b"set-cookie",
+        b"trailer",
+        b"te",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+        b"cache-control",
+        b"expect",
+        b"max-forwards",
+        b"pragma",
+        b"range",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"age",
+        b"expires",
+        b"date",
+        b"location",
+        b"retry-after",
+        b"vary",
+        b"warning",
+    )
+)
 
 
 def check_trailers(headers) -> list:

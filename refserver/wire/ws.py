@@ -24,6 +24,7 @@ are the same on both, so this core serves an RFC 8441 stream as it serves an upg
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -46,7 +47,6 @@ from wsproto.frame_protocol import (
 )
 
 from .ws_handshake import DeflateParams
-
 
 #: zlib level for outgoing messages. 1 (what nginx uses for gzip by default) deflates 2-5 times
 #: faster than zlib's default 6 for 10-20% larger output; in a Python server the CPU is the scarcer
@@ -103,7 +103,10 @@ class Closed:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Closed) and (
-            self.code, self.reason, self.dropped, self.by_peer
+            self.code,
+            self.reason,
+            self.dropped,
+            self.by_peer,
         ) == (other.code, other.reason, other.dropped, other.by_peer)
 
     def __repr__(self) -> str:
@@ -176,7 +179,7 @@ class MessageRules(Extension):
         self._compressed = False  # the current inbound message is compressed
         self._control = False  # the frame being read is a control frame
         self._fragmented = False  # a data message has begun and its final frame is still to come
-        self._inflater = None
+        self._inflater: Any = None  # a zlib decompressor while a message is inflated
         self._deflater = None
 
     def enabled(self) -> bool:
@@ -205,11 +208,7 @@ class MessageRules(Extension):
         else:
             self._size = 0
             self._compressed = bool(rsv.rsv1) and self.deflate is not None
-        if (
-            self.max_size
-            and not self._compressed
-            and self._size + payload_length > self.max_size
-        ):
+        if self.max_size and not self._compressed and self._size + payload_length > self.max_size:
             return CloseReason.MESSAGE_TOO_BIG
         return self._claim
 
@@ -288,8 +287,7 @@ def unmask(data: bytes, key: bytes) -> bytes:
     n = len(data)
     if n <= 2048:
         return (
-            int.from_bytes(data, "little")
-            ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
+            int.from_bytes(data, "little") ^ int.from_bytes((key * ((n >> 2) + 1))[:n], "little")
         ).to_bytes(n, "little")
     out = bytearray(data)
     for i in range(4):
@@ -454,7 +452,7 @@ class LeanFrameDecoder(FrameDecoder):
             result = extension.frame_inbound_header(self, opcode, rsv, length)
             if result.__class__ is CloseReason:
                 raise ParseFailed("error in extension", result)
-            claimed |= (result[0] << 2) | (result[1] << 1) | result[2]
+            claimed |= (result[0] << 2) | (result[1] << 1) | result[2]  # type: ignore[index]
         if (b0 >> 4) & 7 & ~claimed:
             raise ParseFailed("Reserved bit set unexpectedly")
         if not masked:
@@ -533,8 +531,10 @@ class WSConnection:
         ) or self.violation is not None:
             return []  # after the peer's close frame (or a violation) nothing it sends counts
         conn.receive_data(data)
-        events = []
+        events: list = []
         parts = self._parts
+        event: Any  # dispatched on its exact type, which mypy does not narrow
+        message: Any  # str or bytes, by the kind of message
         for event in conn.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
@@ -598,6 +598,7 @@ class WSConnection:
     def fail(self) -> Closed:
         """Queue the close frame that fails the connection after a :class:`ProtocolViolation`."""
         violation = self.violation
+        assert violation is not None, "fail() follows a ProtocolViolation"
         return self.close(violation.code, violation.reason)
 
     # -- sending

@@ -99,9 +99,11 @@ def parse_handshake(request) -> Handshake:
         if len(nonce) != 16:
             raise HandshakeError("Sec-WebSocket-Key is not a base64-encoded 16-byte nonce")
     subprotocols = [
-        t.decode("latin-1") for t in (
+        t.decode("latin-1")
+        for t in (
             p.strip() for n, v in headers if n == b"sec-websocket-protocol" for p in v.split(b",")
-        ) if t
+        )
+        if t
     ]
     offers = []
     for name, value in headers:
@@ -152,7 +154,9 @@ def parse_extensions(text: str) -> list:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
@@ -170,7 +174,9 @@ class DeflateParams:
 
     __slots__ = ("response", "server_max_window_bits", "server_no_context_takeover")
 
-    def __init__(self, server_no_context_takeover: bool, server_max_window_bits: int, response: str):
+    def __init__(
+        self, server_no_context_takeover: bool, server_max_window_bits: int, response: str
+    ):
         self.server_no_context_takeover = server_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
         self.response = response  # the Sec-WebSocket-Extensions value that accepts it

@@ -78,7 +78,7 @@ async def send_text(send, status: int, text: bytes, headers=()) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"text/plain")] + list(headers),
+            "headers": [(b"content-type", b"text/plain"), *headers],
         }
     )
     await send({"type": "http.response.body", "body": text})

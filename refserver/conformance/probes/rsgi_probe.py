@@ -53,7 +53,8 @@ SCOPE_ATTRS = (
 
 
 def scope_view(scope) -> tuple:
-    view, types = {}, {}
+    view: dict = {}
+    types: dict = {}
     for name in SCOPE_ATTRS:
         try:
             value = getattr(scope, name)
@@ -454,9 +455,7 @@ class Probe:
     def __rsgi_init__(self, loop) -> None:
         record = {"loop_running": loop.is_running()}
         try:
-            record["run_until_complete"] = loop.run_until_complete(
-                asyncio.sleep(0, result="ran")
-            )
+            record["run_until_complete"] = loop.run_until_complete(asyncio.sleep(0, result="ran"))
         except Exception as exc:
             record["run_until_complete"] = {"raised": exception_record(exc)}
         self.init_calls.append(record)
@@ -464,8 +463,11 @@ class Probe:
     def __rsgi_del__(self, loop) -> None:
         write_report(
             "rsgi_del",
-            {"loop_running": loop.is_running(), "init_calls": len(self.init_calls),
-             "entered": dict(self.entered)},
+            {
+                "loop_running": loop.is_running(),
+                "init_calls": len(self.init_calls),
+                "entered": dict(self.entered),
+            },
         )
 
     async def __call__(self, scope, protocol) -> None:

@@ -43,8 +43,15 @@ async def asgi_websocket(scope, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                record_event(key, {"disconnect": {"code": message.get("code"),
-                                                  "reason": message.get("reason", "")}})
+                record_event(
+                    key,
+                    {
+                        "disconnect": {
+                            "code": message.get("code"),
+                            "reason": message.get("reason", ""),
+                        }
+                    },
+                )
                 return
             if message.get("text") is not None:
                 await send({"type": "websocket.send", "text": message["text"]})
@@ -69,18 +76,33 @@ async def asgi_websocket(scope, receive, send) -> None:
         await receive()
     elif path == "/ws/subprotocol":
         offered = scope.get("subprotocols") or [None]
-        await send({"type": "websocket.accept", "subprotocol": offered[-1],
-                    "headers": [(b"x-probe-ws", b"accepted")]})
+        await send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": offered[-1],
+                "headers": [(b"x-probe-ws", b"accepted")],
+            }
+        )
         await receive()
     elif path == "/ws/close":
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": int(first(params, "code", "1000")),
-                    "reason": first(params, "reason", "")})
+        await send(
+            {
+                "type": "websocket.close",
+                "code": int(first(params, "code", "1000")),
+                "reason": first(params, "reason", ""),
+            }
+        )
     elif path == "/ws/deny":
         await send({"type": "websocket.close"})
     elif path == "/ws/response":
-        await send({"type": "websocket.http.response.start", "status": 418,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 418,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": b"tea", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"pot"})
     elif path == "/ws/raise":

@@ -50,10 +50,26 @@ def status_line(code: int) -> str:
 #: The CGI variables a WSGI environ may carry (PEP 3333, RFC 3875), beyond ``HTTP_*``.
 CGI_KEYS = frozenset(
     (
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
-        "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
-        "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "REMOTE_USER",
-        "AUTH_TYPE", "PATH_TRANSLATED", "HTTPS", "RAW_URI", "REQUEST_URI",
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+        "GATEWAY_INTERFACE",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "REMOTE_HOST",
+        "REMOTE_USER",
+        "AUTH_TYPE",
+        "PATH_TRANSLATED",
+        "HTTPS",
+        "RAW_URI",
+        "REQUEST_URI",
     )
 )
 
@@ -65,7 +81,8 @@ def reported(key: str) -> bool:
 
 
 def environ_view(environ: dict) -> tuple:
-    view, types = {}, {}
+    view: dict = {}
+    types: dict = {}
     others = 0
     for key, value in environ.items():
         if not reported(key):
@@ -77,8 +94,15 @@ def environ_view(environ: dict) -> tuple:
         if value_key in ("wsgi.input", "wsgi.errors"):
             view[key] = {
                 attr: callable(getattr(value, attr, None))
-                for attr in ("read", "readline", "readlines", "__iter__", "write", "writelines",
-                             "flush")
+                for attr in (
+                    "read",
+                    "readline",
+                    "readlines",
+                    "__iter__",
+                    "write",
+                    "writelines",
+                    "flush",
+                )
             }
         elif isinstance(value, (str, bool, int, float, tuple, list)) or value is None:
             view[key] = jsonable(value)
@@ -101,7 +125,7 @@ def headers_from_environ(environ: dict) -> list:
 
 def json_response(start_response, data, status: int = 200):
     body = to_json(data)
-    start_response(status_line(status), JSON_HEADERS + [("Content-Length", str(len(body)))])
+    start_response(status_line(status), [*JSON_HEADERS, ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -137,8 +161,7 @@ def echo(environ, start_response, params):
 def _generate(parts, empty_first=False):
     if empty_first:
         yield b""
-    for part in parts:
-        yield part
+    yield from parts
 
 
 def respond_plan(environ, start_response, params):
