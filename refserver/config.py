@@ -668,6 +668,7 @@ class Config:
         def __getattr__(self, name: str) -> Any: ...
 
         static_path_route: tuple[str, ...]  # also completed by _check_static
+        pid_file: str | None  # cleared in a worker's copy (the supervisor's file)
 
     def __init__(self, app: object = None, **options: object):
         unknown = sorted(set(options) - set(_BY_NAME))

@@ -15,6 +15,8 @@ import stat
 import sys
 import time
 from asyncio import Task
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from . import logs
 from .accept import BATCH, SHARED_BATCH, Acceptor
@@ -27,9 +29,13 @@ from .protocols.connection import protocol_factory
 from .proxy import Forwarding
 from .server_errors import StartupFailed
 from .static import StaticFiles
-from .tls import make_context
+from .tls import ServerContext, make_context
 from .wire.h1 import Limits
 from .wire.response import TEXT_PLAIN
+
+if TYPE_CHECKING:
+    from .gateways.lifespan import Lifespan
+    from .watchdog import LoopWatchdog
 
 logger = logs.error_logger
 
@@ -70,7 +76,7 @@ class ServerState:
         self.tasks: dict = {}
         self._pending: list = []
         self.lifespan_state: dict = {}
-        self.handler = None  # async callable(stream), set once the app is loaded
+        self.handler: Any = None  # async callable(stream), set once the app is loaded
         self.ws_handler = None  # async callable(websocket session); None: WebSockets are off
         self.logger = logger
         # --access-log-file: opened here, in the process that serves (a worker, too), and
@@ -79,11 +85,11 @@ class ServerState:
         if config.access_log and config.access_log_file is not None:
             self.access_file = logs.send_access_to_file(config.access_log_file)
         self.access_log = config.access_log and logs.access_logger.isEnabledFor(logging.INFO)
-        self.access_format = None
+        self.access_format: logs.AccessFormat | None = None
         if self.access_log:
             self.access_format = logs.AccessFormat(config.access_log_format)
         # The start time of each request is recorded only for a format that shows a duration.
-        self.access_timed = self.access_log and self.access_format.timed
+        self.access_timed = self.access_format is not None and self.access_format.timed
         # --proxy-headers: None when off, so that a connection pays one identity test.
         self.forwarding = Forwarding(config.forwarded_allow_ips) if config.proxy_headers else None
         self._semaphore = asyncio.Semaphore(config.backpressure) if config.backpressure else None
@@ -91,13 +97,14 @@ class ServerState:
         self.metrics = Metrics() if config.metrics else None
         # --limit-max-requests: requests (and WebSockets) left before ``on_limit`` is called.
         self.requests_left: int | None = None
-        self.on_limit = None
+        self.on_limit: Callable[[], None] = _nothing
         # Served before the application (refserver.static); None without --static-path-route.
         self.static = StaticFiles.from_config(config, self.logger)
 
     def count_request(self) -> None:
-        self.requests_left -= 1
-        if self.requests_left == 0:
+        left = cast(int, self.requests_left) - 1  # called only while it is an int
+        self.requests_left = left
+        if left == 0:
             self.on_limit()
 
     def dispatch(self, stream) -> None:
@@ -153,7 +160,7 @@ class ServerState:
             else:
                 coro = self._held(stream) if held else self.handler(stream)
             if eager:
-                task = Task(coro, loop=loop, eager_start=True)
+                task = Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]  # 3.12+
             else:
                 task = loop.create_task(coro)
             if not task.done():
@@ -192,10 +199,11 @@ class ServerState:
             await self.handler(stream)
 
     def log_access(self, stream) -> None:
-        if self.access_log:
+        access_format = self.access_format  # set exactly when the access log is on
+        if access_format is not None:
             # The line is the message, without arguments: it is escaped already, and a % in a
             # value must not be read as a format.
-            logs.access_logger.info(self.access_format.render(stream))
+            logs.access_logger.info(access_format.render(stream))
 
     def describe_task(self, task) -> str:
         """The request ``task`` serves, for a log line; called from the loop watchdog's thread."""
@@ -294,8 +302,8 @@ class Server:
     def __init__(self, config: Config, link=None):
         self.config = config
         self.link = link
-        self.app = None
-        self.interface = None
+        self.app: Any = None
+        self.interface = ""  # asgi, rsgi or wsgi, once loaded
         self.state: ServerState | None = None
         self.started = asyncio.Event() if _has_loop() else None
         self.should_exit = False
@@ -303,13 +311,16 @@ class Server:
         self.sockets: list = []
         self._servers: list = []
         self._accepted = 0  # connections accepted by the listening sockets already closed
-        self.metrics_server = None  # --metrics, when this process serves them (no supervisor)
+        # --metrics, when this process serves them (no supervisor)
+        self.metrics_server: MetricsServer | None = None
         self._exit_event: asyncio.Event | None = None
-        self._lifespan = None
-        self._watchdog = None
-        self.ssl_context = None
+        self._lifespan: Lifespan | None = None
+        self._watchdog: LoopWatchdog | None = None
+        self.ssl_context: ServerContext | None = None
         self._pid_file_written = False
-        self._bound_uds = None  # the UNIX socket path this server created, removed at shutdown
+        self._bound_uds: str | None = (
+            None  # the UNIX socket path this server created, removed at shutdown
+        )
 
     # ---------------------------------------------------------------- loading
 
@@ -335,6 +346,7 @@ class Server:
     async def serve(self, sockets: list | None = None) -> None:
         """Serve until :meth:`request_shutdown`; raises StartupFailed if the app fails to start."""
         await self.startup(sockets)
+        assert self._exit_event is not None  # made by startup()
         try:
             await self._exit_event.wait()
         finally:
@@ -469,6 +481,7 @@ class Server:
     def metrics_report(self) -> dict:
         """This process's metrics (:meth:`refserver.metrics.Metrics.report`)."""
         state = self.state
+        assert state is not None and state.metrics is not None  # served once started, --metrics
         accepted = self._accepted + sum(server.accepted for server in self._servers)
         return state.metrics.report(
             self.interface, accepted, len(state.connections), state.in_flight()
@@ -490,10 +503,11 @@ class Server:
         self._pid_file_written = True
 
     def _remove_pid_file(self) -> None:
-        if self._pid_file_written:
+        path = self.config.pid_file
+        if self._pid_file_written and path is not None:
             self._pid_file_written = False
             try:
-                os.unlink(self.config.pid_file)
+                os.unlink(path)
             except OSError:
                 pass
 
@@ -589,6 +603,10 @@ class Server:
         now = time.monotonic()
         for request, started in list(state.tasks.values()):
             logger.warning("cut at shutdown: %s", describe_request(request, now - started))
+
+
+def _nothing() -> None:
+    pass
 
 
 def remove_socket_file(path: str) -> None:

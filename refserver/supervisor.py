@@ -31,6 +31,7 @@ import os
 import signal
 import socket
 import time
+from typing import cast
 
 from . import logs
 from .binding import bind_sockets, describe_address
@@ -82,6 +83,10 @@ class Worker:
     def serving(self) -> bool:
         return self.ready_at is not None and not self.stopping and not self.exited.done()
 
+    def age(self) -> float:
+        """Seconds since the worker was ready (0 before)."""
+        return 0.0 if self.ready_at is None else time.monotonic() - self.ready_at
+
 
 class Supervisor:
     def __init__(self, config: Config):
@@ -91,13 +96,14 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.exit_code = 0
         self.sockets: list[socket.socket] = []
-        self._stop: asyncio.Event | None = None
+        # Since Python 3.10 these bind to the loop that first waits on them, not at creation.
+        self._stop = asyncio.Event()
         self._stop_signals = 0
-        self._replace_lock: asyncio.Lock | None = None
+        self._replace_lock = asyncio.Lock()
         self._quick_deaths = 0
         self._tasks: set = set()
         self.metrics = Aggregate() if config.metrics else None
-        self.metrics_server = None
+        self.metrics_server: MetricsServer | None = None
 
     # ------------------------------------------------------------------ process
 
@@ -153,8 +159,6 @@ class Supervisor:
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._replace_lock = asyncio.Lock()
         handlers = {
             signal.SIGINT: self._stop_signal,
             signal.SIGTERM: self._stop_signal,
@@ -207,12 +211,14 @@ class Supervisor:
             if not isinstance(exc, WorkerFailed):
                 raise exc
         if failed:
-            self._startup_failed(failed[0])
+            self._startup_failed(cast(WorkerFailed, failed[0]))
             if self.reload:
                 await self._stop_all()  # the others started: the next change restarts them all
             return False
         logger.info(
-            "%d worker(s) ready (pid %s)", len(results), ", ".join(str(w.pid) for w in results)
+            "%d worker(s) ready (pid %s)",
+            len(results),
+            ", ".join(str(cast(Worker, w).pid) for w in results),
         )
         return True
 
@@ -324,7 +330,7 @@ class Supervisor:
             self._spawn(self._replace_dead(worker, returncode))
 
     async def _replace_dead(self, worker: Worker, returncode: int) -> None:
-        lived = time.monotonic() - worker.ready_at
+        lived = worker.age()
         self._quick_deaths = self._quick_deaths + 1 if lived < QUICK_DEATH else 1
         delay = 0.0
         if self._quick_deaths > 1:
@@ -360,6 +366,7 @@ class Supervisor:
         ]
         await asyncio.gather(*(self._ask_report(w) for w in asked))
         serving = sum(1 for w in self.workers if w.serving)
+        assert self.metrics is not None  # only --metrics serves this
         return exposition(self.metrics.total(), workers=serving)
 
     async def _ask_report(self, worker: Worker) -> None:
@@ -464,12 +471,11 @@ class Supervisor:
             return
         while True:
             await asyncio.sleep(MONITOR_INTERVAL)
-            now = time.monotonic()
             for worker in list(self.workers):
                 if not worker.serving or worker.replacing:
                     continue
                 lifetime = config.workers_lifetime
-                if lifetime is not None and now - worker.ready_at >= lifetime:
+                if lifetime is not None and worker.age() >= lifetime:
                     self._spawn(self.replace(worker, f"--workers-lifetime {lifetime:g} s"))
                     continue
                 limit = config.workers_max_rss

@@ -23,7 +23,9 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import logs
 from .binding import bind_reuse_port
@@ -81,14 +83,19 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+def _nothing() -> None:
+    pass
+
+
 class SupervisorLink:
     """The worker's end of the line (see the module docstring)."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
-        self._loop = None
-        self._on_lost = None
-        self._report = None
+        # Set by ready(), which comes before every other use.
+        self._loop: Any = None
+        self._on_lost: Callable[[], None] = _nothing
+        self._report: Callable[[], dict] | None = None
         self._received = b""
         self._unsent = b""
 
@@ -121,7 +128,9 @@ class SupervisorLink:
             pass
 
     def _report_line(self) -> bytes:
-        return METRICS[:-1] + b" " + json.dumps(self._report()).encode() + b"\n"
+        report = self._report
+        assert report is not None  # asked for only when ready() was given one
+        return METRICS[:-1] + b" " + json.dumps(report()).encode() + b"\n"
 
     def _send(self, message: bytes) -> None:
         if self._unsent:
