@@ -154,3 +154,29 @@ def describe_address(sock: socket.socket, tls: bool = False) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def write_pid_file(path: str) -> None:
+    """``--pid-file``: this process's PID, written once every socket listens, so that whoever
+    reads the file can connect."""
+    try:
+        with open(path, "w") as file:
+            file.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --pid-file {path}: {exc.strerror}") from None
+
+
+def remove_pid_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_socket_file(path: str) -> None:
+    """Remove the UNIX socket this process bound (a worker leaves its supervisor's alone)."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass

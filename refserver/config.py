@@ -643,6 +643,11 @@ OPTIONS: tuple[Option, ...] = (
 _BY_NAME = {option.name: option for option in OPTIONS}
 
 
+def _check_port(flag: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{flag} must be between 0 and 65535, got {port}")
+
+
 def load_env_file(path: str) -> None:
     """Fill ``os.environ`` from a dotenv file, without replacing a variable already set: the
     environment given to the process is the more deliberate of the two."""
@@ -685,8 +690,8 @@ class Config:
             else:
                 value = option.default
             setattr(self, option.name, value)
-        if self.uds is None and not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.uds is None:
+            _check_port("--port", self.port)
         self._check_edge()
         if self.fd is not None and self.uds is not None:
             raise ConfigError(
@@ -727,10 +732,7 @@ class Config:
         """Where to serve metrics means nothing without --metrics: an error, as for --workers."""
         if not self.metrics:
             self._refuse_without("--metrics", ["metrics_address", "metrics_port"])
-        if not 0 <= self.metrics_port <= 65535:
-            raise ConfigError(
-                f"--metrics-port must be between 0 and 65535, got {self.metrics_port}"
-            )
+        _check_port("--metrics-port", self.metrics_port)
 
     def _check_tls(self) -> None:
         """TLS options that would be silently ignored are errors: a server meant to check client

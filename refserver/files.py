@@ -76,6 +76,13 @@ async def copy_blocks(fd: int, offset: int, count: int, send) -> int:
     return sent
 
 
+def check_whole(stream, sent: int, count: int) -> None:
+    """After a file region was sent: one that came short resets the exchange (FileShrunk)."""
+    if sent < count:
+        stream.abort()
+        raise FileShrunk(count - sent)
+
+
 def region(fd: int, offset, count):
     """``(offset, count)`` of a region of the file ``fd``: ``offset`` None is the descriptor's
     position, ``count`` None runs to the end of the file (as it is now). ValueError for a

@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import signal
-import stat
 import sys
 import time
 from asyncio import Task
@@ -20,7 +19,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import logs
 from .accept import BATCH, SHARED_BATCH, Acceptor
-from .binding import bind_sockets, describe_address
+from .binding import (
+    bind_sockets,
+    describe_address,
+    remove_pid_file,
+    remove_socket_file,
+    write_pid_file,
+)
 from .config import Config, ConfigError, load_env_file
 from .impl import ImplementationUnavailable, select
 from .loader import detect_interface, load_app
@@ -491,25 +496,15 @@ class Server:
         return exposition(self.metrics_report())
 
     def _write_pid_file(self) -> None:
-        """Written once every socket listens: a supervisor that sees the file can connect."""
-        path = self.config.pid_file
-        if path is None:
-            return
-        try:
-            with open(path, "w") as file:
-                file.write(f"{os.getpid()}\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot write --pid-file {path}: {exc.strerror}") from None
-        self._pid_file_written = True
+        if self.config.pid_file is not None:
+            write_pid_file(self.config.pid_file)
+            self._pid_file_written = True
 
     def _remove_pid_file(self) -> None:
         path = self.config.pid_file
         if self._pid_file_written and path is not None:
             self._pid_file_written = False
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            remove_pid_file(path)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown; a second call while shutting down closes everything now."""
@@ -607,15 +602,6 @@ class Server:
 
 def _nothing() -> None:
     pass
-
-
-def remove_socket_file(path: str) -> None:
-    """Remove the UNIX socket this process bound (a worker leaves its supervisor's alone)."""
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
 
 
 def _has_loop() -> bool:

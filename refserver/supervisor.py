@@ -34,7 +34,13 @@ import time
 from typing import cast
 
 from . import logs
-from .binding import bind_sockets, describe_address
+from .binding import (
+    bind_sockets,
+    describe_address,
+    remove_pid_file,
+    remove_socket_file,
+    write_pid_file,
+)
 from .config import Config, ConfigError
 from .metrics import REPORT_TIMEOUT, Aggregate, MetricsServer, exposition
 from .worker import METRICS, READY, RETIRE, Handoff, command, send_handoff
@@ -124,7 +130,8 @@ class Supervisor:
             self.sockets = bind_sockets(config, listen=not config.reuse_port)
             if config.metrics:
                 self.metrics_server = MetricsServer.bind(config, self.collect_metrics)
-            self._write_pid_file()
+            if config.pid_file is not None:
+                write_pid_file(config.pid_file)
         except ConfigError as exc:
             logger.error("%s", exc)
             self._close_sockets()
@@ -134,20 +141,9 @@ class Supervisor:
         finally:
             self._close_sockets()
             if config.pid_file is not None:
-                _unlink(config.pid_file)
-
-    def _write_pid_file(self) -> None:
-        path = self.config.pid_file
-        if path is not None:
-            try:
-                with open(path, "w") as file:
-                    file.write(f"{os.getpid()}\n")
-            except OSError as exc:
-                raise ConfigError(f"cannot write --pid-file {path}: {exc.strerror}") from None
+                remove_pid_file(config.pid_file)
 
     def _close_sockets(self) -> None:
-        from .server import remove_socket_file
-
         for sock in self.sockets:
             sock.close()
         if self.metrics_server is not None:
@@ -510,11 +506,4 @@ def _signal(worker: Worker, signum: int) -> None:
     try:
         worker.proc.send_signal(signum)
     except ProcessLookupError:
-        pass
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
         pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from refserver.files import FileShrunk, copy_blocks
+from refserver.files import check_whole, copy_blocks
 from refserver.gateways.stream import ClientDisconnected
 from refserver.wire.events import ResponseError
 from refserver.wire.request import Request
@@ -142,10 +142,7 @@ class MemoryStream:
             raise ResponseError("response body sent outside of a response")
         self.files.append((offset, count, end))
         if self.request.method != "HEAD":
-            sent = await copy_blocks(fd, offset, count, self.send_body)
-            if sent < count:
-                self.abort()
-                raise FileShrunk(count - sent)
+            check_whole(self, await copy_blocks(fd, offset, count, self.send_body), count)
         if end:
             self.end_response()
 

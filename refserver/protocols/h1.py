@@ -19,9 +19,9 @@ import struct
 
 from ..files import (
     CONNECTION_GONE,
-    FileShrunk,
     KernelSend,
     SendTimeout,
+    check_whole,
     copy_blocks,
     kernel_sends,
 )
@@ -244,9 +244,7 @@ class H1Stream:
             else:
                 sent = await copy_blocks(fd, offset, count, proto.write_body)
             self.body_sent += sent
-            if sent < count:
-                self.abort()
-                raise FileShrunk(count - sent)
+            check_whole(self, sent, count)
             if after:
                 proto.write(after)
         if end:

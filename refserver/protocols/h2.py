@@ -18,7 +18,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from ..files import FileShrunk, copy_blocks
+from ..files import check_whole, copy_blocks
 from ..gateways.stream import ClientDisconnected
 from ..wire import h2 as wire
 from ..wire.events import ResponseError
@@ -258,10 +258,7 @@ class H2Stream:
         """A file region as body, read in blocks: DATA frames are framed and flow-controlled
         here, which the kernel cannot do. A file that ends before ``count`` resets the stream."""
         if not self._no_body:
-            sent = await copy_blocks(fd, offset, count, self.send_body)
-            if sent < count:
-                self.abort()
-                raise FileShrunk(count - sent)
+            check_whole(self, await copy_blocks(fd, offset, count, self.send_body), count)
         elif self.disconnected or self._proto.closing:
             self._finish(disconnected=True)
             raise ClientDisconnected("the client disconnected")
