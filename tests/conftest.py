@@ -89,4 +89,6 @@ def pytest_runtest_setup(item):
     cov = Coverage.current()
     if cov is not None:
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        cov.switch_context(f"impl={params.get('impl', 'none')}")
+        context = f"impl={params.get('impl', 'none')}"
+        cov.switch_context(context)
+        os.environ["COVERAGE_CONTEXT"] = context  # for the servers the test starts as processes
