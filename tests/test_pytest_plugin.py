@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+# Imported here, before any inner run: pytester restores sys.modules after each one, and a
+# cryptography imported first inside it (for the TLS cells) would then be imported again, its
+# classes new while its compiled core keeps the old ones ("curve must be an EllipticCurve
+# instance" in the next module that makes a certificate).
+import trustme  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 GOOD_APPS = '''
