@@ -1,6 +1,7 @@
 """The frameworks grid: real applications of each framework (tests/frameworks/, unchanged
-framework code), served through the pytest plugin on both paths, over HTTP/1.1, and over HTTP/2
-with TLS (ALPN; WebSockets then take HTTP/1.1 over TLS).
+framework code), served through the pytest plugin on both paths, over HTTP/1.1, over HTTP/2 in
+cleartext (prior knowledge) and over HTTP/2 with TLS (ALPN); WebSockets take each cell's HTTP
+version, over HTTP/2 an extended CONNECT (RFC 8441).
 
 One server per framework and cell (module-scoped), shared by the tests of that pair; the plugin's
 strict mode fails any test whose requests made refserver log a protocol violation.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from frameworks import STREAM_CHUNKS, upload_summary
-from refserver.pytest_plugin import serve
+from refserver.pytest_plugin import WebSocketClosed, serve
 
 httpx = pytest.importorskip("httpx")
 
@@ -51,6 +52,8 @@ pytestmark = [
     pytest.mark.refserver_matrix(
         {"impl": "pure", "loop": "asyncio", "http": "1"},
         {"impl": "fast", "loop": "uvloop", "http": "1"},
+        {"impl": "pure", "loop": "asyncio", "http": "2"},
+        {"impl": "fast", "loop": "uvloop", "http": "2"},
         {"impl": "pure", "loop": "asyncio", "http": "auto", "tls": True},
         {"impl": "fast", "loop": "uvloop", "http": "auto", "tls": True},
     ),
@@ -67,7 +70,7 @@ def pytest_generate_tests(metafunc):
     if "framework" in metafunc.fixturenames:
         names = [
             name for name, spec in FRAMEWORKS.items()
-            if spec.websocket or metafunc.definition.originalname != "test_websocket"
+            if spec.websocket or not metafunc.definition.originalname.startswith("test_websocket")
         ]
         metafunc.parametrize("framework", names, indirect=True, scope="module")
 
@@ -97,15 +100,10 @@ def client(served):
         yield client
 
 
-def _version(served) -> str:
-    """The HTTP version the client must have spoken: HTTP/2 wherever ALPN offers it."""
-    return "HTTP/2" if served.cell.tls and served.cell.http != "1" else "HTTP/1.1"
-
-
 def test_routing_and_query(served, client):
     response = client.get("/hello/caf%C3%A9", params={"greeting": "Bonjour & hi"})
     assert response.status_code == 200
-    assert response.http_version == _version(served)
+    assert response.http_version == f"HTTP/{served.http_version}"
     assert response.text == "Bonjour & hi, café!"
     assert response.headers["content-type"].startswith("text/")
     assert client.get("/hello/refserver").text == "Hello, refserver!"
@@ -177,19 +175,40 @@ def test_server_error(client):
     assert client.get("/hello/again").text == "Hello, again!"
 
 
-def test_websocket(served):
+def _connect(served, path: str):
+    """The websockets library over HTTP/1.1 (a client that shares no code with refserver, which
+    frames with wsproto); over HTTP/2, which it does not speak, the plugin's RFC 8441 client.
+    Returns the connection, its closed exception and how to read the server's close code."""
+    if served.http_version == "2":
+        ws = served.websocket(path, timeout=5)
+        assert ws.http_version == "2"
+        return ws, WebSocketClosed, lambda closed: closed.code
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    context = None
-    if served.cell.tls:
-        context = served.ssl_context
-        context.set_alpn_protocols(["http/1.1"])
-    with connect(served.ws_url + "/ws", ssl=context, open_timeout=5, close_timeout=5) as ws:
+    ws = connect(served.ws_url + path, ssl=served.ssl_context, open_timeout=5, close_timeout=5)
+    return ws, ConnectionClosed, lambda closed: closed.rcvd and closed.rcvd.code
+
+
+def test_websocket(served):
+    ws, closed_error, close_code = _connect(served, "/ws")
+    with ws:
         for text in ("hello", "café " * 1000):
             ws.send(text)
             assert ws.recv(timeout=5) == f"echo: {text}"
         ws.send("bye")
-        with pytest.raises(ConnectionClosed) as closed:
+        with pytest.raises(closed_error) as closed:
             ws.recv(timeout=5)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    assert close_code(closed.value) == 1000
+
+
+def test_websocket_bytes(served):
+    """Binary messages both ways, and a close from the client, which the server answers."""
+    ws, closed_error, close_code = _connect(served, "/ws/bytes")
+    with ws:
+        for data in (b"\x00\x01\xff", bytes(range(256)) * 40):
+            ws.send(data)
+            assert ws.recv(timeout=5) == b"echo: " + data
+    with pytest.raises(closed_error) as closed:
+        ws.recv(timeout=5)
+    assert close_code(closed.value) == 1000

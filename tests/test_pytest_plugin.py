@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+# Imported here, before any inner run: pytester restores sys.modules after each one, and a
+# cryptography imported first inside it (for the TLS cells) would then be imported again, its
+# classes new while its compiled core keeps the old ones ("curve must be an EllipticCurve
+# instance" in the next module that makes a certificate).
+import trustme  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 GOOD_APPS = '''
@@ -23,6 +29,9 @@ async def asgi_app(scope, receive, send):
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await ws_echo(scope, receive, send)
+        return
     body = b""
     while True:
         message = await receive()
@@ -34,6 +43,30 @@ async def asgi_app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": payload})
+
+
+WS_CLOSE_CODES = []  # the code of each websocket.disconnect the app received
+
+
+async def ws_echo(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/deny":
+        await send({"type": "websocket.close"})
+        return
+    await send({"type": "websocket.accept", "subprotocol": scope["subprotocols"][0]})
+    agent = dict(scope["headers"]).get(b"x-agent", b"").decode()
+    facts = {"http": scope["http_version"], "scheme": scope["scheme"], "agent": agent}
+    await send({"type": "websocket.send", "text": json.dumps(facts)})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            WS_CLOSE_CODES.append(message["code"])
+            return
+        if message.get("text") == "bye":
+            await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+            return
+        kind = "text" if message.get("text") is not None else "bytes"
+        await send({"type": "websocket.send", kind: message[kind]})
 
 
 def wsgi_app(environ, start_response):
@@ -138,6 +171,63 @@ def test_in_process_client(refserver_client):
     # 16 cells x (asgi + 2 shared), 2 listed cells for rsgi, 1 in-process.
     result.assert_outcomes(passed=16 * 3 + 2 + 1)
     result.stdout.no_fnmatch_line("*ProtocolViolation*")
+
+
+def test_websockets_over_http1_and_http2_across_the_matrix(pytester):
+    result = _inner(pytester, "test_ws", '''
+import json
+import time
+
+import pytest
+from apps import WS_CLOSE_CODES, asgi_app
+from refserver.pytest_plugin import WebSocketClosed, WebSocketRejected
+
+pytestmark = pytest.mark.refserver_matrix(
+    impl=["pure", "fast"], http=["1", "2", "auto"], tls=[False, True]
+)
+
+
+def test_websocket(refserver_serve, refserver_cell):
+    srv = refserver_serve(asgi_app)
+    # HTTP/2 where the cell serves only HTTP/2, or offers it by ALPN; cleartext "auto" starts
+    # with HTTP/1.1, as httpx does.
+    http2 = refserver_cell.http == "2" or (refserver_cell.tls and refserver_cell.http == "auto")
+    expected = "2" if http2 else "1.1"
+    assert srv.http_version == expected
+    with srv.httpx_client() as client:
+        assert client.get("/").json()["http"] == expected
+    with srv.websocket("/echo", subprotocols=["chat", "other"],
+                       headers=[("X-Agent", "pytest")]) as ws:
+        assert (ws.http_version, ws.subprotocol) == (expected, "chat")
+        assert json.loads(ws.recv()) == {
+            "http": expected, "scheme": "wss" if refserver_cell.tls else "ws", "agent": "pytest",
+        }
+        ws.send("héllo")
+        assert ws.recv() == "héllo"
+        big = bytes(range(256)) * 1000  # past HTTP/2's first windows (64 KiB), both ways
+        ws.send(big)
+        assert ws.recv() == big
+        ws.send("bye")
+        with pytest.raises(WebSocketClosed) as closed:
+            ws.recv()
+        assert (closed.value.code, closed.value.reason) == (4001, "bye")
+        with pytest.raises(WebSocketClosed):
+            ws.send("after")
+
+    seen = len(WS_CLOSE_CODES)
+    with srv.websocket("/echo", subprotocols=["chat"]) as ws:
+        ws.recv()
+    deadline = time.monotonic() + 5
+    while len(WS_CLOSE_CODES) == seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert WS_CLOSE_CODES[seen:] == [1000]  # the client's close(), as the app saw it
+
+    with pytest.raises(WebSocketRejected) as rejected:
+        srv.websocket("/deny")
+    assert rejected.value.status == 403
+''')
+    # 2 paths x 3 protocol choices x cleartext and TLS
+    result.assert_outcomes(passed=12)
 
 
 @pytest.mark.parametrize(

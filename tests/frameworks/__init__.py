@@ -12,6 +12,8 @@ GET  /redirect              a redirect (301-308) to ``/hello/redirected``
 GET  /stream                ``chunk 0\\n`` .. ``chunk 4\\n``, streamed (no Content-Length)
 GET  /error                 the view raises: the framework's 500 page
 ws   /ws                    a WebSocket echoing ``echo: <text>``; ``bye`` closes it with 1000
+ws   /ws/bytes              a WebSocket echoing binary messages as ``echo: <bytes>``, until the
+                            client closes it
 ==========================  ===================================================================
 
 Each module has ``make_app()`` (``make_wsgi_app()``/``make_asgi_app()`` for the frameworks that

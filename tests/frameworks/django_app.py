@@ -107,7 +107,14 @@ def make_asgi_app():
             else:
                 await self.send(text_data=f"echo: {text_data}")
 
+    class EchoBytes(AsyncWebsocketConsumer):
+        async def receive(self, text_data=None, bytes_data=None):
+            await self.send(bytes_data=b"echo: " + bytes_data)
+
     return ProtocolTypeRouter({
         "http": get_asgi_application(),
-        "websocket": URLRouter([path("ws", Echo.as_asgi())]),
+        "websocket": URLRouter([
+            path("ws", Echo.as_asgi()),
+            path("ws/bytes", EchoBytes.as_asgi()),
+        ]),
     })

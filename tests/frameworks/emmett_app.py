@@ -73,4 +73,11 @@ def make_app() -> App:
                 return  # the server closes the socket with 1000
             await websocket.send(f"echo: {text}")
 
+    @app.websocket("/ws/bytes")
+    async def echo_bytes():
+        await websocket.accept()
+        while True:
+            data = await websocket.receive()
+            await websocket.send(b"echo: " + data)
+
     return app

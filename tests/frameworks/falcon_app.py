@@ -142,6 +142,16 @@ class Echo:
             await ws.send_text(f"echo: {text}")
 
 
+class EchoBytes:
+    async def on_websocket(self, req, ws):
+        await ws.accept()
+        try:
+            while True:
+                await ws.send_data(b"echo: " + await ws.receive_data())
+        except falcon.WebSocketDisconnected:
+            return  # the client closed
+
+
 def _routes(app, resources) -> None:
     for path, resource in zip(
         ["/hello/{name}", "/json", "/form", "/upload", "/cookies/set", "/cookies/get",
@@ -163,4 +173,5 @@ def make_asgi_app() -> falcon.asgi.App:
     _routes(app, [AsyncHello(), AsyncJSON(), AsyncForm(), AsyncUpload(), AsyncSetCookie(),
                   AsyncGetCookie(), AsyncRedirect(), AsyncStream(), AsyncError()])
     app.add_route("/ws", Echo())
+    app.add_route("/ws/bytes", EchoBytes())
     return app

@@ -62,4 +62,10 @@ def make_app() -> FastAPI:
                 return
             await websocket.send_text(f"echo: {text}")
 
+    @app.websocket("/ws/bytes")
+    async def echo_bytes(websocket: WebSocket):
+        await websocket.accept()
+        async for data in websocket.iter_bytes():  # until the client closes
+            await websocket.send_bytes(b"echo: " + data)
+
     return app

@@ -76,8 +76,15 @@ async def echo(socket: WebSocket) -> None:
         await socket.send_text(f"echo: {text}")
 
 
+@websocket("/ws/bytes")
+async def echo_bytes(socket: WebSocket) -> None:
+    await socket.accept()
+    async for data in socket.iter_data(mode="binary"):  # until the client closes
+        await socket.send_bytes(b"echo: " + data)
+
+
 def make_app() -> Litestar:
     return Litestar(
         route_handlers=[hello, json_echo, form, upload, set_cookie, get_cookie, redirect, stream,
-                        error, echo],
+                        error, echo, echo_bytes],
     )

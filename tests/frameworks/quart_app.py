@@ -63,4 +63,10 @@ def make_app() -> quart.Quart:
                 return
             await quart.websocket.send(f"echo: {text}")
 
+    @app.websocket("/ws/bytes")
+    async def echo_bytes():
+        while True:  # Quart cancels the handler when the client closes
+            data = await quart.websocket.receive()
+            await quart.websocket.send(b"echo: " + data)
+
     return app

@@ -70,6 +70,12 @@ async def echo(websocket: WebSocket):
         await websocket.send_text(f"echo: {text}")
 
 
+async def echo_bytes(websocket: WebSocket):
+    await websocket.accept()
+    async for data in websocket.iter_bytes():  # until the client closes
+        await websocket.send_bytes(b"echo: " + data)
+
+
 def make_app() -> Starlette:
     return Starlette(routes=[
         Route("/hello/{name}", hello, name="hello"),
@@ -82,4 +88,5 @@ def make_app() -> Starlette:
         Route("/stream", stream),
         Route("/error", error),
         WebSocketRoute("/ws", echo),
+        WebSocketRoute("/ws/bytes", echo_bytes),
     ])
