@@ -188,6 +188,15 @@ def test_a_request_becomes_one_request_view():
                                (b"cookie", b"a=1; b=2")]
 
 
+def test_the_authority_is_the_first_header_when_no_host_was_sent():
+    """ASGI: the value of ``:authority`` is added at the start of the headers as ``host``."""
+    peer = Peer()
+    fields = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com"),
+              (":path", "/"), ("accept", "*/*"), ("user-agent", "t")]
+    request = only(peer.request(1, fields), RequestReceived).request
+    assert request.headers == [(b"host", b"example.com"), (b"accept", b"*/*"), (b"user-agent", b"t")]
+
+
 def test_the_authority_comes_from_host_without_authority():
     peer = Peer()
     fields = [(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "h.example")]

@@ -109,8 +109,7 @@ def split_target(target: bytes):
 
 def with_host(headers: list, authority: bytes) -> list:
     """``headers`` with ``authority`` as the one ``host`` field: it replaces every Host value,
-    and is added where none was sent (HTTP/1.0, HTTP/2)."""
-    replaced = [(n, authority if n == b"host" else v) for n, v in headers]
+    and is added first where none was sent (HTTP/1.0, HTTP/2), where ASGI puts it."""
     if all(n != b"host" for n, _ in headers):
-        replaced.append((b"host", authority))
-    return replaced
+        return [(b"host", authority), *headers]
+    return [(n, authority if n == b"host" else v) for n, v in headers]
