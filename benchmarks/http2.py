@@ -22,7 +22,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -94,11 +93,6 @@ RATIOS = [
 def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
     """Why ``target`` cannot be measured here (its server is not installed, or cannot speak
     HTTP/2 yet), or None. ``checked`` caches the answers over the targets of one run."""
-    def once(key, probe):
-        if key not in checked:
-            checked[key] = probe()
-        return checked[key]
-
     modules = {"floor": ["h2", "uvloop"], "uvicorn": ["uvicorn", "zttp"]}.get(
         target.server, [target.server]
     )
@@ -106,11 +100,13 @@ def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
         if not run.importable(python, module, checked):
             return f"{module} is not installed for {python}"
     if target.server == "refserver":
-        speaks_h2 = once("h2", lambda: run.cli_has_option(python, "refserver", "--http"))
+        speaks_h2 = run.probe_once(
+            checked, "h2", lambda: run.cli_has_option(python, "refserver", "--http")
+        )
         if not speaks_h2:
             return "refserver has no --http option (it does not speak HTTP/2 yet)"
         if target.name.startswith("refserver-fast-"):
-            reason = once("fast", lambda: run.fast_path_unavailable(python))
+            reason = run.probe_once(checked, "fast", lambda: run.fast_path_unavailable(python))
             if reason:
                 return f"fast path not available ({reason})"
     return None
@@ -242,31 +238,23 @@ def run_h2load(args, port: int, duration: float) -> H2loadRun:
 
 
 def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) -> dict:
-    """One run of ``target`` (``endpoint`` and ``script_path`` are unused: GET / is the only
-    request here; the signature is the one run.measure_run calls)."""
-    run.wait_before_run(args)
-    server = run.RunningServer(target, args.python, args.server_cpus, log_dir,
-                               probe=lambda port, timeout: h2_get(port, "/", timeout))
-    server.start()
-    try:
-        server.wait_ready()
-        check_answer(server.port)
-        rss_idle = run.rss_mib(server.proc.pid)
-        if args.warmup > 0:
-            run_h2load(args, server.port, args.warmup)
-        load, usage = run.measure_load(
-            args, server, lambda: run_h2load(args, server.port, args.duration)
-        )
-        check_answer(server.port)  # still correct after the load
-    finally:
-        exit_code = server.stop()
+    """One run of ``target``: run.py's run, over h2c with h2load (``endpoint`` and
+    ``script_path`` are unused: GET / is the only request here; the signature is the one
+    run.measure_run calls)."""
+    done = run.load_fresh_server(
+        args, target, log_dir,
+        lambda server, seconds: run_h2load(args, server.port, seconds),
+        check=lambda server: check_answer(server.port),
+        probe=lambda port, timeout: h2_get(port, "/", timeout),
+    )
+    load, usage = done.result, done.usage
     s = load.summary
     # Completed streams answered 2xx (h2load's status counts also have the streams still open at
     # the end, its "succeeded" only completed ones, which may include 3xx).
     requests = s["succeeded"] - s["errors"]["status_3xx"]
     cpu = usage["server_cpu_s"]
     return {
-        "command": server.argv,
+        "command": done.server.argv,
         "requests": requests,
         "duration_s": s["duration_s"],
         "rps": requests / s["duration_s"] if s["duration_s"] else 0.0,
@@ -277,8 +265,8 @@ def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) 
         **usage,
         "requests_per_cpu_s": requests / cpu if cpu > 0 else None,
         "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
-        "rss_idle_mib": rss_idle,
-        "server_exit_code": exit_code,
+        "rss_idle_mib": done.rss_idle_mib,
+        "server_exit_code": done.exit_code,
         "h2load_stdout": load.stdout,
     }
 
@@ -357,6 +345,12 @@ def check_prerequisites(args) -> None:
                                  "--server-cpus/--client-cpus or --no-pin")
 
 
+def progress_line(m: dict) -> str:
+    return (f"{m['rps']:>10,.0f} req/s  cpu {m['server_cpu_util'] * 100:3.0f}%  "
+            f"{run._fmt(m['requests_per_cpu_s'], ',.0f'):>8} req/CPU-s  "
+            f"noise {run._noise_text(m)}%  errors {m['error_count']}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -364,12 +358,7 @@ def main(argv=None) -> int:
             print(f"  {t.name:22} {t.description}")
         return 0
     check_prerequisites(args)
-    names = run._select(args.targets, TARGETS, "target")
-    checked: dict = {}
-    skipped = {n: why for n in names if (why := unavailable(TARGETS[n], args.python, checked))}
-    for n, why in skipped.items():
-        print(f"not available: {n}: {why}", flush=True)
-    runnable = [n for n in names if n not in skipped]
+    names, runnable, skipped = run.select_available(args, TARGETS, unavailable)
     env = run.environment(args)
     env["h2load"] = subprocess.run([args.h2load, "--version"], capture_output=True,
                                    text=True).stdout.strip()
@@ -381,45 +370,18 @@ def main(argv=None) -> int:
         f"{args.client_cpus}; about {minutes:.1f} min",
         flush=True,
     )
-    cells = {n: run.Cell(n, "GET /") for n in runnable}
-    interrupted = False
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)  # stop the server in hand, keep partial results
     with tempfile.TemporaryDirectory(prefix="refserver-h2-") as tmp:
-        try:
-            for round_no in range(1, args.repeat + 1):
-                prefix = f"[{round_no}/{args.repeat}] " if args.repeat > 1 else ""
-                for name in runnable:
-                    cell = cells[name]
-                    if cell.status != "ok":
-                        continue
-                    print(f"  {prefix}{name:22}", end=" ", flush=True)
-                    m = run.measure_run(args, cell, TARGETS[name], None, None, tmp,
-                                        once=measure_once)
-                    if m is None:
-                        print(f"{cell.status}: {cell.reason}", flush=True)
-                        continue
-                    print(f"{m['rps']:>10,.0f} req/s  cpu {m['server_cpu_util'] * 100:3.0f}%  "
-                          f"{run._fmt(m['requests_per_cpu_s'], ',.0f'):>8} req/CPU-s  "
-                          f"noise {run._noise_text(m)}%  errors {m['error_count']}", flush=True)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ninterrupted: reporting the targets measured so far", flush=True)
-    ordered = [cells[n] if n in cells else run.Cell(n, "GET /", "skipped", skipped[n])
-               for n in names]
-    ordered = [c for c in ordered if c.status != "ok" or c.metrics]
+
+        def measure_one(cell: run.Cell, name: str) -> dict | None:
+            return run.measure_run(args, cell, TARGETS[name], None, None, tmp, once=measure_once)
+
+        ordered, interrupted = run.measure_rounds(args, names, skipped, "GET /", measure_one,
+                                                  progress_line)
     table = markdown_table(ordered)
     ratios = ratio_lines(ordered, args.max_noise)
     print()
     print(table)
-    print("\nRatios (first / second; above 1.00x means the first is faster or cheaper):")
-    print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
-    if any("†" in line for line in ratios):
-        print(f"  († a side had more than {args.max_noise * 100:.0f}% noise: trust the per-CPU "
-              "ratio)")
+    run.print_ratios(ratios, args.max_noise)
     for c in ordered:
         if c.status == "ok" and c.metrics["error_count"]:
             print(f"warning: {c.target}: {c.metrics['errors']}")
@@ -430,17 +392,12 @@ def main(argv=None) -> int:
             print(f"warning: {c.target}: h2load used {c.metrics['client_cpu_util'] * 100:.0f}% "
                   "of its CPU; the client may be the limit")
 
-    record = {
-        "argv": sys.argv,
-        "settings": {k: getattr(args, k) for k in (
-            "duration", "warmup", "connections", "streams", "repeat", "server_cpus",
-            "client_cpus", "max_noise", "noise_retries", "quiet_wait", "quiet_threshold")},
-        "environment": env,
-        "targets": {n: TARGETS[n].description for n in names},
-        "cells": [c.__dict__ for c in ordered],
-        "table_markdown": table,
-        "ratio_lines": ratios,
-    }
+    record = run.results_record(
+        args,
+        ("duration", "warmup", "connections", "streams", "repeat", "server_cpus", "client_cpus",
+         "max_noise", "noise_retries", "quiet_wait", "quiet_threshold"),
+        env, {n: TARGETS[n] for n in names}, ordered, table, ratios,
+    )
     return run.write_results(args.output, "h2", record, ordered, interrupted)
 
 

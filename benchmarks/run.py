@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import datetime
 import fnmatch
+import functools
 import http.client
 import json
 import math
@@ -680,29 +681,63 @@ def measure_load(args, server: RunningServer, load: Callable[[], object]) -> tup
     }
 
 
-def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> dict:
+@dataclass
+class LoadedRun:
+    """One run of one target, as :func:`load_fresh_server` measured it."""
+
+    server: RunningServer  # stopped by now
+    load: Callable[[], object]  # the measured load, as called (its state is the runner's to read)
+    result: object  # what ``load()`` returned (a WrkRun, an H2loadRun)
+    usage: dict  # what the server used meanwhile (:func:`measure_load`)
+    rss_idle_mib: float | None  # the server's memory once ready, before any load
+    exit_code: int | None
+
+
+def load_fresh_server(args, target: Target, log_dir: str,
+                      client: Callable[[RunningServer, float], object], *,
+                      check: Callable[[RunningServer], None],
+                      probe: Callable[[int, float], object] | None = None,
+                      measured: Callable[[RunningServer], Callable[[], object]] | None = None,
+                      ) -> LoadedRun:
+    """One run of ``target``, the sequence every runner here shares: wait (bounded) for quiet
+    CPUs, start a fresh server (pinned to --server-cpus, if any), wait until ``probe`` gets an
+    answer, ``check`` that answer, warm the server up with ``client(server, seconds)`` for
+    --warmup seconds, run the load of --duration seconds with the server's CPU read around it
+    (:func:`measure_load`), check the answer again, and stop the server whatever happened.
+
+    ``measured(server)``, called once the server answers, makes the measured load (a callable
+    taking nothing), for a runner that watches more than the client does during it or has more
+    to wait for first (workers.py: every worker listening); by default it is ``client`` for
+    --duration seconds."""
     wait_before_run(args)
-    server = RunningServer(target, args.python, args.server_cpus, log_dir)
+    server = RunningServer(target, args.python, args.server_cpus, log_dir, probe=probe)
     server.start()
     try:
         server.wait_ready()
-        server.check(endpoint)
+        load = (measured(server) if measured is not None
+                else functools.partial(client, server, args.duration))
+        check(server)
         rss_idle = rss_mib(server.proc.pid)
         if args.warmup > 0:
-            run_wrk(args, server.port, endpoint, args.warmup, script_path, target.scheme)
-        wrk, usage = measure_load(
-            args, server, lambda: run_wrk(
-                args, server.port, endpoint, args.duration, script_path, target.scheme
-            ),
-        )
-        server.check(endpoint)  # still correct after the load
+            client(server, args.warmup)
+        result, usage = measure_load(args, server, load)
+        check(server)  # still correct after the load
     finally:
         exit_code = server.stop()
+    return LoadedRun(server, load, result, usage, rss_idle, exit_code)
+
+
+def measure_once(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> dict:
+    def wrk(server: RunningServer, seconds: float) -> WrkRun:
+        return run_wrk(args, server.port, endpoint, seconds, script_path, target.scheme)
+
+    done = load_fresh_server(args, target, log_dir, wrk,
+                             check=lambda server: server.check(endpoint))
     return {
-        "command": server.argv,
-        **wrk_metrics(wrk, usage),
-        "rss_idle_mib": rss_idle,
-        "server_exit_code": exit_code,
+        "command": done.server.argv,
+        **wrk_metrics(done.result, done.usage),
+        "rss_idle_mib": done.rss_idle_mib,
+        "server_exit_code": done.exit_code,
     }
 
 
@@ -779,6 +814,65 @@ def measure_run(args, cell: Cell, target: Target, endpoint: Endpoint, script_pat
         cell.runs.append(run)
         settle(cell)
         return run
+
+
+def select_available(args, known: dict, unavailable: Callable[[Target, str, dict], str | None],
+                     ) -> tuple[list, list, dict]:
+    """The targets --targets names among ``known``: (all of them in order, those to measure,
+    {name: why it cannot be measured here}), the last said as each is found.
+    ``unavailable(target, python, checked)`` gives the reason or None; ``checked`` is one dict
+    for the whole run, for it to remember what it probed (:func:`probe_once`)."""
+    names = _select(args.targets, known, "target")
+    checked: dict = {}
+    skipped = {n: why for n in names if (why := unavailable(known[n], args.python, checked))}
+    for n, why in skipped.items():
+        print(f"not available: {n}: {why}", flush=True)
+    return names, [n for n in names if n not in skipped], skipped
+
+
+def probe_once(checked: dict, key: str, probe: Callable[[], object]) -> object:
+    """``probe()``, asked once per ``key`` over the targets of one run."""
+    if key not in checked:
+        checked[key] = probe()
+    return checked[key]
+
+
+def measure_rounds(args, names: list, skipped: dict, label: str,
+                   measure_one: Callable[[Cell, str], dict | None],
+                   progress: Callable[[dict], str]) -> tuple[list, bool]:
+    """--repeat rounds over the targets ``names`` (one cell each, named ``label``) that are not
+    ``skipped``, each round running each once: ``measure_one(cell, name)`` adds a run to the
+    cell (:func:`measure_run`) and returns its figures, which ``progress`` makes a line of. A
+    target that fails is not run again.
+
+    SIGTERM, like Ctrl+C, ends the rounds: the server in hand is stopped (by the ``finally`` of
+    :func:`load_fresh_server`) and the cells measured so far are kept. Returns (the cells in
+    the order of ``names``, skipped ones with their reason and unmeasured ones left out,
+    whether the rounds were interrupted)."""
+    runnable = [n for n in names if n not in skipped]
+    cells = {n: Cell(n, label) for n in runnable}
+    width = max((len(n) for n in runnable), default=0)
+    interrupted = False
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        for round_no in range(1, args.repeat + 1):
+            prefix = f"[{round_no}/{args.repeat}] " if args.repeat > 1 else ""
+            for name in runnable:
+                cell = cells[name]
+                if cell.status != "ok":
+                    continue
+                print(f"  {prefix}{name:{width}}", end=" ", flush=True)
+                m = measure_one(cell, name)
+                print(progress(m) if m else f"{cell.status}: {cell.reason}", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: reporting the targets measured so far", flush=True)
+    ordered = [cells[n] if n in cells else Cell(n, label, "skipped", skipped[n]) for n in names]
+    return [c for c in ordered if c.status != "ok" or c.metrics], interrupted
 
 
 def measure(args, target: Target, endpoint: Endpoint, script_path: str, log_dir: str) -> Cell:
@@ -875,6 +969,14 @@ def ratio_lines(cells: list, endpoints: list, max_noise: float, pairs: list = RA
             f"req per server CPU-s {', '.join(parts_cpu)} (geomean {_fmt(_geomean(cpu), '.2f')}x)"
         )
     return lines
+
+
+def print_ratios(ratios: list, max_noise: float) -> None:
+    print("\nRatios (first / second; above 1.00x means the first is faster or cheaper):")
+    print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
+    if any("†" in line for line in ratios):
+        print(f"  († a side of this pair had more than {max_noise * 100:.0f}% noise: trust the "
+              "per-CPU ratio)")
 
 
 def pair_lines(cells: list, max_noise: float, pairs: list) -> list:
@@ -1095,6 +1197,23 @@ def check_prerequisites(args) -> None:
             print("warning: the server and wrk share a CPU", file=sys.stderr)
 
 
+def results_record(args, settings: tuple, env: dict, targets: dict, cells: list, table: str,
+                   ratios: list, **extra) -> dict:
+    """What a run writes to its JSON: the command, the ``settings`` named (options), the
+    environment, each target's description, every cell with its runs, the table and the ratio
+    lines, and the runner's ``extra`` entries."""
+    return {
+        "argv": sys.argv,
+        "settings": {k: getattr(args, k) for k in settings},
+        "environment": env,
+        "targets": {n: t.description for n, t in targets.items()},
+        "cells": [c.__dict__ for c in cells],
+        "table_markdown": table,
+        "ratio_lines": ratios,
+        **extra,
+    }
+
+
 def write_results(output, prefix: str, record: dict, cells: list, interrupted: bool) -> int:
     """Write ``record`` as JSON (to ``output``, or benchmarks/results/PREFIX-<time>.json), say
     where, and return the exit code of a run: 130 when interrupted, 1 when a cell failed."""
@@ -1258,11 +1377,7 @@ def main(argv=None) -> int:
     if big:
         print("\nGET /big, server CPU per 1 MiB response:")
         print("\n".join(big))
-    print("\nRatios (first / second; above 1.00x means the first is faster or cheaper):")
-    print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
-    if any("†" in line for line in ratios):
-        print(f"  († a cell of this pair had more than {args.max_noise * 100:.0f}% noise: "
-              "trust the per-CPU ratio)")
+    print_ratios(ratios, args.max_noise)
     for c in cells:
         if c.status == "ok" and c.metrics["error_count"]:
             print(f"warning: {c.target} {c.endpoint}: {c.metrics['errors']}")
@@ -1275,22 +1390,14 @@ def main(argv=None) -> int:
             print(f"warning: {c.target} {c.endpoint}: wrk used "
                   f"{c.metrics['client_cpu_util'] * 100:.0f}% of its CPU; the client may be the limit")
 
-    record = {
-        "argv": sys.argv,
-        "settings": {
-            k: getattr(args, k)
-            for k in ("duration", "warmup", "connections", "threads", "repeat",
-                      "server_cpus", "client_cpus", "wrk_timeout", "max_noise",
-                      "noise_retries", "quiet_wait", "quiet_threshold")
-        },
-        "environment": env,
-        "targets": {n: TARGETS[n].description for n in target_names},
-        "endpoints": {n: ENDPOINTS[n].description for n in endpoint_names},
-        "cells": [c.__dict__ for c in cells],
-        "table_markdown": table,
-        "big_lines": big,
-        "ratio_lines": ratios,
-    }
+    record = results_record(
+        args,
+        ("duration", "warmup", "connections", "threads", "repeat", "server_cpus", "client_cpus",
+         "wrk_timeout", "max_noise", "noise_retries", "quiet_wait", "quiet_threshold"),
+        env, {n: TARGETS[n] for n in target_names}, cells, table, ratios,
+        endpoints={n: ENDPOINTS[n].description for n in endpoint_names},
+        big_lines=big,
+    )
     code = write_results(args.output, "bench", record, cells, interrupted)
     if args.plot:
         try:

@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -100,11 +99,6 @@ PAIRS = [
 def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
     """Why ``target`` cannot be measured here (its server is not installed, or refserver lacks
     the options), or None. ``checked`` caches the answers over the targets of one run."""
-    def once(key, probe):
-        if key not in checked:
-            checked[key] = probe()
-        return checked[key]
-
     modules = {
         "uvicorn-httptools": ["uvicorn", "httptools", "uvloop"],
         "uvicorn-h11": ["uvicorn", "h11"],
@@ -114,12 +108,12 @@ def unavailable(target: run.Target, python: str, checked: dict) -> str | None:
             return f"{module} is not installed for {python}"
     if target.server == "refserver":
         for option in ("--workers", "--reuse-port"):
-            if option in target.argv(python, 0) and not once(
-                option, lambda: run.cli_has_option(python, "refserver", option)
+            if option in target.argv(python, 0) and not run.probe_once(
+                checked, option, lambda: run.cli_has_option(python, "refserver", option)
             ):
                 return f"refserver has no {option} option"
         if target.name.startswith("refserver-fast-"):
-            reason = once("fast", lambda: run.fast_path_unavailable(python))
+            reason = run.probe_once(checked, "fast", lambda: run.fast_path_unavailable(python))
             if reason:
                 return f"fast path not available ({reason})"
     return None
@@ -272,25 +266,22 @@ def worker_figures(workers: list, watch: WatchedLoad, usage: dict, requests: int
 
 
 def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) -> dict:
-    """One run of ``target`` (the signature is the one run.measure_run calls)."""
-    run.wait_before_run(args)
-    server = run.RunningServer(target, args.python, None, log_dir)
-    server.start()
-    try:
-        server.wait_ready()
-        workers = wait_for_workers(server, args.workers)
-        server.check(ENDPOINT)
-        if args.warmup > 0:
-            run.run_wrk(args, server.port, ENDPOINT, args.warmup, script_path)
-        watch = WatchedLoad(args, server.port, workers, script_path)
-        wrk, usage = run.measure_load(args, server, watch)
-        server.check(ENDPOINT)  # still correct after the load
-    finally:
-        exit_code = server.stop()
-    metrics = {"command": server.argv, **run.wrk_metrics(wrk, usage)}
-    capacity = wrk.wall_s * watch.machine["cpus"]
-    root = server.proc.pid
-    worker_list = worker_figures(workers, watch, usage, metrics["requests"])
+    """One run of ``target`` (the signature is the one run.measure_run calls): run.py's run,
+    with every worker listening before the checked answer and the warm-up, and the measured
+    load watched (:class:`WatchedLoad`)."""
+    def wrk(server: run.RunningServer, seconds: float) -> run.WrkRun:
+        return run.run_wrk(args, server.port, ENDPOINT, seconds, script_path)
+
+    def watched(server: run.RunningServer) -> WatchedLoad:
+        return WatchedLoad(args, server.port, wait_for_workers(server, args.workers), script_path)
+
+    done = run.load_fresh_server(args, target, log_dir, wrk,
+                                 check=lambda server: server.check(ENDPOINT), measured=watched)
+    watch, wrk_run, usage = done.load, done.result, done.usage
+    metrics = {"command": done.server.argv, **run.wrk_metrics(wrk_run, usage)}
+    capacity = wrk_run.wall_s * watch.machine["cpus"]
+    root = done.server.proc.pid
+    worker_list = worker_figures(watch.workers, watch, usage, metrics["requests"])
     return {
         **metrics,
         "machine_busy": watch.machine["busy"],  # share of every core, all processes
@@ -301,7 +292,7 @@ def measure_once(args, target: run.Target, endpoint, script_path, log_dir: str) 
         "workers": worker_list,
         "worker_sample_at_s": max(0.0, args.duration - SAMPLE_BEFORE_END),
         "worker_sample_error": watch.sample_error,
-        "server_exit_code": exit_code,
+        "server_exit_code": done.exit_code,
     }
 
 
@@ -416,48 +407,24 @@ def main(argv=None) -> int:
             print(f"  {t.name:30} {t.description}")
         return 0
     check_prerequisites(args)
-    names = run._select(args.targets, all_targets, "target")
-    checked: dict = {}
-    skipped = {n: why for n in names
-               if (why := unavailable(all_targets[n], args.python, checked))}
-    for n, why in skipped.items():
-        print(f"not available: {n}: {why}", flush=True)
-    runnable = [n for n in names if n not in skipped]
+    names, runnable, skipped = run.select_available(args, all_targets, unavailable)
     env = run.environment(args)
     env["ss"] = subprocess.run(["ss", "-V"], capture_output=True, text=True).stdout.strip()
     minutes = len(runnable) * args.repeat * (args.duration + args.warmup + 4) / 60
     print(f"{len(runnable)} targets with {args.workers} workers each, {args.duration}s each "
           f"(+{args.warmup}s warm-up), wrk -t{args.threads} -c{args.connections} on "
           f"{os.cpu_count()} CPUs; about {minutes:.1f} min\nnote: {SHARED_CORES}", flush=True)
-    cells = {n: run.Cell(n, ENDPOINT.name) for n in runnable}
-    interrupted = False
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)  # stop the server in hand, keep partial results
     with tempfile.TemporaryDirectory(prefix="refserver-workers-") as tmp:
         script = os.path.join(tmp, "plaintext.lua")
         with open(script, "w") as f:
             f.write(run.wrk_script(ENDPOINT))
-        try:
-            for round_no in range(1, args.repeat + 1):
-                prefix = f"[{round_no}/{args.repeat}] " if args.repeat > 1 else ""
-                for name in runnable:
-                    cell = cells[name]
-                    if cell.status != "ok":
-                        continue
-                    print(f"  {prefix}{name:30}", end=" ", flush=True)
-                    m = run.measure_run(args, cell, all_targets[name], ENDPOINT, script, tmp,
-                                        once=measure_once)
-                    print(progress_line(m) if m else f"{cell.status}: {cell.reason}",
-                          flush=True)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ninterrupted: reporting the targets measured so far", flush=True)
-    ordered = [cells[n] if n in cells else run.Cell(n, ENDPOINT.name, "skipped", skipped[n])
-               for n in names]
-    ordered = [c for c in ordered if c.status != "ok" or c.metrics]
+
+        def measure_one(cell: run.Cell, name: str) -> dict | None:
+            return run.measure_run(args, cell, all_targets[name], ENDPOINT, script, tmp,
+                                   once=measure_once)
+
+        ordered, interrupted = run.measure_rounds(args, names, skipped, ENDPOINT.name,
+                                                  measure_one, progress_line)
     table = markdown_table(ordered, all_targets)
     ratios = run.pair_lines(ordered, args.max_noise, PAIRS)
     print()
@@ -466,11 +433,7 @@ def main(argv=None) -> int:
     print("Worker columns, busiest first: CPU = each worker's share of the workers' CPU seconds; "
           "requests = its share of the request bytes received on its connections (tcp_info, "
           f"{SAMPLE_BEFORE_END:g} s before wrk's end); connections = those it held then.")
-    print("\nRatios (first / second; above 1.00x means the first is faster or cheaper):")
-    print("\n".join(ratios) if ratios else "- none: a pair needs both sides measured")
-    if any("†" in line for line in ratios):
-        print(f"  († a side had more than {args.max_noise * 100:.0f}% noise: trust the per-CPU "
-              "ratio)")
+    run.print_ratios(ratios, args.max_noise)
     for c in ordered:
         if c.status != "ok":
             continue
@@ -486,18 +449,12 @@ def main(argv=None) -> int:
         if m["worker_sample_error"]:
             print(f"warning: {c.target}: no connection sample ({m['worker_sample_error']})")
 
-    record = {
-        "argv": sys.argv,
-        "settings": {k: getattr(args, k) for k in (
-            "workers", "duration", "warmup", "connections", "threads", "repeat", "wrk_timeout",
-            "max_noise", "noise_retries", "quiet_wait", "quiet_threshold")},
-        "environment": env,
-        "note": SHARED_CORES,
-        "targets": {n: all_targets[n].description for n in names},
-        "cells": [c.__dict__ for c in ordered],
-        "table_markdown": table,
-        "ratio_lines": ratios,
-    }
+    record = run.results_record(
+        args,
+        ("workers", "duration", "warmup", "connections", "threads", "repeat", "wrk_timeout",
+         "max_noise", "noise_retries", "quiet_wait", "quiet_threshold"),
+        env, {n: all_targets[n] for n in names}, ordered, table, ratios, note=SHARED_CORES,
+    )
     return run.write_results(args.output, "workers", record, ordered, interrupted)
 
 

@@ -8,6 +8,7 @@ option cannot exist in one place and be missing from another.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +32,7 @@ class Option:
     base: int = 10  # the base of an int given as text (8: file modes, "660" or "0o660")
     env_fallback: str = ""  # a variable other servers read too (WEB_CONCURRENCY), below env
     details: str = ""  # more for the README's table, after ``help`` (too long for --help)
+    duration: bool = False  # an int of seconds also given as text with units: 720d, 1h30m
 
     @property
     def env(self) -> str:
@@ -66,14 +68,15 @@ class Option:
                     raise ValueError
                 if self.type is int and isinstance(value, float) and not value.is_integer():
                     raise ValueError
-                if self.type is int and isinstance(value, str):
+                if self.duration and isinstance(value, str):
+                    value = parse_duration(value)
+                elif self.type is int and isinstance(value, str):
                     value = int(value, self.base)
                 else:
                     value = self.type(value)
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"{source}: {self.flag} expects {self.type.__name__}, got {value!r}"
-            ) from None
+            expected = DURATION_FORMS if self.duration else self.type.__name__
+            raise ConfigError(f"{source}: {self.flag} expects {expected}, got {value!r}") from None
         if self.choices and value not in self.choices:
             raise ConfigError(
                 f"{source}: {self.flag} must be one of {', '.join(self.choices)}, got {value!r}"
@@ -90,6 +93,26 @@ class Option:
                 f"{source}: {self.flag} must be at most {self.maximum}, got {value!r}"
             )
         return value
+
+
+DURATION_FORMS = (
+    "seconds or a duration such as 720d, 12h or 1h30m (units d, h, m, s, largest first)"
+)
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(\d+d)?(\d+h)?(\d+m)?(\d+s)?", re.ASCII)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``"90"`` or Granian's duration form (``"720d"``, ``"1d12h"``, ``"10m30s"``), so
+    that a command line written for Granian means the same here. Anything else is ValueError:
+    a unit out of order, repeated or unknown, a sign, a fraction, an empty string."""
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(text)
+    return sum(int(part[:-1]) * _DURATION_UNITS[part[-1]] for part in match.groups() if part)
 
 
 def _to_bool(value: object) -> bool:
@@ -629,7 +652,13 @@ OPTIONS: tuple[Option, ...] = (
         "static_path_expires",
         int,
         86400,
-        "Cache-Control max-age, in seconds, of static files; 0 sends none.",
+        "Cache-Control max-age of static files, in seconds or as a duration (720d, 12h, "
+        "1h30m); 0 sends none.",
+        duration=True,
+        details=(
+            "A duration is whole numbers with the units d, h, m and s, each at most once and "
+            "largest first (Granian's form): 1d12h is 129600 seconds."
+        ),
     ),
     Option(
         "static_path_dir_to_file",

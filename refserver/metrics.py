@@ -2,7 +2,9 @@
 several workers add up, and the socket that serves them.
 
 Counting is plain integer arithmetic in the process that serves the requests: a response that
-completes adds to a few list slots and integers (:meth:`Metrics.count`), and what can be read
+completes adds to a few list slots and integers (:meth:`Metrics.count`); a request the server
+refuses while reading it (:meth:`Metrics.refused`) or whose response is cut short
+(:meth:`Metrics.cut`) adds to one slot, off the path of a request served whole. What can be read
 off the server's state when a scrape comes — open connections, requests in flight — is read
 then, not maintained per request. With ``--metrics`` off, :attr:`ServerState.metrics` is None:
 a request pays an identity test in its dispatch batch and one in its protocol
@@ -65,6 +67,7 @@ class Metrics:
 
     __slots__ = (
         "requests",
+        "cut_short",
         "durations",
         "duration_sum",
         "body_received",
@@ -76,6 +79,7 @@ class Metrics:
     def __init__(self):
         # Responses by protocol row and status class: slot row * 10 + status // 100.
         self.requests = [0] * (len(_PROTOCOLS) * 10)
+        self.cut_short = [0] * len(_PROTOCOLS)  # by protocol row
         self.durations = [0] * (len(DURATION_BOUNDS) + 1)  # per bucket; the last is +Inf
         self.duration_sum = 0.0
         self.body_received = 0
@@ -93,6 +97,18 @@ class Metrics:
         self.body_received += received
         self.body_sent += stream.body_sent
 
+    def refused(self, http_version: str, status: int) -> None:
+        """The server answered a request itself while reading it (400, 408, 413, 431...),
+        before the application or in its place: counted by status class like any response, but
+        not timed, since no application ran for it to completion."""
+        self.requests[_ROWS[http_version] * 10 + status // 100] += 1
+
+    def cut(self, stream) -> None:
+        """``stream``'s exchange ended without a complete response: the client left, the
+        application failed after starting it, a write timed out. Counted once per exchange,
+        and never also in :attr:`requests`."""
+        self.cut_short[_ROWS[stream.request.http_version]] += 1
+
     def report(self, interface: str, accepted: int, open_connections: int, in_flight: int) -> dict:
         """Everything this process has to say, as JSON-able data: ``counters`` only grow and
         add up across processes (and past a process's end); ``gauges`` are this moment's."""
@@ -105,9 +121,15 @@ class Metrics:
                     slot % 10,
                 )
                 requests[labels] = value
+        cut_short = {
+            'interface="%s",protocol="%s"' % (interface, _PROTOCOLS[row]): value
+            for row, value in enumerate(self.cut_short)
+            if value
+        }
         return {
             "counters": {
                 "requests": requests,
+                "cut_short": cut_short,
                 "durations": list(self.durations),
                 "duration_sum": self.duration_sum,
                 "body_received": self.body_received,
@@ -186,8 +208,16 @@ def exposition(report: dict, workers: int | None = None) -> bytes:
     family(
         "refserver_requests_total",
         "counter",
-        "HTTP requests whose response is complete, by interface, protocol and status class.",
+        "HTTP requests answered whole, by the application or refused by the server, by "
+        "interface, protocol and status class.",
         [("", labels, value) for labels, value in sorted(counters.get("requests", {}).items())],
+    )
+    family(
+        "refserver_requests_cut_short_total",
+        "counter",
+        "HTTP requests whose response did not complete (the client left, the application "
+        "failed after starting it), by interface and protocol.",
+        [("", labels, value) for labels, value in sorted(counters.get("cut_short", {}).items())],
     )
     durations = counters.get("durations") or [0] * (len(DURATION_BOUNDS) + 1)
     cumulative, buckets = 0, []

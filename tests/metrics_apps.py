@@ -1,7 +1,8 @@
 """Applications for the metrics tests, one per interface, answering alike.
 
 ``/`` answers ``ok PID`` (the worker that served it), ``/missing`` 404, ``/fail`` raises (the
-server answers 500), ``/echo`` returns the request body, ``/slow?s=N`` answers after N seconds
+server answers 500), ``/partial`` starts a streamed 200, sends ``part`` and raises (the server
+cuts the response short), ``/echo`` returns the request body, ``/slow?s=N`` answers after N seconds
 without holding the loop, and ``/block?s=N`` holds the event loop (or, for WSGI, its thread) for
 N seconds after printing ``blocking PID``. A WebSocket is accepted and echoes each message.
 """
@@ -51,6 +52,10 @@ async def asgi(scope, receive, send):
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    if scope["path"] == "/partial":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise RuntimeError("this route fails midway")
     query = scope["query_string"].decode()
     if scope["path"] == "/slow":
         await asyncio.sleep(_seconds(query))
@@ -68,6 +73,10 @@ class RSGIApp:
                 if message.kind != 2:  # 2: text; anything else is the end
                     return
                 await transport.send_str(message.data)
+        if scope.path == "/partial":
+            transport = protocol.response_stream(200, [])
+            await transport.send_bytes(b"part")
+            raise RuntimeError("this route fails midway")
         body = await protocol()
         if scope.path == "/slow":
             await asyncio.sleep(_seconds(scope.query_string))
@@ -78,7 +87,15 @@ class RSGIApp:
 rsgi = RSGIApp()
 
 
+def _partial():
+    yield b"part"
+    raise RuntimeError("this route fails midway")
+
+
 def wsgi(environ, start_response):
+    if environ["PATH_INFO"] == "/partial":
+        start_response("200 OK", [])
+        return _partial()
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     query = environ["QUERY_STRING"]

@@ -108,6 +108,7 @@ def test_port_from_environment():
         (["cli_apps:not_an_app"], "must be callable"),
         (["cli_apps"], 'APP must be given as "module:attribute"'),
         (["cli_apps:slow", "--port", "x"], "--port expects int"),
+        (["cli_apps:slow", "--static-path-expires", "1x"], "--static-path-expires expects seconds"),
         (["cli_apps:slow", "--interface", "cgi"], "invalid choice"),
         (["cli_apps:slow", "--impl", "turbo"], "invalid choice"),
     ],

@@ -15,7 +15,7 @@ import time
 
 import httpx
 import pytest
-from support import ROOT, free_port, serve
+from support import ROOT, free_port, read_response, serve
 from websockets.sync.client import connect as ws_connect
 
 from refserver.config import Config, ConfigError
@@ -53,6 +53,10 @@ def parse(text: str) -> dict:
 def requests_series(interface: str, protocol: str, status_class: str) -> str:
     return (f'refserver_requests_total{{interface="{interface}",protocol="{protocol}",'
             f'status_class="{status_class}"}}')
+
+
+def cut_series(interface: str, protocol: str) -> str:
+    return f'refserver_requests_cut_short_total{{interface="{interface}",protocol="{protocol}"}}'
 
 
 def delta(after: dict, before: dict, series: str) -> float:
@@ -134,6 +138,110 @@ def test_counters_match_the_requests_made(server_factory, interface):
     assert after["refserver_open_websocket_sessions"] == 0
     assert after["refserver_requests_in_flight"] == 0
     assert "refserver_workers" not in after  # one process: no supervisor
+
+
+def _requests(values: dict) -> dict:
+    """The ``refserver_requests_total`` series that are not zero."""
+    return {k: v for k, v in values.items() if k.startswith("refserver_requests_total") and v}
+
+
+def test_requests_the_server_refuses_while_reading_count_by_status_class(impl):
+    """400, 408, 413, 414, 431, 501 and 505 answered by the server itself, over HTTP/1.1 and
+    HTTP/2, each counted once in refserver_requests_total and nowhere else."""
+    from h2_helpers import H2Client, StreamRecord
+
+    metrics_port = free_port()
+    limits = dict(limit_request_line=200, limit_request_fields=5, limit_request_body=100,
+                  http1_header_read_timeout=0.3, http1_body_read_timeout=0.3)
+    with serve(metrics_apps.rsgi, impl=impl, interface="rsgi", metrics=True,
+               metrics_port=metrics_port, **limits) as srv:
+        fields = b"".join(b"X-%d: y\r\n" % i for i in range(10))
+        for request, status in [
+            (b"NONSENSE\r\n\r\n", 400),
+            (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n", 431),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", 413),
+            (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+            (b"GET / HTTP/1.1\r\nHost", 408),  # the head stalls
+            # The application reads a body that stalls: the server answers in its place.
+            (b"POST /echo HTTP/1.0\r\nContent-Length: 10\r\n\r\nabc", 408),
+        ]:
+            with srv.connect() as sock:
+                sock.sendall(request)
+                assert read_response(sock).startswith(b"HTTP/1.1 %d " % status), request
+        srv.tls = False
+        with H2Client(srv) as client:
+            client.wait(lambda: client.remote_settings_seen)
+            sid = client.headers("/", extra=[(f"x-{i}", "y") for i in range(10)])
+            assert client.response(sid).status == 431
+            # A CONNECT, plain (refused by the wire core) and extended with a protocol that is
+            # not served (refused by the protocol).
+            sid = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"x:443")])
+            client.streams[sid] = StreamRecord()
+            client.flush()
+            assert client.response(sid).status == 501
+            sid = client.headers("/", "CONNECT", extra=[(":protocol", "tunnel")], end=False)
+            assert client.response(sid).status == 501
+            # The application reads a body past --limit-request-body.
+            sid = client.request("/echo", method="POST", body=b"z" * 200)
+            assert client.response(sid).status == 413
+        values = poll(metrics_port, lambda v: v["refserver_open_connections"] == 0)
+    assert _requests(values) == {
+        requests_series("rsgi", "http/1.1", "4xx"): 5,
+        requests_series("rsgi", "http/1.0", "4xx"): 1,
+        requests_series("rsgi", "http/1.1", "5xx"): 1,
+        requests_series("rsgi", "h2", "4xx"): 2,
+        requests_series("rsgi", "h2", "5xx"): 2,
+    }
+    # Refused, not cut short; and not timed, since no application completed them.
+    assert not any(k.startswith("refserver_requests_cut_short_total") for k in values)
+    assert values["refserver_request_duration_seconds_count"] == 0
+    assert values["refserver_connections_total"] == 8
+
+
+@pytest.mark.parametrize("interface", ["asgi", "rsgi", "wsgi"])
+def test_responses_cut_short_are_counted_apart(impl, interface):
+    """A client that leaves before its response, and an application that fails after starting
+    one, over HTTP/1.1 and HTTP/2: each counted once in refserver_requests_cut_short_total,
+    never in refserver_requests_total."""
+    from h2_helpers import H2Client
+
+    metrics_port = free_port()
+    with serve(APPS[interface], impl=impl, interface=interface, metrics=True,
+               metrics_port=metrics_port) as srv:
+        with srv.connect() as sock:
+            sock.sendall(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            poll(metrics_port, lambda v: v["refserver_requests_in_flight"] == 1)
+        first = poll(metrics_port, lambda v: v.get(cut_series(interface, "http/1.1")) == 1)
+        assert first.get(cut_series(interface, "http/1.1")) == 1
+        # The application is done with the request before the next one is made, so that each
+        # wait for one request in flight sees the one meant.
+        poll(metrics_port, lambda v: v["refserver_requests_in_flight"] == 0)
+        with srv.connect() as sock:
+            sock.sendall(b"GET /partial HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(5)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200 ") and not received.endswith(b"0\r\n\r\n")
+        srv.tls = False
+        with H2Client(srv) as client:
+            sid = client.request("/slow?s=0.5")
+            poll(metrics_port, lambda v: v["refserver_requests_in_flight"] == 1)
+            client.reset(sid)
+            sid = client.request("/partial")
+            client.wait(lambda: client.streams[sid].reset is not None)
+            assert client.streams[sid].status == 200 and bytes(client.streams[sid].data) == b"part"
+        values = poll(
+            metrics_port,
+            lambda v: v["refserver_open_connections"] == 0
+            and v["refserver_requests_in_flight"] == 0,
+        )
+    assert values[cut_series(interface, "http/1.1")] == 2
+    assert values[cut_series(interface, "h2")] == 2
+    assert _requests(values) == {}
+    assert values["refserver_request_duration_seconds_count"] == 0
 
 
 def test_a_request_in_flight_and_its_connection_are_gauged(impl):
@@ -241,12 +349,24 @@ def test_a_response_is_counted_in_its_slots():
     now = time.monotonic()
     metrics.count(_Stream(204, now, 0), 10)
     metrics.count(_Stream(503, now - 0.2, 7), 0)
+    metrics.refused("1.1", 431)
+    metrics.refused("2", 413)
+    metrics.refused("1.0", 505)
+    metrics.cut(_Stream(200, now, 3))
     report = metrics.report("rsgi", accepted=3, open_connections=1, in_flight=0)
     counters = report["counters"]
     assert counters["requests"] == {
         'interface="rsgi",protocol="http/1.1",status_class="2xx"': 1,
+        'interface="rsgi",protocol="http/1.1",status_class="4xx"': 1,
         'interface="rsgi",protocol="http/1.1",status_class="5xx"': 1,
+        'interface="rsgi",protocol="http/1.0",status_class="5xx"': 1,
+        'interface="rsgi",protocol="h2",status_class="4xx"': 1,
     }
+    assert counters["cut_short"] == {'interface="rsgi",protocol="http/1.1"': 1}
+    text = exposition(report).decode()
+    assert 'refserver_requests_cut_short_total{interface="rsgi",protocol="http/1.1"} 1' in text
+    assert "# TYPE refserver_requests_cut_short_total counter" in text
+    # Neither a refused request nor a cut one is timed, or adds body bytes.
     assert sum(counters["durations"]) == 2
     assert counters["durations"][DURATION_BOUNDS.index(0.25)] == 1  # 0.2 s: in (0.1, 0.25]
     assert (counters["body_received"], counters["body_sent"], counters["connections"]) == (10, 7, 3)

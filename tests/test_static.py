@@ -338,3 +338,45 @@ def test_routes_and_mounts_pair_up(site):
     assert Config(app, static_path_mount=str(site)).static_path_route == ("/static",)
     with pytest.raises(ConfigError, match="pair up by position"):
         Config(app, static_path_mount=[str(site), str(site / "sub")])
+
+
+@pytest.mark.parametrize(
+    "given, seconds",
+    [
+        ("0", 0),
+        ("90", 90),
+        (" 90 ", 90),
+        (3600, 3600),
+        ("720d", 720 * 86400),
+        ("12h", 12 * 3600),
+        ("10m", 600),
+        ("45s", 45),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+        ("10d10h10m10s", 10 * 86400 + 10 * 3600 + 10 * 60 + 10),
+    ],
+)
+def test_expires_takes_seconds_or_a_duration(given, seconds, monkeypatch):
+    assert Config(app, static_path_expires=given).static_path_expires == seconds
+    monkeypatch.setenv("REFSERVER_STATIC_PATH_EXPIRES", str(given))
+    assert Config(app).static_path_expires == seconds
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["", "d", "10x", "10D", "1.5h", "-5", "-1d", "+5", "10s10m", "1h1h", "10d10h10m10s10",
+     "1 h", "٣", "1w"],
+)
+def test_expires_refuses_anything_else(given):
+    with pytest.raises(ConfigError) as caught:
+        Config(app, static_path_expires=given)
+    assert str(caught.value) == (
+        "argument: --static-path-expires expects seconds or a duration such as 720d, 12h or "
+        f"1h30m (units d, h, m, s, largest first), got {given!r}"
+    )
+
+
+def test_expires_as_a_duration_is_the_max_age(server_factory, site):
+    with server_factory(app, **options(site, static_path_expires="1d12h")) as srv:
+        status, fields, body = raw(srv, b"/static/style.css")
+        assert (status, fields["cache-control"], body) == (200, "max-age=129600", CSS)

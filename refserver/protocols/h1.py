@@ -129,6 +129,10 @@ class H1Stream:
 
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
+            if not self.disconnected and not self.response_complete:
+                metrics = self._proto._metrics
+                if metrics is not None:
+                    metrics.cut(self)  # the exchange ends here, its response incomplete
             self.disconnected = True
             if self._sending is not None:
                 self._sending.stop(ClientDisconnected("the client disconnected"))
@@ -547,6 +551,14 @@ class H1Protocol:
                 self.write(self.conn.error_response(exc.status))
             except Exception:  # a response head was already written by the app
                 pass
+            else:
+                if not self._closing:  # written: the server's answer is the whole response
+                    if stream is not None:
+                        stream.response_complete = True
+                    if self._metrics is not None:
+                        # A request refused before its head was accepted counts as HTTP/1.1.
+                        version = stream.request.http_version if stream is not None else "1.1"
+                        self._metrics.refused(version, exc.status)
         if stream is not None:
             stream._finish(disconnected=True)
         self.close()

@@ -147,6 +147,10 @@ class H2Stream:
 
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
+            if not self.disconnected and not self.response_complete:
+                metrics = self._proto._metrics
+                if metrics is not None:
+                    metrics.cut(self)  # the exchange ends here, its response incomplete
             self.disconnected = True
         self._wake_body()
         self._wake_send()
@@ -513,6 +517,8 @@ class H2Protocol:
         sid = event.stream_id
         if event.protocol != "websocket" or self.state.ws_handler is None:
             self._answer(sid, 501, b"Not Implemented")
+            if self._metrics is not None:
+                self._metrics.refused("2", 501)  # no WebSocket served: a refused request
             return
         try:
             handshake = parse_handshake(event.request)
@@ -539,11 +545,16 @@ class H2Protocol:
         self.state.logger.info("%s: %d %s", _peer(self.client), error.status, error.detail)
         stream = self.streams.pop(sid, None)
         if stream is not None:
-            stream._finish(disconnected=True)
             if stream.response_started:
+                stream._finish(disconnected=True)
                 self.conn.reset(sid, wire.CANCEL)
                 return
+            # The server's answer is the response; the application sees a disconnect.
+            stream.response_started = stream.response_complete = True
+            stream._finish(disconnected=True)
         self._answer(sid, error.status, REASONS.get(error.status, b"Error"))
+        if self._metrics is not None:
+            self._metrics.refused("2", error.status)
 
     def _answer(self, sid: int, status: int, body: bytes, headers=()) -> None:
         """A complete response the server makes itself, on a stream no application has."""
