@@ -42,6 +42,17 @@ OPTIONS_MARKER = "<!-- options -->"
 #: a deployment needs first, the guide adds the rest.
 README_SECTION = re.compile(r"<!-- README\.md: (\w+) -->")
 
+#: README sections the site shows as pages of their own (through ``<!-- README.md: NAME -->``):
+#: a repository page's link to one of them (``../README.md#performance``, which works on GitHub)
+#: leads to that page on the site.
+README_ANCHORS = {
+    "running-an-application": "index.md",
+    "deployment": "deployment.md",
+    "testing-an-application-in-process": "testing.md",
+    "testing-your-framework-or-app-under-refserver": "testing.md",
+    "performance": "performance.md",
+}
+
 CLAUSE_HEADING = re.compile(r"^(#{2,6}) ([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+) — (.*?)\s*$")
 LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -63,6 +74,8 @@ def _link(match: re.Match, repo_path: str, page: str) -> str:
     path, _, fragment = target.partition("#")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(repo_path), path)).rstrip("/")
     shown = site_path(resolved)
+    if resolved == "README.md" and fragment in README_ANCHORS:
+        shown, fragment = README_ANCHORS[fragment], ""
     if shown is None:
         return text  # a source file or a folder without a page: its name stays, as text
     new = posixpath.relpath(shown, posixpath.dirname(page))
