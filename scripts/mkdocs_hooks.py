@@ -131,7 +131,14 @@ def readme_section(name: str, page: str) -> str:
     return "\n".join(lines)
 
 
+def options_table(page: str) -> str:
+    """The option table for ``page``: the paths its texts name (they are ``--help`` text too,
+    so they cannot hold links) become links to their pages."""
+    table = re.sub(r"(?<![\w/])((?:docs|spec)/[\w-]+\.md)", r"[\1](\1)", options_markdown())
+    return LINK.sub(lambda m: _link(m, "README.md", page), table)
+
+
 def on_page_markdown(markdown, page, config, files):
     if OPTIONS_MARKER in markdown:
-        markdown = markdown.replace(OPTIONS_MARKER, options_markdown())
+        markdown = markdown.replace(OPTIONS_MARKER, options_table(page.file.src_uri))
     return README_SECTION.sub(lambda m: readme_section(m.group(1), page.file.src_uri), markdown)

@@ -135,3 +135,9 @@ def test_the_conformance_guide_lists_every_option_of_the_runner():
     }
     assert options - documented == set(), "missing from conformance/README.md's option table"
     assert documented - options == set(), "in conformance/README.md but not an option"
+
+
+def test_the_options_page_links_the_pages_its_texts_name():
+    table = _hooks().options_table("options.md")
+    assert "[docs/deployment.md](deployment.md)" in table  # --fd, --workers
+    assert "[spec/server.md](spec/server.md)" in table  # --proxy-headers
