@@ -47,6 +47,7 @@ README_SECTION = re.compile(r"<!-- README\.md: (\w+) -->")
 #: leads to that page on the site.
 README_ANCHORS = {
     "running-an-application": "index.md",
+    "behaviour-worth-knowing": "behaviour.md",
     "deployment": "deployment.md",
     "testing-an-application-in-process": "testing.md",
     "testing-your-framework-or-app-under-refserver": "testing.md",
