@@ -141,3 +141,13 @@ def test_the_options_page_links_the_pages_its_texts_name():
     table = _hooks().options_table("options.md")
     assert "[docs/deployment.md](deployment.md)" in table  # --fd, --workers
     assert "[spec/server.md](spec/server.md)" in table  # --proxy-headers
+
+
+def test_the_readme_names_the_system_tools_ci_installs():
+    """The README's test command needs the tools .ci/run installs; it lists the same packages."""
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
+        installed = set(re.findall(r"missing\+=\(([\w.-]+)\)", fh.read()))
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        named = re.search(r"`apt-get install ([^`]+)`", fh.read())
+    assert installed, ".ci/run installs its tools with missing+=(...)"
+    assert named is not None and set(named.group(1).split()) == installed
