@@ -18,7 +18,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="refserver",
-        description="Serve a WSGI, ASGI or RSGI application over HTTP/1.1.",
+        description="Serve a WSGI, ASGI or RSGI application over HTTP/1.1 and HTTP/2.",
         epilog="Every option can also be set as REFSERVER_<NAME> in the environment.",
     )
     parser.add_argument("app", metavar="APP", help='the application, as "module:attribute"')

@@ -9,6 +9,7 @@ shared as it is.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -88,4 +89,14 @@ def select(requested: str) -> tuple[Implementation, str | None]:
                 "--impl fast: the fast path (refserver._speedups) is not available in this "
                 f"build ({exc})"
             ) from None
-        return _pure(), f"fast path not available ({exc}), using the pure-Python reference path"
+        note = f"fast path not available ({exc}), using the pure-Python reference path"
+        return _pure(), note + _checkout_hint()
+
+
+def _checkout_hint() -> str:
+    """Why a checkout falls back: ``python -m refserver`` run inside a source checkout imports
+    the checkout, not the copy ``pip install .`` compiled into site-packages."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, "setup.py")):
+        return ""
+    return f" (imported from the source checkout {root}: pip install -e . builds it there)"

@@ -42,6 +42,18 @@ OPTIONS_MARKER = "<!-- options -->"
 #: a deployment needs first, the guide adds the rest.
 README_SECTION = re.compile(r"<!-- README\.md: (\w+) -->")
 
+#: README sections the site shows as pages of their own (through ``<!-- README.md: NAME -->``):
+#: a repository page's link to one of them (``../README.md#performance``, which works on GitHub)
+#: leads to that page on the site.
+README_ANCHORS = {
+    "running-an-application": "index.md",
+    "behaviour-worth-knowing": "behaviour.md",
+    "deployment": "deployment.md",
+    "testing-an-application-in-process": "testing.md",
+    "testing-your-framework-or-app-under-refserver": "testing.md",
+    "performance": "performance.md",
+}
+
 CLAUSE_HEADING = re.compile(r"^(#{2,6}) ([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+) — (.*?)\s*$")
 LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -63,6 +75,8 @@ def _link(match: re.Match, repo_path: str, page: str) -> str:
     path, _, fragment = target.partition("#")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(repo_path), path)).rstrip("/")
     shown = site_path(resolved)
+    if resolved == "README.md" and fragment in README_ANCHORS:
+        shown, fragment = README_ANCHORS[fragment], ""
     if shown is None:
         return text  # a source file or a folder without a page: its name stays, as text
     new = posixpath.relpath(shown, posixpath.dirname(page))
@@ -118,7 +132,14 @@ def readme_section(name: str, page: str) -> str:
     return "\n".join(lines)
 
 
+def options_table(page: str) -> str:
+    """The option table for ``page``: the paths its texts name (they are ``--help`` text too,
+    so they cannot hold links) become links to their pages."""
+    table = re.sub(r"(?<![\w/])((?:docs|spec)/[\w-]+\.md)", r"[\1](\1)", options_markdown())
+    return LINK.sub(lambda m: _link(m, "README.md", page), table)
+
+
 def on_page_markdown(markdown, page, config, files):
     if OPTIONS_MARKER in markdown:
-        markdown = markdown.replace(OPTIONS_MARKER, options_markdown())
+        markdown = markdown.replace(OPTIONS_MARKER, options_table(page.file.src_uri))
     return README_SECTION.sub(lambda m: readme_section(m.group(1), page.file.src_uri), markdown)

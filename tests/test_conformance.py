@@ -203,6 +203,54 @@ def test_connect_mode_runs_against_a_running_server(tmp_path):
     assert outcomes["asgi-lifespan-shutdown"] == "skip"
     assert outcomes["asgi-lifespan-startup-failed"] == "skip"
     assert code == 0
+    assert data["targets"] == [f"127.0.0.1:{srv.port} (--connect)"]
+
+
+def test_connect_mode_waits_for_a_server_started_in_the_background(tmp_path):
+    """`server & python -m refserver.conformance --connect PORT`, as a CI step writes it: the
+    runner's first try finds nothing serving yet, and it waits instead of skipping every case."""
+    from support import serve
+
+    from refserver.conformance.probes.asgi_probe import app
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    result = {}
+    runner = threading.Thread(
+        target=lambda: result.update(
+            zip(("code", "data"), run(tmp_path, "--interface", "asgi", "--connect", str(port),
+                                      "--case", "framing-cl-body"))
+        )
+    )
+    runner.start()
+    try:
+        # Nothing serves the port until the runner has tried it once.
+        listener.settimeout(30)
+        conn, _ = listener.accept()
+        conn.close()
+    finally:
+        listener.close()
+    with serve(app, port=port):
+        runner.join(60)
+    assert not runner.is_alive()
+    assert {c["case"]: c["outcome"] for c in result["data"]["cases"]} == {
+        "framing-cl-body": "pass"
+    }
+    assert result["code"] == 0
+
+
+def test_connect_mode_with_nothing_answering_is_an_error(tmp_path, capsys):
+    """A run that checked nothing must not pass: exit 2, naming the port."""
+    with socket.socket() as sock:  # a port with no server on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        code = main(["--interface", "rsgi", "--connect", str(port), "--startup-timeout", "1",
+                     "--case", "framing-cl-body", "--quiet"])
+    assert code == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ the runner's parts

@@ -94,3 +94,60 @@ def test_a_strict_build_fails_on_a_broken_link(tmp_path, link):
     bad = _build(tmp_path / "bad", f"\n[broken]({link})\n")
     assert bad.returncode != 0
     assert link in bad.stderr + bad.stdout
+
+
+def test_links_to_readme_sections_shown_as_pages_lead_to_those_pages():
+    """A repository page links to the README's section (which works on GitHub); the site, which
+    shows that section as a page of its own, links to the page."""
+    hooks = _hooks()
+    out = hooks.render(
+        "benchmarks/README.md",
+        "[figures](../README.md#performance) [plugin](../README.md#testing-your-framework-or-app-"
+        "under-refserver) [other](../README.md#layout)\n",
+    )
+    assert "[figures](performance.md)" in out
+    assert "[plugin](testing.md)" in out
+    assert "[other](" not in out  # a README section the site does not show: its text stays
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        headings = {
+            re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+            for line in fh
+            if line.startswith("## ")
+        }
+    for anchor, page in hooks.README_ANCHORS.items():
+        assert anchor in headings, f"README.md has no section #{anchor} any more"
+        assert os.path.exists(os.path.join(ROOT, "docs", page)), page
+
+
+def test_the_conformance_guide_lists_every_option_of_the_runner():
+    """Its option table is written by hand: an option added to the runner must be added there."""
+    from refserver.conformance.cli import build_parser
+
+    with open(os.path.join(ROOT, "conformance", "README.md"), encoding="utf-8") as fh:
+        guide = fh.read()
+    names = " ".join(line.split("|")[1] for line in guide.splitlines() if line.startswith("| `-"))
+    documented = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", names))
+    options = {
+        flag
+        for action in build_parser()._actions
+        for flag in action.option_strings
+        if flag not in ("-h", "--help")
+    }
+    assert options - documented == set(), "missing from conformance/README.md's option table"
+    assert documented - options == set(), "in conformance/README.md but not an option"
+
+
+def test_the_options_page_links_the_pages_its_texts_name():
+    table = _hooks().options_table("options.md")
+    assert "[docs/deployment.md](deployment.md)" in table  # --fd, --workers
+    assert "[spec/server.md](spec/server.md)" in table  # --proxy-headers
+
+
+def test_the_readme_names_the_system_tools_ci_installs():
+    """The README's test command needs the tools .ci/run installs; it lists the same packages."""
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
+        installed = set(re.findall(r"missing\+=\(([\w.-]+)\)", fh.read()))
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        named = re.search(r"`apt-get install ([^`]+)`", fh.read())
+    assert installed, ".ci/run installs its tools with missing+=(...)"
+    assert named is not None and set(named.group(1).split()) == installed

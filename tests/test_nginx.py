@@ -18,6 +18,8 @@ The same forged ``X-Forwarded-For`` sent straight to refserver from 127.0.0.2 mo
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -29,7 +31,7 @@ import pytest
 
 pytest.register_assert_rewrite("h2_helpers")
 from proxy_apps import APPS
-from support import free_port, serve
+from support import ROOT, free_port, serve, start_cli, wait_for_port
 
 pytestmark = pytest.mark.timeout(60)
 pytest_plugins = ("h2_helpers",)
@@ -159,3 +161,79 @@ def test_behind_nginx_the_app_sees_the_original_client_scheme_and_host(
         assert facts["client"][0] == CLIENT_ADDRESS
         assert facts["scheme"] == "http"
         assert facts["host"] == f"127.0.0.1:{srv.port}"
+
+
+# ------------------------------------------------------------------ the deployment guide's setup
+
+
+def _guide_blocks() -> tuple:
+    """The refserver command and the nginx configuration of docs/deployment.md's "Behind nginx"."""
+    with open(os.path.join(ROOT, "docs", "deployment.md"), encoding="utf-8") as file:
+        section = file.read().split("## Behind nginx", 1)[1]
+    command = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    config = re.search(r"```nginx\n(.*?)```", section, re.S).group(1)
+    return shlex.split(command.replace("\\\n", " ")), config
+
+
+def _nginx_version() -> tuple:
+    out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10).stderr
+    return tuple(int(n) for n in re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out).groups())
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)")
+def test_the_deployment_guides_nginx_setup_passes_the_client_and_scheme(impl, certs, tmp_path):
+    """The guide's command and nginx block, as written but for paths, ports and the worker
+    count: the application behind the UNIX socket sees the client's address and https. A guide
+    that forgets --proxy-headers (or the unix peer's trust) fails here."""
+    argv, block = _guide_blocks()
+    assert argv[:4] == ["python", "-m", "refserver", "app:app"], argv
+    sock = str(tmp_path / "app.sock")
+    argv = [sock if arg == "/run/app/app.sock" else "2" if arg == "4" else arg for arg in argv[4:]]
+    assert sock in argv and "--workers" in argv
+    port = free_port()
+    block = block.replace("unix:/run/app/app.sock", f"unix:{sock}")
+    block = block.replace("/etc/app/fullchain.pem", str(certs.cert_file))
+    block = block.replace("/etc/app/privkey.pem", str(certs.key_file))
+    if _nginx_version() >= (1, 25, 1):
+        block = block.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+    else:  # the form the guide gives for older nginx
+        assert 'older: "listen 443 ssl http2;"' in block
+        block = re.sub(r"http2 on;.*\n", "", block)
+        block = block.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl http2;")
+    assert "443" not in block and "/run/" not in block and "/etc/" not in block, block
+    tmp = str(tmp_path)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"daemon off;\nmaster_process off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\naccess_log off;\nclient_body_temp_path {tmp}/cb;\nproxy_temp_path {tmp}/px;\n"
+        f"fastcgi_temp_path {tmp}/fc;\nuwsgi_temp_path {tmp}/uw;\nscgi_temp_path {tmp}/sc;\n"
+        f"{block}\n}}\n"
+    )
+    server = start_cli("proxy_apps:asgi_app", "--app-dir", os.path.join(ROOT, "tests"),
+                       "--impl", impl, "--no-access-log", *argv)
+    nginx = None
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):  # polling for readiness
+            assert server.poll() is None, server.communicate()[1].decode()
+            assert time.monotonic() < deadline, "refserver did not create its socket"
+            time.sleep(0.02)
+        nginx = subprocess.Popen([NGINX, "-p", tmp, "-c", str(conf), "-e", f"{tmp}/error.log"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        wait_for_port("127.0.0.1", port, proc=nginx)
+        with client(certs) as http:
+            response = http.get(f"https://127.0.0.1:{port}/", headers={"X-Forwarded-For": FORGED})
+        assert response.status_code == 200, response.text
+        facts = response.json()
+        assert (facts["client"] or [None])[0] == CLIENT_ADDRESS, facts
+        assert facts["scheme"] == "https", facts
+    finally:
+        if nginx is not None:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+            nginx.stderr.close()
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert server.returncode == 0

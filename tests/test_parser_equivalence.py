@@ -729,6 +729,8 @@ def test_select_picks_fast_and_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "refserver._speedups", None)  # as if it were not built
     chosen, note = impl.select("auto")
     assert chosen.name == "pure" and "fast path not available" in note
+    # This suite imports refserver from the checkout, where the fix is to build it in place.
+    assert "source checkout" in note and "pip install -e ." in note
     with pytest.raises(impl.ImplementationUnavailable, match="--impl fast"):
         impl.select("fast")
 

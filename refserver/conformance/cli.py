@@ -38,7 +38,7 @@ from .report import (
     to_json,
     to_junit,
 )
-from .runner import Runner, TargetError, TargetSpec
+from .runner import HOST, Runner, TargetError, TargetSpec
 from .transport import Certificate, TLSUnavailable, Transport
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect",
         type=int,
         metavar="PORT",
-        help="use a server already running the probe on 127.0.0.1:PORT (one interface; cases "
-        "that need to start or stop the server are skipped)",
+        help="use a server already running the probe on 127.0.0.1:PORT, once it answers (one "
+        "interface; cases that need to start or stop the server are skipped)",
     )
     parser.add_argument(
         "-k",
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--startup-timeout",
         type=float,
         default=30.0,
-        help="seconds to wait for a target to answer (default 30)",
+        help="seconds to wait for a target (or the --connect port) to answer (default 30)",
     )
     parser.add_argument("--json", metavar="PATH", help="write results (and differences) as JSON")
     parser.add_argument("--junit", metavar="PATH", help="write results as JUnit XML")
@@ -208,7 +208,9 @@ def main(argv: list | None = None) -> int:
         print("no case selected", file=sys.stderr)
         return EXIT_ERROR
     try:
-        spec_a = TargetSpec(args.server, tls=args.tls and args.connect is None)
+        # A server the user started is named by its port: its command is not known here.
+        label = f"{HOST}:{args.connect} (--connect)" if args.connect is not None else None
+        spec_a = TargetSpec(args.server, label=label, tls=args.tls and args.connect is None)
         spec_b = TargetSpec(args.compare, tls=args.tls) if args.compare else None
     except ValueError as exc:
         print(str(exc), file=sys.stderr)

@@ -458,6 +458,9 @@ class H2Client:
             if not conn._fill(deadline):
                 self.closed = True
                 return None
+        if conn.buffer[:5] == b"HTTP/":  # a server that does not speak HTTP/2 answered the preface
+            status_line = bytes(conn.buffer[:60]).split(b"\r\n", 1)[0]
+            raise wire.Malformed(f"it answered in HTTP/1.x, not HTTP/2 ({status_line!r})")
         length = int.from_bytes(conn.buffer[:3], "big")
         if length > MAX_FRAME:
             raise wire.Malformed(

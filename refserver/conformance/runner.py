@@ -134,6 +134,19 @@ def _h2_refusal(port: int, timeout: float, tls) -> str | None:
     return h2client.refusal(HOST, port, timeout, tls)
 
 
+def probe_answer(port: int, transport: Transport) -> str | None:
+    """How the probe on ``port`` answers, if it does: ``"yes"``, or ``"cleartext"`` when a run
+    under ``--tls`` finds it answering in cleartext instead (its cases are then skipped rather
+    than waited on until the timeout)."""
+    if ping(port, 0.5, transport.context("http/1.1")):
+        return "yes"
+    if transport.http2 and _h2_refusal(port, 0.5, transport.context("h2")) is None:
+        return "yes"
+    if transport.tls and ping(port, 0.5):
+        return "cleartext"
+    return None
+
+
 class Capabilities:
     """What a target was found to offer; a case that needs anything else is skipped, with why."""
 
@@ -172,6 +185,32 @@ class Capabilities:
             if need in self.missing:
                 return self.missing[need]
         return None
+
+
+def _protocol_hint(transport: Transport) -> str:
+    hints = [] if transport.http2 else ["--http2 if it speaks only HTTP/2"]
+    hints += [] if transport.tls else ["--tls if it serves only TLS"]
+    return f" (add {', '.join(hints)})" if hints else ""
+
+
+def wait_connected(port: int, transport: Transport, timeout: float) -> str:
+    """The probe's answer on a port the user named with ``--connect``, once it gives one.
+
+    A server started in the background just before the runner (as a CI step does) may not
+    listen yet: without the wait every case would be skipped as "not answering HTTP/1.1" and
+    the run would pass having checked nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe_answer(port, transport)
+        if answer:
+            return answer
+        if time.monotonic() >= deadline:
+            raise TargetError(
+                f"nothing answered as the probe on {HOST}:{port} within {timeout:.0f}s: start "
+                f"the server with the probe application of the interface first"
+                f"{_protocol_hint(transport)}"
+            )
+        time.sleep(0.1)
 
 
 class RunningTarget:
@@ -226,25 +265,18 @@ class RunningTarget:
         The probe may answer over HTTP/1.1 or, with ``--http2``, over HTTP/2 only; under
         ``--tls`` an answer in cleartext also ends the wait (``cleartext_only``), so the cases
         are skipped as needing TLS instead of waiting for the timeout."""
-        transport = self.transport
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
-            if ping(self.port, 0.5, transport.context("http/1.1")):
-                return True
-            if transport.http2 and _h2_refusal(self.port, 0.5, transport.context("h2")) is None:
-                return True
-            if transport.tls and ping(self.port, 0.5):
-                self.cleartext_only = True
+            answer = probe_answer(self.port, self.transport)
+            if answer:
+                self.cleartext_only = answer == "cleartext"
                 return True
             time.sleep(0.05)
-        hints = [] if transport.http2 else ["--http2 if it speaks only HTTP/2"]
-        hints += [] if transport.tls else ["--tls if it serves only TLS"]
-        hint = f" (add {', '.join(hints)})" if hints else ""
         raise TargetError(
             f"{self.spec.label}: not answering on {HOST}:{self.port} after {timeout:.0f}s"
-            f"{hint}\n" + self.log_tail()
+            f"{_protocol_hint(self.transport)}\n" + self.log_tail()
         )
 
     def wait_exit(self, timeout: float):
@@ -745,7 +777,11 @@ class Runner:
         results = {}
         if self.connect_port is not None:
             endpoint = Endpoint(self.connect_port, self.transport)
-            self.capabilities = Capabilities.detect(self.connect_port, self.transport, main)
+            answer = wait_connected(self.connect_port, self.transport, self.startup_timeout)
+            if answer == "cleartext":
+                self.capabilities = self._cleartext_only()
+            else:
+                self.capabilities = Capabilities.detect(self.connect_port, self.transport, main)
             self._note_missing()
             for result in self._run_batch(main, endpoint):
                 results[result.case.id] = result
@@ -768,10 +804,7 @@ class Runner:
                         f"answering\n" + target.log_tail()
                     )
                 if target.cleartext_only:
-                    reason = "the target answered in cleartext, not over TLS"
-                    self.capabilities = Capabilities(
-                        {need: reason for need in ("h1", "ws", "h2", "cleartext", "tls")}
-                    )
+                    self.capabilities = self._cleartext_only()
                 else:
                     self.capabilities = Capabilities.detect(target.port, self.transport, self.cases)
                 self._note_missing()
@@ -791,6 +824,11 @@ class Runner:
                 for result in self._run_variant(app_attr, group):
                     results[result.case.id] = result
         return [results[c.id] for c in self.cases]
+
+    @staticmethod
+    def _cleartext_only() -> Capabilities:
+        reason = "the target answered in cleartext, not over TLS"
+        return Capabilities({need: reason for need in ("h1", "ws", "h2", "cleartext", "tls")})
 
     def _note_missing(self) -> None:
         for need, reason in sorted(self.capabilities.missing.items()):
