@@ -94,6 +94,10 @@ class Acceptor:
                 self._pause(exc)
                 return
             self._connect(conn)
+        if self._paused:
+            # The batch ended on a connection: look again, or an emptied backlog would wake
+            # nothing and the line that says accepting resumed would wait for the next client.
+            self._loop.call_soon(self._on_readable)
 
     def _connect(self, conn: socket.socket) -> None:
         self.accepted += 1

@@ -148,3 +148,44 @@ def test_out_of_file_descriptors_pauses_accepting_and_logs_once(impl, loop, tmp_
             sock.close()
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_resuming_is_logged_when_a_batch_ends_on_the_last_waiting_client(loop, caplog):
+    """An acceptor that was out of descriptors says it accepts again once the backlog is empty,
+    even when its last batch of accepts took exactly the clients that were waiting."""
+    import asyncio
+    import logging
+
+    from refserver.accept import Acceptor
+    from refserver.server import new_event_loop
+
+    pytest.importorskip(loop)
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+    accepted = []
+
+    class Refuse(asyncio.Protocol):
+        def connection_made(self, transport):
+            accepted.append(transport)
+            transport.close()
+
+    event_loop = new_event_loop(loop)
+    acceptor = Acceptor(event_loop, listener, Refuse, logging.getLogger("refserver.accept-test"),
+                        batch=len(clients))
+    acceptor._paused = True  # as after a failed accept: the state under test
+    try:
+        with caplog.at_level(logging.INFO, logger="refserver.accept-test"):
+            acceptor.start()
+            deadline = time.monotonic() + 5
+            while "accepting connections again" not in caplog.text:
+                assert time.monotonic() < deadline, "the resume line never came"
+                event_loop.run_until_complete(asyncio.sleep(0.01))
+        assert len(accepted) == len(clients)
+    finally:
+        acceptor.close()
+        event_loop.run_until_complete(acceptor.wait_closed())
+        event_loop.close()
+        listener.close()
+        for sock in clients:
+            sock.close()
