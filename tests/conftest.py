@@ -79,9 +79,10 @@ def server_logs():
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Under ``coverage run`` (CI), record each test's lines in the context of the path it runs
-    on ("impl=pure", "impl=fast", or "impl=none" for tests not parametrised by path), so that
-    ``coverage report --contexts=impl=pure`` gives the coverage of one path."""
+    """Under coverage (CI), record each test's lines, and those of the servers it starts as
+    processes, in the context of the path it runs on ("impl=pure", "impl=fast", or "impl=none"
+    for tests not parametrised by path or by a cell of the pytest plugin), so that ``coverage
+    report --contexts=impl=pure`` gives the coverage of one path."""
     try:
         from coverage import Coverage
     except ImportError:
@@ -89,6 +90,7 @@ def pytest_runtest_setup(item):
     cov = Coverage.current()
     if cov is not None:
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        context = f"impl={params.get('impl', 'none')}"
+        cell = params.get("refserver_cell")  # the pytest plugin's cells name their path too
+        context = f"impl={params.get('impl', getattr(cell, 'impl', 'none'))}"
         cov.switch_context(context)
         os.environ["COVERAGE_CONTEXT"] = context  # for the servers the test starts as processes
