@@ -352,3 +352,24 @@ def test_expectations_on_a_response():
     assert check_response(response, expect) == []
     found = check_response(response, {"status": 201, "headers_absent": ["x"], "observe": {"k": []}})
     assert len(found) == 3
+
+
+def test_the_differential_mode_ignores_a_send_cut_short_by_the_close():
+    """Two runs of a flood: one finished writing before the server's GOAWAY came, the other was
+    cut short; the servers did the same, so there is no difference. A different GOAWAY is one."""
+    from types import SimpleNamespace
+
+    from refserver.conformance.differential import compare
+
+    def result(transcript):
+        return SimpleNamespace(interface="asgi", case=SimpleNamespace(id="h2-cont-flood"),
+                               outcome="pass", reason="", transcript=transcript)
+
+    connect = {"kind": "h2_connect", "settings": {}}
+    goaway = {"kind": "h2_goaway", "error": "ENHANCE_YOUR_CALM", "last_stream": 0}
+    cut = {"kind": "h2_send", "delivered": False}
+    assert compare([result([connect, cut, goaway])], [result([connect, goaway])]) == []
+    other = dict(goaway, error="PROTOCOL_ERROR")
+    differences = compare([result([connect, cut, goaway])], [result([connect, other])])
+    assert [(d["field"], d["a"], d["b"]) for d in differences] == [
+        ("error", "ENHANCE_YOUR_CALM", "PROTOCOL_ERROR")]
