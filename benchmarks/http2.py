@@ -282,9 +282,7 @@ def markdown_table(cells: list) -> str:
     rows = [head, "|" + "|".join(["---"] * 12) + "|"]
     for c in cells:
         if c.status != "ok":
-            reason = c.reason.replace("|", "\\|").replace("\n", " ")[:110]
-            label = "not available" if c.status == "skipped" else c.status
-            rows.append(f"| {c.target} | {label}: {reason} |" + " |" * 10)
+            rows.append(run.unavailable_row(c, 12))
             continue
         m = c.metrics
         per_cpu = m["requests_per_cpu_s"]

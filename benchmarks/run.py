@@ -891,6 +891,13 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def unavailable_row(cell, columns: int) -> str:
+    """The table row of a target that did not run: its name, why, and empty cells to the end."""
+    reason = cell.reason.replace("|", "\\|").replace("\n", " ")[:110]
+    label = "not available" if cell.status == "skipped" else cell.status
+    return f"| {cell.target} | {label}: {reason} |" + " |" * (columns - 2)
+
+
 def markdown_table(cells: list) -> str:
     head = (
         "| target | endpoint | req/s | p99 ms | srv CPU s | srv CPU % | req per CPU-s "

@@ -329,9 +329,7 @@ def markdown_table(cells: list, all_targets: dict) -> str:
     rows = [head, "|" + "|".join(["---"] * 13) + "|"]
     for c in cells:
         if c.status != "ok":
-            reason = c.reason.replace("|", "\\|").replace("\n", " ")[:110]
-            label = "not available" if c.status == "skipped" else c.status
-            rows.append(f"| {c.target} | {label}: {reason} |" + " |" * 11)
+            rows.append(run.unavailable_row(c, 13))
             continue
         m = c.metrics
         workers = m["workers"]
