@@ -104,9 +104,12 @@ class Metrics:
         self.requests[_ROWS[http_version] * 10 + status // 100] += 1
 
     def cut(self, stream) -> None:
-        """``stream``'s exchange ended without a complete response: the client left, the
-        application failed after starting it, a write timed out. Counted once per exchange,
-        and never also in :attr:`requests`."""
+        """``stream``'s exchange ends: counted when its response is incomplete (the client
+        left, the application failed after starting it, a write timed out), once per exchange
+        (not again once the stream is marked disconnected), and never also in :attr:`requests`.
+        Both protocols call it as a stream ends, before they mark it disconnected."""
+        if stream.disconnected or stream.response_complete:
+            return
         self.cut_short[_ROWS[stream.request.http_version]] += 1
 
     def report(self, interface: str, accepted: int, open_connections: int, in_flight: int) -> dict:

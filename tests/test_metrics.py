@@ -340,6 +340,8 @@ class _Stream:
     class request:
         http_version = "1.1"
 
+    disconnected = response_complete = False  # an exchange in progress
+
     def __init__(self, status, started, sent):
         self.status, self.started, self.body_sent = status, started, sent
 

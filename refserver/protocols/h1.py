@@ -129,10 +129,9 @@ class H1Stream:
 
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
-            if not self.disconnected and not self.response_complete:
-                metrics = self._proto._metrics
-                if metrics is not None:
-                    metrics.cut(self)  # the exchange ends here, its response incomplete
+            metrics = self._proto._metrics
+            if metrics is not None:
+                metrics.cut(self)  # before ``disconnected`` is set: counted once
             self.disconnected = True
             if self._sending is not None:
                 self._sending.stop(ClientDisconnected("the client disconnected"))

@@ -147,10 +147,9 @@ class H2Stream:
 
     def _finish(self, disconnected: bool) -> None:
         if disconnected:
-            if not self.disconnected and not self.response_complete:
-                metrics = self._proto._metrics
-                if metrics is not None:
-                    metrics.cut(self)  # the exchange ends here, its response incomplete
+            metrics = self._proto._metrics
+            if metrics is not None:
+                metrics.cut(self)  # before ``disconnected`` is set: counted once
             self.disconnected = True
         self._wake_body()
         self._wake_send()
